@@ -1,0 +1,328 @@
+#include "core/ledger.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+namespace tabfit {
+namespace detail {
+
+struct ComponentRecord {
+  ComponentUsage usage;
+};
+
+struct LedgerState {
+  mutable std::mutex mu;
+  MemoryLedger::Options options;
+  std::vector<ComponentRecord> components;
+  std::map<std::string, int, std::less<>> index;
+  uint64_t total = 0;
+  uint64_t peak = 0;
+  int next_listener = 1;
+  std::vector<std::pair<int, std::shared_ptr<MemoryLedger::Listener>>> listeners;
+
+  int ComponentId(std::string_view name) {
+    auto it = index.find(name);
+    if (it != index.end()) return it->second;
+    int id = static_cast<int>(components.size());
+    components.push_back({ComponentUsage{std::string(name)}});
+    index.emplace(std::string(name), id);
+    return id;
+  }
+
+  std::vector<std::shared_ptr<MemoryLedger::Listener>> ListenersLocked() const {
+    std::vector<std::shared_ptr<MemoryLedger::Listener>> out;
+    out.reserve(listeners.size());
+    for (auto& l : listeners) out.push_back(l.second);
+    return out;
+  }
+};
+
+}  // namespace detail
+
+namespace {
+
+void Notify(const std::vector<std::shared_ptr<MemoryLedger::Listener>>& ls, const LedgerEvent& ev) {
+  for (auto& l : ls) (*l)(ev);
+}
+
+void Release(const std::shared_ptr<detail::LedgerState>& s, int component_id, size_t bytes) {
+  LedgerEvent ev;
+  std::vector<std::shared_ptr<MemoryLedger::Listener>> ls;
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    auto& u = s->components[component_id].usage;
+    u.current_bytes -= bytes;
+    u.live_buffers -= 1;
+    s->total -= bytes;
+    ev = {LedgerEvent::Kind::kFree, u.name, -static_cast<int64_t>(bytes), u.current_bytes, s->total,
+          s->options.budget_bytes};
+    ls = s->ListenersLocked();
+  }
+  Notify(ls, ev);
+}
+
+}  // namespace
+
+// ---- Buffer ----
+
+Buffer::Buffer(Buffer&& o) noexcept
+    : data_(o.data_), size_(o.size_), component_id_(o.component_id_), state_(std::move(o.state_)) {
+  o.data_ = nullptr;
+  o.size_ = 0;
+  o.component_id_ = -1;
+}
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+  if (this != &o) {
+    Reset();
+    data_ = o.data_;
+    size_ = o.size_;
+    component_id_ = o.component_id_;
+    state_ = std::move(o.state_);
+    o.data_ = nullptr;
+    o.size_ = 0;
+    o.component_id_ = -1;
+  }
+  return *this;
+}
+
+const std::string& Buffer::component() const {
+  static const std::string kNone;
+  if (!state_ || component_id_ < 0) return kNone;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->components[component_id_].usage.name;
+}
+
+void Buffer::Reset() {
+  if (data_) {
+    std::free(data_);
+    if (state_) Release(state_, component_id_, size_);
+  }
+  data_ = nullptr;
+  size_ = 0;
+  component_id_ = -1;
+  state_.reset();
+}
+
+// ---- MemoryLedger ----
+
+MemoryLedger::MemoryLedger() : MemoryLedger(Options{}) {}
+
+MemoryLedger::MemoryLedger(Options options) : state_(std::make_shared<detail::LedgerState>()) {
+  state_->options = options;
+}
+
+MemoryLedger::~MemoryLedger() = default;
+
+Result<Buffer> MemoryLedger::Allocate(std::string_view component, size_t bytes, size_t alignment) {
+  if (bytes == 0) return Buffer();
+  if (alignment < 16 || (alignment & (alignment - 1)) != 0) {
+    return InvalidArgument("alignment " + std::to_string(alignment) + " is not a power of two >= 16");
+  }
+  LedgerEvent ev;
+  std::vector<std::shared_ptr<Listener>> ls;
+  int id;
+  Status refusal;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    id = state_->ComponentId(component);
+    const auto& opt = state_->options;
+    if (opt.max_buffer_bytes && bytes > opt.max_buffer_bytes) {
+      return BufferLimit("component '" + std::string(component) + "' asked for one buffer of " +
+                         FormatBytes(bytes) + ", over the maximum buffer size " +
+                         FormatBytes(opt.max_buffer_bytes) +
+                         " (browsers cap ArrayBuffer/GPU buffer sizes); split the tensor into "
+                         "chunks (AllocateChunked) or raise --max-buffer");
+    }
+    if (opt.budget_bytes && state_->total + bytes > opt.budget_bytes) {
+      auto& u = state_->components[id].usage;
+      ev = {LedgerEvent::Kind::kRefused, u.name, static_cast<int64_t>(bytes), u.current_bytes,
+            state_->total, opt.budget_bytes};
+      ls = state_->ListenersLocked();
+      refusal = OutOfMemory(
+          "component '" + std::string(component) + "' asked for " + FormatBytes(bytes) + " but " +
+          FormatBytes(state_->total) + " of the " + FormatBytes(opt.budget_bytes) +
+          " memory budget is in use (" +
+          FormatBytes(opt.budget_bytes - std::min(opt.budget_bytes, state_->total)) +
+          " free); lower the weight precision (e.g. --bits 4), shorten the context (-c), "
+          "quantize the KV cache, enable layer eviction, or raise the budget (--budget)");
+    }
+  }
+  if (!refusal.ok()) {
+    // Listeners (e.g. the pressure handler) learn of the refusal; the caller may retry.
+    Notify(ls, ev);
+    return refusal;
+  }
+  size_t rounded = (bytes + alignment - 1) / alignment * alignment;
+  void* p = std::aligned_alloc(alignment, rounded);
+  if (!p) {
+    return OutOfMemory("the system refused " + FormatBytes(bytes) + " for component '" +
+                       std::string(component) + "'; close other programs or lower the precision");
+  }
+  Buffer b;
+  b.data_ = p;
+  b.size_ = bytes;
+  b.component_id_ = id;
+  b.state_ = state_;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    auto& u = state_->components[id].usage;
+    u.current_bytes += bytes;
+    u.peak_bytes = std::max(u.peak_bytes, u.current_bytes);
+    u.live_buffers += 1;
+    u.total_allocations += 1;
+    state_->total += bytes;
+    state_->peak = std::max(state_->peak, state_->total);
+    ev = {LedgerEvent::Kind::kAllocate, u.name, static_cast<int64_t>(bytes), u.current_bytes,
+          state_->total, state_->options.budget_bytes};
+    ls = state_->ListenersLocked();
+  }
+  Notify(ls, ev);
+  return b;
+}
+
+Result<ChunkedBuffer> MemoryLedger::AllocateChunked(std::string_view component, size_t bytes, size_t unit) {
+  if (unit == 0) return InvalidArgument("AllocateChunked: unit is 0");
+  if (bytes % unit != 0) {
+    return InvalidArgument("AllocateChunked: " + std::to_string(bytes) + " bytes is not a multiple of the unit " +
+                           std::to_string(unit));
+  }
+  uint64_t max = max_buffer_bytes();
+  ChunkedBuffer out;
+  out.unit = unit;
+  out.total_bytes = bytes;
+  size_t units = bytes / unit;
+  if (max && unit > max) {
+    return BufferLimit("component '" + std::string(component) + "': one row of " + FormatBytes(unit) +
+                       " is larger than the maximum buffer size " + FormatBytes(max) +
+                       "; raise --max-buffer");
+  }
+  out.units_per_chunk = max ? std::max<size_t>(1, std::min<size_t>(units, max / unit)) : units;
+  if (out.units_per_chunk == 0) out.units_per_chunk = 1;
+  for (size_t done = 0; done < units; done += out.units_per_chunk) {
+    size_t n = std::min(out.units_per_chunk, units - done);
+    TF_ASSIGN_OR_RETURN(Buffer b, Allocate(component, n * unit));
+    out.chunks.push_back(std::move(b));
+  }
+  return out;
+}
+
+bool MemoryLedger::Fits(uint64_t bytes) const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return !state_->options.budget_bytes || state_->total + bytes <= state_->options.budget_bytes;
+}
+
+void MemoryLedger::set_budget(uint64_t b) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->options.budget_bytes = b;
+}
+uint64_t MemoryLedger::budget() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->options.budget_bytes;
+}
+void MemoryLedger::set_max_buffer_bytes(uint64_t b) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->options.max_buffer_bytes = b;
+}
+uint64_t MemoryLedger::max_buffer_bytes() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->options.max_buffer_bytes;
+}
+uint64_t MemoryLedger::current_bytes() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->total;
+}
+uint64_t MemoryLedger::peak_bytes() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->peak;
+}
+uint64_t MemoryLedger::component_bytes(std::string_view c) const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->index.find(c);
+  return it == state_->index.end() ? 0 : state_->components[it->second].usage.current_bytes;
+}
+uint64_t MemoryLedger::bytes_with_prefix(std::string_view prefix) const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  uint64_t sum = 0;
+  for (auto& c : state_->components) {
+    if (std::string_view(c.usage.name).substr(0, prefix.size()) == prefix) sum += c.usage.current_bytes;
+  }
+  return sum;
+}
+
+LedgerSnapshot MemoryLedger::Snapshot() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  LedgerSnapshot s;
+  s.total_current = state_->total;
+  s.total_peak = state_->peak;
+  s.budget_bytes = state_->options.budget_bytes;
+  s.max_buffer_bytes = state_->options.max_buffer_bytes;
+  for (auto& c : state_->components) s.components.push_back(c.usage);
+  return s;
+}
+
+void MemoryLedger::ResetPeaks() {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->peak = state_->total;
+  for (auto& c : state_->components) c.usage.peak_bytes = c.usage.current_bytes;
+}
+
+int MemoryLedger::Subscribe(Listener l) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  int id = state_->next_listener++;
+  state_->listeners.emplace_back(id, std::make_shared<Listener>(std::move(l)));
+  return id;
+}
+
+void MemoryLedger::Unsubscribe(int id) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto& v = state_->listeners;
+  v.erase(std::remove_if(v.begin(), v.end(), [id](auto& p) { return p.first == id; }), v.end());
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024.0 && u < 4) {
+    v /= 1024.0;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0) std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+  else std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+  return buf;
+}
+
+Result<uint64_t> ParseBytes(std::string_view text) {
+  std::string s(text);
+  size_t i = 0;
+  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+  if (i == 0) return InvalidArgument("'" + s + "' is not a byte size (try 1.5GB, 800MiB or 123456)");
+  double v = std::strtod(s.substr(0, i).c_str(), nullptr);
+  std::string unit;
+  for (size_t j = i; j < s.size(); ++j) {
+    if (!std::isspace(static_cast<unsigned char>(s[j]))) unit += static_cast<char>(std::tolower(s[j]));
+  }
+  double mult;
+  if (unit.empty() || unit == "b") mult = 1;
+  else if (unit == "k" || unit == "kb") mult = 1e3;
+  else if (unit == "kib") mult = 1024.0;
+  else if (unit == "m" || unit == "mb") mult = 1e6;
+  else if (unit == "mib") mult = 1024.0 * 1024;
+  else if (unit == "g" || unit == "gb") mult = 1e9;
+  else if (unit == "gib") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "t" || unit == "tb") mult = 1e12;
+  else if (unit == "tib") mult = 1024.0 * 1024 * 1024 * 1024;
+  else return InvalidArgument("'" + s + "': unknown unit '" + unit + "' (use B, KB, MB, GB, KiB, MiB, GiB)");
+  double r = v * mult;
+  if (!(r >= 0) || r > 1.8e19) return InvalidArgument("'" + s + "' is out of range");
+  return static_cast<uint64_t>(std::llround(r));
+}
+
+}  // namespace tabfit

@@ -1,0 +1,86 @@
+#include "core/ledger.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace tabfit {
+namespace {
+
+TEST(Ledger, TracksCurrentAndPeakPerComponent) {
+  MemoryLedger ledger;
+  {
+    auto a = ledger.Allocate("embeddings", 1000);
+    ASSERT_TRUE(a.ok());
+    auto b = ledger.Allocate("layers.0", 500);
+    ASSERT_TRUE(b.ok());
+    EXPECT_EQ(ledger.current_bytes(), 1500u);
+    EXPECT_EQ(ledger.component_bytes("embeddings"), 1000u);
+    EXPECT_EQ(ledger.bytes_with_prefix("layers."), 500u);
+    std::memset(a->data(), 1, a->size());
+    b->Reset();
+    EXPECT_EQ(ledger.current_bytes(), 1000u);
+  }
+  EXPECT_EQ(ledger.current_bytes(), 0u);
+  EXPECT_EQ(ledger.peak_bytes(), 1500u);
+  auto snap = ledger.Snapshot();
+  ASSERT_EQ(snap.components.size(), 2u);
+  EXPECT_EQ(snap.components[0].name, "embeddings");
+  EXPECT_EQ(snap.components[0].peak_bytes, 1000u);
+  EXPECT_EQ(snap.components[1].current_bytes, 0u);
+}
+
+TEST(Ledger, BudgetRefusalNamesComponentAndRemedy) {
+  MemoryLedger ledger(MemoryLedger::Options{.budget_bytes = 4096, .max_buffer_bytes = 0});
+  auto a = ledger.Allocate("kv_cache", 3000);
+  ASSERT_TRUE(a.ok());
+  int refused = 0;
+  ledger.Subscribe([&](const LedgerEvent& e) {
+    if (e.kind == LedgerEvent::Kind::kRefused) ++refused;
+  });
+  auto b = ledger.Allocate("layers.7", 2000);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), StatusCode::kOutOfMemory);
+  EXPECT_NE(b.status().message().find("layers.7"), std::string::npos);
+  EXPECT_NE(b.status().message().find("budget"), std::string::npos);
+  EXPECT_NE(b.status().message().find("precision"), std::string::npos);
+  EXPECT_EQ(refused, 1);
+  EXPECT_EQ(ledger.current_bytes(), 3000u);
+}
+
+TEST(Ledger, MaxBufferSizeAndChunking) {
+  MemoryLedger ledger(MemoryLedger::Options{.budget_bytes = 0, .max_buffer_bytes = 1000});
+  auto big = ledger.Allocate("lm_head", 1001);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.status().code(), StatusCode::kBufferLimit);
+  auto chunked = ledger.AllocateChunked("lm_head", 3 * 7 * 100, 100);  // 21 rows of 100 B
+  ASSERT_TRUE(chunked.ok()) << chunked.status().ToString();
+  EXPECT_EQ(chunked->units_per_chunk, 10u);
+  EXPECT_EQ(chunked->chunks.size(), 3u);  // 10 + 10 + 1 rows
+  for (auto& c : chunked->chunks) EXPECT_LE(c.size(), 1000u);
+  EXPECT_EQ(ledger.component_bytes("lm_head"), 2100u);
+  // Row 15 lives in chunk 1 at row 5.
+  EXPECT_EQ(chunked->at(1500), chunked->chunks[1].as<uint8_t>() + 500);
+}
+
+TEST(Ledger, ListenersSeeAllocationsAndFrees) {
+  MemoryLedger ledger;
+  std::vector<int64_t> deltas;
+  int id = ledger.Subscribe([&](const LedgerEvent& e) { deltas.push_back(e.delta_bytes); });
+  { auto a = ledger.Allocate("scratch", 64); }
+  ledger.Unsubscribe(id);
+  { auto a = ledger.Allocate("scratch", 64); }
+  EXPECT_EQ(deltas, (std::vector<int64_t>{64, -64}));
+}
+
+TEST(ParseBytes, Units) {
+  EXPECT_EQ(*ParseBytes("1.5GB"), 1500000000u);
+  EXPECT_EQ(*ParseBytes("2GiB"), 2147483648u);
+  EXPECT_EQ(*ParseBytes("800 MiB"), 838860800u);
+  EXPECT_EQ(*ParseBytes("123"), 123u);
+  EXPECT_FALSE(ParseBytes("lots").ok());
+  EXPECT_FALSE(ParseBytes("5 parsecs").ok());
+}
+
+}  // namespace
+}  // namespace tabfit
