@@ -1,0 +1,72 @@
+// tabfit quant: the one list of kernels (per format and per instruction set).
+// kernels.cpp dispatches from it, quant_test checks every entry against the
+// scalar oracle, bench/bench_kernels.cpp times every entry.
+//
+// Thread-safety: every function here is pure and reentrant.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "quant/types.h"
+
+namespace tabfit {
+
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kWasmSimd = 2, kNeon = 3 };
+constexpr int kIsaCount = 4;
+const char* IsaName(Isa isa);
+// True when the instructions run on this CPU (kScalar always; kAvx2 needs AVX2+FMA+F16C).
+bool IsaAvailable(Isa isa);
+// The best available ISA (what the public API dispatches to).
+Isa BestIsa();
+
+// How activations are packed for a weight type's dot product (see formats.h).
+enum class PackType : int { kF32 = 0, kQ8_0A = 1, kQ8_KA = 2 };
+constexpr int kPackTypeCount = 3;
+
+using MatMulFn = void (*)(const void* w, size_t row_bytes, int64_t r0, int64_t r1, int64_t cols,
+                          const void* xpacked, int64_t n_tokens, float* y, int64_t ldy);
+using PackFn = void (*)(const float* x, int64_t n_tokens, int64_t cols, void* out);
+using ToFloatFn = void (*)(const void* src, float* dst, int64_t n);
+using FromFloatFn = void (*)(const float* src, void* dst, int64_t n, const float* importance);
+
+struct FormatTraits {
+  TensorType type;
+  const char* name;
+  int64_t block_elems;
+  int64_t block_bytes;
+  double bits_per_weight;  // including scales/mins
+  ToFloatFn to_float;      // nullptr: no dequantization
+  FromFloatFn from_float;  // nullptr: cannot be written
+  PackType pack;
+  MatMulFn matmul[kIsaCount];  // nullptr where no kernel for that ISA (or none at all)
+};
+
+// Every format with at least dequantization. Indexed by nothing in particular:
+// use FindFormat().
+std::span<const FormatTraits> Formats();
+const FormatTraits* FindFormat(TensorType t);
+
+struct PackTraits {
+  PackType type;
+  const char* name;
+  int64_t block_elems;  // cols must be a multiple
+  int64_t block_bytes;
+  PackFn pack[kIsaCount];
+};
+const PackTraits& PackTraitsFor(PackType p);
+
+// Vector ops (vec.h) per ISA.
+struct VecKernels {
+  Isa isa;
+  float (*dot_f32)(const float* a, const float* b, int64_t n);
+  float (*dot_f16_f32)(const uint16_t* a, const float* b, int64_t n);
+  void (*axpy_f32)(float a, const float* x, float* y, int64_t n);
+  void (*axpy_f16)(float a, const uint16_t* x, float* y, int64_t n);
+  void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n);
+  void (*f16_to_f32)(const uint16_t* x, float* y, int64_t n);
+};
+std::span<const VecKernels> AllVecKernels();  // only the ISAs compiled in
+
+}  // namespace tabfit

@@ -1,0 +1,211 @@
+// Kernel list (one constexpr table per concern) and run-time dispatch.
+#include "quant/kernels.h"
+
+#include "quant/formats.h"
+#include "quant/kernel_list.h"
+#include "quant/kernels_impl.h"
+#include "quant/vec.h"
+
+namespace tabfit {
+
+namespace {
+using namespace qk;
+
+#if defined(TABFIT_HAVE_AVX2_KERNELS)
+#define AVX2(f) f
+#else
+#define AVX2(f) nullptr
+#endif
+#if defined(TABFIT_HAVE_WASM_KERNELS)
+#define WASM(f) f
+#else
+#define WASM(f) nullptr
+#endif
+#if defined(TABFIT_HAVE_NEON_KERNELS)
+#define NEON(f) f
+#else
+#define NEON(f) nullptr
+#endif
+
+// matmul[] order: kScalar, kAvx2, kWasmSimd, kNeon.
+constexpr FormatTraits kFormats[] = {
+    {TensorType::kF32, "F32", 1, 4, 32.0, ToFloatF32, FromFloatF32, PackType::kF32,
+     {MatMulF32Scalar, AVX2(MatMulF32Avx2), WASM(MatMulF32Wasm), NEON(MatMulF32Neon)}},
+    {TensorType::kF16, "F16", 1, 2, 16.0, ToFloatF16, FromFloatF16, PackType::kF32,
+     {MatMulF16Scalar, AVX2(MatMulF16Avx2), WASM(MatMulF16Wasm), nullptr}},
+    {TensorType::kBF16, "BF16", 1, 2, 16.0, ToFloatBF16, FromFloatBF16, PackType::kF32,
+     {MatMulBF16Scalar, AVX2(MatMulBF16Avx2), nullptr, nullptr}},
+    {TensorType::kQ8_0, "Q8_0", 32, 34, 8.5, ToFloatQ8_0, FromFloatQ8_0, PackType::kQ8_0A,
+     {MatMulQ8_0Scalar, AVX2(MatMulQ8_0Avx2), WASM(MatMulQ8_0Wasm), NEON(MatMulQ8_0Neon)}},
+    {TensorType::kQ4_0, "Q4_0", 32, 18, 4.5, ToFloatQ4_0, FromFloatQ4_0, PackType::kQ8_0A,
+     {MatMulQ4_0Scalar, AVX2(MatMulQ4_0Avx2), WASM(MatMulQ4_0Wasm), NEON(MatMulQ4_0Neon)}},
+    // @@TF_ROWS@@
+    // Read-only GGML formats: dequantization only (no mat-mul kernels).
+    {TensorType::kQ4_1, "Q4_1", 32, 20, 5.0, ToFloatQ4_1, nullptr, PackType::kF32, {}},
+    {TensorType::kQ5_0, "Q5_0", 32, 22, 5.5, ToFloatQ5_0, nullptr, PackType::kF32, {}},
+    {TensorType::kQ5_1, "Q5_1", 32, 24, 6.0, ToFloatQ5_1, nullptr, PackType::kF32, {}},
+    {TensorType::kQ4_K, "Q4_K", 256, 144, 4.5, ToFloatQ4_K, nullptr, PackType::kF32, {}},
+    {TensorType::kQ6_K, "Q6_K", 256, 210, 6.5625, ToFloatQ6_K, nullptr, PackType::kF32, {}},
+};
+
+constexpr PackTraits kPacks[] = {
+    {PackType::kF32, "f32", 1, 4, {PackF32Scalar, nullptr, nullptr, nullptr}},
+    {PackType::kQ8_0A, "q8_0a", 32, 36, {PackQ8_0AScalar, AVX2(PackQ8_0AAvx2), nullptr, nullptr}},
+    {PackType::kQ8_KA, "q8_ka", 256, 276, {PackQ8_KAScalar, AVX2(PackQ8_KAAvx2), nullptr, nullptr}},
+};
+
+constexpr VecKernels kVec[] = {
+    {Isa::kScalar, DotF32Scalar, DotF16F32Scalar, AxpyF32Scalar, AxpyF16Scalar, F32ToF16Scalar, F16ToF32Scalar},
+#if defined(TABFIT_HAVE_AVX2_KERNELS)
+    {Isa::kAvx2, DotF32Avx2, DotF16F32Avx2, AxpyF32Avx2, AxpyF16Avx2, F32ToF16Avx2, F16ToF32Avx2},
+#endif
+#if defined(TABFIT_HAVE_WASM_KERNELS)
+    {Isa::kWasmSimd, DotF32Wasm, DotF16F32Wasm, AxpyF32Wasm, AxpyF16Wasm, F32ToF16Scalar, F16ToF32Scalar},
+#endif
+#if defined(TABFIT_HAVE_NEON_KERNELS)
+    {Isa::kNeon, DotF32Neon, DotF16F32Scalar, AxpyF32Neon, AxpyF16Scalar, F32ToF16Scalar, F16ToF32Scalar},
+#endif
+};
+
+template <typename Fn>
+Fn Best(const Fn (&fns)[kIsaCount]) {
+  const int best = static_cast<int>(BestIsa());
+  if (fns[best]) return fns[best];
+  return fns[0];
+}
+
+// Resolved once (thread-safe static init), then a table lookup per call.
+struct Dispatch {
+  const VecKernels* vec = &kVec[0];
+  Dispatch() {
+    for (const auto& v : kVec) {
+      if (v.isa == BestIsa()) vec = &v;
+    }
+  }
+};
+const Dispatch& D() {
+  static const Dispatch d;
+  return d;
+}
+
+}  // namespace
+
+const char* IsaName(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return "scalar";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kWasmSimd: return "wasm_simd128";
+    case Isa::kNeon: return "neon";
+  }
+  return "?";
+}
+
+bool IsaAvailable(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return true;
+    case Isa::kAvx2:
+#if defined(TABFIT_HAVE_AVX2_KERNELS) && (defined(__GNUC__) || defined(__clang__))
+    {
+      static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                             __builtin_cpu_supports("f16c");
+      return ok;
+    }
+#else
+      return false;
+#endif
+    case Isa::kWasmSimd:
+#if defined(TABFIT_HAVE_WASM_KERNELS)
+      return true;
+#else
+      return false;
+#endif
+    case Isa::kNeon:
+#if defined(TABFIT_HAVE_NEON_KERNELS)
+      return true;
+#else
+      return false;
+#endif
+  }
+  return false;
+}
+
+Isa BestIsa() {
+  static const Isa best = [] {
+    for (Isa isa : {Isa::kAvx2, Isa::kWasmSimd, Isa::kNeon}) {
+      if (IsaAvailable(isa)) return isa;
+    }
+    return Isa::kScalar;
+  }();
+  return best;
+}
+
+std::span<const FormatTraits> Formats() { return kFormats; }
+
+const FormatTraits* FindFormat(TensorType t) {
+  for (const auto& f : kFormats) {
+    if (f.type == t) return &f;
+  }
+  return nullptr;
+}
+
+const PackTraits& PackTraitsFor(PackType p) { return kPacks[static_cast<int>(p)]; }
+
+std::span<const VecKernels> AllVecKernels() { return kVec; }
+
+size_t PackedActivationRowBytes(TensorType wtype, int64_t cols) {
+  const FormatTraits* f = FindFormat(wtype);
+  if (!f || !f->matmul[0] || cols <= 0) return 0;
+  const PackTraits& p = PackTraitsFor(f->pack);
+  if (cols % f->block_elems != 0 || cols % p.block_elems != 0) return 0;
+  return static_cast<size_t>(cols / p.block_elems * p.block_bytes);
+}
+
+void PackActivations(TensorType wtype, const float* x, int64_t n_tokens, int64_t cols, void* out) {
+  if (PackedActivationRowBytes(wtype, cols) == 0 || n_tokens <= 0) return;
+  Best(PackTraitsFor(FindFormat(wtype)->pack).pack)(x, n_tokens, cols, out);
+}
+
+void MatMulRows(TensorType wtype, const void* w, size_t row_bytes, int64_t r0, int64_t r1, int64_t cols,
+                const void* xpacked, int64_t n_tokens, float* y, int64_t ldy) {
+  const FormatTraits* f = FindFormat(wtype);
+  if (!f || !f->matmul[0] || r1 <= r0 || n_tokens <= 0 || cols % f->block_elems != 0) return;
+  Best(f->matmul)(w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
+}
+
+void DequantizeRow(TensorType t, const void* src, float* dst, int64_t n) {
+  const FormatTraits* f = FindFormat(t);
+  if (!f || !f->to_float || n % f->block_elems != 0) return;
+  f->to_float(src, dst, n);
+}
+
+void QuantizeRow(TensorType t, const float* src, void* dst, int64_t n, const float* importance) {
+  const FormatTraits* f = FindFormat(t);
+  if (!f || !f->from_float || n % f->block_elems != 0) return;
+  f->from_float(src, dst, n, importance);
+}
+
+bool IsSupported(TensorType t) {
+  const FormatTraits* f = FindFormat(t);
+  return f && f->matmul[0];
+}
+bool CanDequantize(TensorType t) {
+  const FormatTraits* f = FindFormat(t);
+  return f && f->to_float;
+}
+bool CanQuantize(TensorType t) {
+  const FormatTraits* f = FindFormat(t);
+  return f && f->from_float;
+}
+double BitsPerWeight(TensorType t) {
+  const FormatTraits* f = FindFormat(t);
+  return f ? f->bits_per_weight : 0.0;
+}
+
+float DotF32(const float* a, const float* b, int64_t n) { return D().vec->dot_f32(a, b, n); }
+float DotF16F32(const uint16_t* a, const float* b, int64_t n) { return D().vec->dot_f16_f32(a, b, n); }
+void AxpyF32(float a, const float* x, float* y, int64_t n) { D().vec->axpy_f32(a, x, y, n); }
+void AxpyF16(float a, const uint16_t* x, float* y, int64_t n) { D().vec->axpy_f16(a, x, y, n); }
+void ConvertF32ToF16(const float* x, uint16_t* y, int64_t n) { D().vec->f32_to_f16(x, y, n); }
+void ConvertF16ToF32(const uint16_t* x, float* y, int64_t n) { D().vec->f16_to_f32(x, y, n); }
+
+}  // namespace tabfit

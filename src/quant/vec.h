@@ -1,0 +1,17 @@
+// tabfit quant: f32/f16 vector helpers for attention, norms, the KV cache.
+// SIMD-dispatched like kernels.h (AVX2+FMA+F16C / WASM SIMD128 / NEON / scalar).
+// Thread-safety: pure, reentrant, no allocation. f16 values are IEEE binary16 bits.
+#pragma once
+
+#include <cstdint>
+
+namespace tabfit {
+
+float DotF32(const float* a, const float* b, int64_t n);
+float DotF16F32(const uint16_t* a_f16, const float* b, int64_t n);  // KV cache keys in f16
+void AxpyF32(float a, const float* x, float* y, int64_t n);         // y += a*x
+void AxpyF16(float a, const uint16_t* x_f16, float* y, int64_t n);  // y += a*x, x in f16
+void ConvertF32ToF16(const float* x, uint16_t* y, int64_t n);       // round to nearest even
+void ConvertF16ToF32(const uint16_t* x, float* y, int64_t n);
+
+}  // namespace tabfit
