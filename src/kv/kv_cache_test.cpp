@@ -1,0 +1,108 @@
+#include "kv/plain_kv_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+namespace tabfit {
+namespace {
+
+// Naive attention over explicit K/V rows for one kv head.
+std::vector<float> Naive(const std::vector<std::vector<float>>& K, const std::vector<std::vector<float>>& V,
+                         const float* q, int kvh, int hd, float scale) {
+  std::vector<float> s(K.size());
+  float mx = -1e30f;
+  for (size_t i = 0; i < K.size(); ++i) {
+    double d = 0;
+    for (int j = 0; j < hd; ++j) d += K[i][kvh * hd + j] * q[j];
+    s[i] = static_cast<float>(d) * scale;
+    mx = std::max(mx, s[i]);
+  }
+  double sum = 0;
+  for (auto& x : s) sum += (x = std::exp(x - mx));
+  std::vector<float> out(hd, 0.f);
+  for (size_t i = 0; i < K.size(); ++i) {
+    for (int j = 0; j < hd; ++j) out[j] += static_cast<float>(s[i] / sum) * V[i][kvh * hd + j];
+  }
+  return out;
+}
+
+class PlainKv : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PlainKv, AttendMatchesNaiveAndRetainCompacts) {
+  MemoryLedger ledger;
+  KvCacheConfig c{.n_layers = 2, .n_kv_heads = 2, .head_dim = 16, .capacity = 32, .type = GetParam()};
+  auto kv = CreatePlainKvCache(c, ledger);
+  ASSERT_TRUE(kv.ok()) << kv.status().ToString();
+  const size_t elem = GetParam() == "f16" ? 2 : 4;
+  EXPECT_EQ(ledger.component_bytes("kv_cache"), 2u * 2 * 32 * 32 * elem);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  std::vector<std::vector<float>> K, V;
+  for (int step = 0; step < 3; ++step) {
+    int n = step + 2;
+    std::vector<float> k(n * 32), v(n * 32);
+    for (auto& x : k) x = nd(rng);
+    for (auto& x : v) x = nd(rng);
+    std::vector<int32_t> pos(n);
+    for (int t = 0; t < n; ++t) pos[t] = (*kv)->size() + t;
+    for (int l = 0; l < 2; ++l) ASSERT_TRUE((*kv)->Write(l, n, pos.data(), k.data(), v.data()).ok());
+    ASSERT_TRUE((*kv)->Commit(n, pos.data()).ok());
+    for (int t = 0; t < n; ++t) {
+      K.emplace_back(k.begin() + t * 32, k.begin() + (t + 1) * 32);
+      V.emplace_back(v.begin() + t * 32, v.begin() + (t + 1) * 32);
+    }
+  }
+  ASSERT_EQ((*kv)->size(), 9);
+  std::vector<float> q(16);
+  for (auto& x : q) x = nd(rng);
+  const float tol = GetParam() == "f16" ? 5e-3f : 1e-5f;
+  std::vector<float> scores(32), out(16);
+  for (int kvh = 0; kvh < 2; ++kvh) {
+    (*kv)->Attend(1, kvh, q.data(), 0.25f, 9, scores.data(), out.data());
+    auto want = Naive(K, V, q.data(), kvh, 16, 0.25f);
+    for (int j = 0; j < 16; ++j) EXPECT_NEAR(out[j], want[j], tol) << kvh << " " << j;
+    double psum = 0;
+    for (int s = 0; s < 9; ++s) psum += scores[s];
+    EXPECT_NEAR(psum, 1.0, 1e-5);
+  }
+  // Drop slots 1, 4, 5: attention equals naive attention over the survivors, positions kept.
+  std::vector<bool> keep(9, true);
+  keep[1] = keep[4] = keep[5] = false;
+  ASSERT_TRUE((*kv)->Retain(keep).ok());
+  ASSERT_EQ((*kv)->size(), 6);
+  EXPECT_EQ((*kv)->position(1), 2);
+  EXPECT_EQ((*kv)->position(3), 6);
+  std::vector<std::vector<float>> K2, V2;
+  for (int s = 0; s < 9; ++s) {
+    if (keep[s]) {
+      K2.push_back(K[s]);
+      V2.push_back(V[s]);
+    }
+  }
+  (*kv)->Attend(1, 0, q.data(), 0.25f, 6, scores.data(), out.data());
+  auto want = Naive(K2, V2, q.data(), 0, 16, 0.25f);
+  for (int j = 0; j < 16; ++j) EXPECT_NEAR(out[j], want[j], tol);
+  EXPECT_FALSE((*kv)->Retain(std::vector<bool>(3, true)).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, PlainKv, ::testing::Values("f32", "f16"));
+
+TEST(PlainKv, FullCacheAndBadConfigAreErrors) {
+  MemoryLedger ledger;
+  KvCacheConfig c{.n_layers = 1, .n_kv_heads = 1, .head_dim = 4, .capacity = 2, .type = "f16"};
+  auto kv = CreatePlainKvCache(c, ledger);
+  ASSERT_TRUE(kv.ok());
+  std::vector<float> k(12), v(12);
+  std::vector<int32_t> pos = {0, 1, 2};
+  EXPECT_EQ((*kv)->Write(0, 3, pos.data(), k.data(), v.data()).code(), StatusCode::kOutOfRange);
+  c.type = "q3";
+  EXPECT_FALSE(CreatePlainKvCache(c, ledger).ok());
+  c.type = "f16";
+  c.capacity = 0;
+  EXPECT_FALSE(CreatePlainKvCache(c, ledger).ok());
+}
+
+}  // namespace
+}  // namespace tabfit

@@ -1,0 +1,73 @@
+// tabfit model: the KV cache interface (implemented by the kv module, a layer above).
+//
+// The forward pass talks to the cache only through this interface, so the
+// plain f16/f32 cache here and the quantized / pruning caches (low-bit old
+// tokens, 8-bit recent window, attention-score pruning) are interchangeable.
+//
+// Model: one sequence; `n_layers` layers, each holding up to `capacity` cells.
+// A cell stores one token's key and value for all KV heads:
+//   key/value rows are [n_kv_heads * head_dim] floats (RoPE already applied to K).
+// Cells are addressed by slot index 0..size()-1 in insertion order; each slot
+// remembers its original position (RoPE position) so pruning may remove slots
+// from the middle without re-rotating keys.
+//
+// Ownership: the cache allocates all its storage through the MemoryLedger it
+// was given, under the component "kv_cache" (or "kv_cache.<detail>").
+// Thread-safety: Append/Remove/Clear from one thread; Attend may be called
+// concurrently for different (layer, head) pairs during one forward step.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/ledger.h"
+#include "core/status.h"
+
+namespace tabfit {
+
+struct KvCacheConfig {
+  int n_layers = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int capacity = 0;  // maximum cells (context length)
+  std::string type = "f16";  // "f32", "f16" (plain); quantized types come from the kv module
+};
+
+class KvCache {
+ public:
+  virtual ~KvCache() = default;
+
+  virtual const KvCacheConfig& config() const = 0;
+  // Number of cells in use (the same for every layer after a full step).
+  virtual int size() const = 0;
+  // Original token position of slot i.
+  virtual int position(int slot) const = 0;
+
+  // Stores `n` new tokens for `layer` at positions pos[0..n): k and v are
+  // [n][n_kv_heads * head_dim]. Must be called for every layer with the same
+  // positions; the cell count advances after the last layer (Commit).
+  virtual Status Write(int layer, int n, const int32_t* pos, const float* k, const float* v) = 0;
+  // Makes the n tokens written by Write visible (size() += n).
+  virtual Status Commit(int n, const int32_t* pos) = 0;
+
+  // Attention for one query head over slots [0, n_visible):
+  //   out[head_dim] = sum_s softmax_s(scale * q·K_s) V_s
+  // where K/V are those of kv head `kv_head` in `layer`. `scores` is caller
+  // scratch of at least n_visible floats; on return it holds the softmax
+  // probabilities (the pruning caches read them). n_visible lets prefill apply
+  // the causal mask (query at row t sees size()+t+1 slots during a batch).
+  virtual void Attend(int layer, int kv_head, const float* q, float scale, int n_visible, float* scores,
+                      float* out) const = 0;
+
+  // Drops everything (keeps the storage).
+  virtual void Clear() = 0;
+  // Keeps only the slots for which keep[slot] is true, compacting in order.
+  virtual Status Retain(const std::vector<bool>& keep) = 0;
+
+  // Bytes held (as charged to the ledger).
+  virtual uint64_t bytes() const = 0;
+};
+
+}  // namespace tabfit

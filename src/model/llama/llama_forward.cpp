@@ -1,0 +1,213 @@
+// The llama-family forward pass: RMSNorm, RoPE, grouped-query attention over a
+// KvCache, SwiGLU, output head. Batched (prefill) and single-token (decode).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/thread_pool.h"
+#include "model/llama/kv_cache.h"
+#include "model/llama/llama_model.h"
+#include "quant/kernels.h"
+#include "quant/vec.h"
+
+namespace tabfit {
+
+namespace {
+
+// out = x / rms(x) * w, accumulated in double as ggml does.
+void RmsNorm(const float* x, const float* w, float* out, int n, float eps) {
+  double sum = 0;
+  for (int i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
+  for (int i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+}  // namespace
+
+Result<ForwardScratch> LlamaModel::CreateScratch(MemoryLedger& ledger, int max_tokens, int n_ctx, int threads,
+                                                 bool all_logits) const {
+  const LlamaHParams& hp = hp_;
+  ForwardScratch s;
+  s.max_tokens = std::max(1, max_tokens);
+  s.n_ctx = n_ctx;
+  s.threads = std::max(1, threads);
+  s.all_logits = all_logits;
+  const size_t T = s.max_tokens;
+  auto alloc = [&](Buffer* b, size_t floats) -> Status {
+    TF_ASSIGN_OR_RETURN(*b, ledger.Allocate("activations", floats * sizeof(float)));
+    return Status::Ok();
+  };
+  TF_RETURN_IF_ERROR(alloc(&s.x, T * hp.n_embd));
+  TF_RETURN_IF_ERROR(alloc(&s.xb, T * std::max(hp.n_embd, hp.q_dim())));
+  TF_RETURN_IF_ERROR(alloc(&s.q, T * hp.q_dim()));
+  TF_RETURN_IF_ERROR(alloc(&s.k, T * hp.kv_dim()));
+  TF_RETURN_IF_ERROR(alloc(&s.v, T * hp.kv_dim()));
+  TF_RETURN_IF_ERROR(alloc(&s.att, T * hp.q_dim()));
+  TF_RETURN_IF_ERROR(alloc(&s.hb, T * hp.n_ff));
+  TF_RETURN_IF_ERROR(alloc(&s.hb2, T * hp.n_ff));
+  // Packed activations: the widest input over every weight type in use.
+  size_t packed = 0;
+  auto consider = [&](const WeightMatrix& w) {
+    packed = std::max(packed, T * PackedActivationRowBytes(w.type, w.cols));
+  };
+  consider(tok_embd_);
+  consider(lm_head());
+  for (const auto& l : layers_) {
+    for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) consider(*m);
+  }
+  TF_ASSIGN_OR_RETURN(s.packed, ledger.Allocate("activations", packed));
+  TF_RETURN_IF_ERROR(alloc(&s.scores, static_cast<size_t>(s.threads) * n_ctx));
+  TF_ASSIGN_OR_RETURN(s.logits, ledger.Allocate("logits", (all_logits ? T : 1) * hp.n_vocab * sizeof(float)));
+  TF_ASSIGN_OR_RETURN(s.positions, ledger.Allocate("activations", T * sizeof(int32_t)));
+  return s;
+}
+
+void LlamaModel::MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y,
+                        ForwardScratch& s) const {
+  const size_t prb = PackedActivationRowBytes(w.type, w.cols);
+  uint8_t* packed = s.packed.as<uint8_t>();
+  if (n == 1) {
+    PackActivations(w.type, x, 1, w.cols, packed);
+  } else {
+    pool.ParallelFor(n, [&](size_t b, size_t e, int) {
+      PackActivations(w.type, x + b * w.cols, static_cast<int64_t>(e - b), w.cols, packed + b * prb);
+    });
+  }
+  const int64_t per = static_cast<int64_t>(w.data.units_per_chunk);
+  // Rows are split among threads in multiples of 16 so register tiles stay whole.
+  pool.ParallelFor(
+      w.rows,
+      [&](size_t b, size_t e, int) {
+        int64_t r = static_cast<int64_t>(b);
+        const int64_t end = static_cast<int64_t>(e);
+        while (r < end) {
+          const int64_t c = r / per;
+          const int64_t chunk_end = std::min(end, (c + 1) * per);
+          MatMulRows(w.type, w.data.chunks[c].data(), w.row_bytes, r - c * per, chunk_end - c * per, w.cols, packed, n,
+                     y + c * per, w.rows);
+          r = chunk_end;
+        }
+      },
+      16);
+}
+
+void LlamaModel::ApplyRope(float* x, int n_heads, int pos) const {
+  const LlamaHParams& hp = hp_;
+  const int half = hp.n_rot / 2;
+  float cs[512], sn[512];  // n_rot <= head_dim <= 1024 checked at load; 512 pairs cover it
+  float theta = static_cast<float>(pos);
+  for (int i = 0; i < half && i < 512; ++i) {
+    const float t = theta * hp.rope_freq_scale;
+    cs[i] = std::cos(t);
+    sn[i] = std::sin(t);
+    theta *= rope_theta_scale_;
+  }
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = x + h * hp.head_dim;
+    if (hp.rope == RopeOrdering::kNormal) {
+      for (int i = 0; i < half; ++i) {
+        const float x0 = v[2 * i], x1 = v[2 * i + 1];
+        v[2 * i] = x0 * cs[i] - x1 * sn[i];
+        v[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+      }
+    } else {
+      for (int i = 0; i < half; ++i) {
+        const float x0 = v[i], x1 = v[i + half];
+        v[i] = x0 * cs[i] - x1 * sn[i];
+        v[i + half] = x0 * sn[i] + x1 * cs[i];
+      }
+    }
+  }
+}
+
+Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool& pool, ForwardScratch& s) const {
+  const LlamaHParams& hp = hp_;
+  if (n <= 0) return InvalidArgument("Forward: no tokens");
+  if (n > s.max_tokens) {
+    return InvalidArgument("Forward: batch of " + std::to_string(n) + " tokens exceeds the scratch size " +
+                           std::to_string(s.max_tokens));
+  }
+  const int n_past = kv.size();
+  if (n_past + n > s.n_ctx || n_past + n > kv.config().capacity) {
+    return OutOfRange("the context is full: " + std::to_string(n_past) + " tokens used + " + std::to_string(n) +
+                      " new > context size " + std::to_string(std::min(s.n_ctx, kv.config().capacity)) +
+                      "; shorten the prompt or raise the context size (-c)");
+  }
+  if (pool.num_threads() > s.threads) return InvalidArgument("Forward: thread pool larger than scratch");
+  for (int t = 0; t < n; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= hp.n_vocab) {
+      return InvalidArgument("token id " + std::to_string(tokens[t]) + " is outside the vocabulary [0, " +
+                             std::to_string(hp.n_vocab) + ")");
+    }
+  }
+  const int D = hp.n_embd, QD = hp.q_dim(), KVD = hp.kv_dim(), FF = hp.n_ff, HD = hp.head_dim;
+  float* x = s.x.as<float>();
+  float* xb = s.xb.as<float>();
+  float* q = s.q.as<float>();
+  float* k = s.k.as<float>();
+  float* v = s.v.as<float>();
+  float* att = s.att.as<float>();
+  float* hb = s.hb.as<float>();
+  float* hb2 = s.hb2.as<float>();
+  int32_t* pos = s.positions.as<int32_t>();
+  for (int t = 0; t < n; ++t) pos[t] = n_past + t;
+
+  for (int t = 0; t < n; ++t) DequantizeRow(tok_embd_.type, tok_embd_.row(tokens[t]), x + t * D, D);
+
+  const float attn_scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  for (int il = 0; il < hp.n_layer; ++il) {
+    const LayerWeights& L = layers_[il];
+    // Attention block.
+    for (int t = 0; t < n; ++t) RmsNorm(x + t * D, L.attn_norm.as<float>(), xb + t * D, D, hp.rms_eps);
+    MatMul(pool, L.wq, xb, n, q, s);
+    MatMul(pool, L.wk, xb, n, k, s);
+    MatMul(pool, L.wv, xb, n, v, s);
+    if (hp.qkv_bias) {
+      for (int t = 0; t < n; ++t) {
+        for (int i = 0; i < QD; ++i) q[t * QD + i] += L.bq.as<float>()[i];
+        for (int i = 0; i < KVD; ++i) {
+          k[t * KVD + i] += L.bk.as<float>()[i];
+          v[t * KVD + i] += L.bv.as<float>()[i];
+        }
+      }
+    }
+    for (int t = 0; t < n; ++t) {
+      ApplyRope(q + t * QD, hp.n_head, pos[t]);
+      ApplyRope(k + t * KVD, hp.n_head_kv, pos[t]);
+    }
+    TF_RETURN_IF_ERROR(kv.Write(il, n, pos, k, v));
+    const int gqa = hp.n_gqa();
+    pool.ParallelFor(static_cast<size_t>(n) * hp.n_head, [&](size_t b, size_t e, int ti) {
+      float* scores = s.scores.as<float>() + static_cast<size_t>(ti) * s.n_ctx;
+      for (size_t i = b; i < e; ++i) {
+        const int t = static_cast<int>(i / hp.n_head), h = static_cast<int>(i % hp.n_head);
+        kv.Attend(il, h / gqa, q + t * QD + h * HD, attn_scale, n_past + t + 1, scores, att + t * QD + h * HD);
+      }
+    });
+    MatMul(pool, L.wo, att, n, xb, s);
+    for (int i = 0; i < n * D; ++i) x[i] += xb[i];
+
+    // Feed-forward block (SwiGLU).
+    for (int t = 0; t < n; ++t) RmsNorm(x + t * D, L.ffn_norm.as<float>(), xb + t * D, D, hp.rms_eps);
+    MatMul(pool, L.w_gate, xb, n, hb, s);
+    MatMul(pool, L.w_up, xb, n, hb2, s);
+    for (int i = 0; i < n * FF; ++i) {
+      const float g = hb[i];
+      hb[i] = g / (1.0f + std::exp(-g)) * hb2[i];
+    }
+    MatMul(pool, L.w_down, hb, n, xb, s);
+    for (int i = 0; i < n * D; ++i) x[i] += xb[i];
+  }
+  TF_RETURN_IF_ERROR(kv.Commit(n, pos));
+
+  // Output head: every token (perplexity) or just the last.
+  const int first = s.all_logits ? 0 : n - 1;
+  const int n_out = n - first;
+  for (int t = 0; t < n_out; ++t) {
+    RmsNorm(x + (first + t) * D, output_norm_.as<float>(), xb + t * D, D, hp.rms_eps);
+  }
+  MatMul(pool, lm_head(), xb, n_out, s.logits.as<float>(), s);
+  return Status::Ok();
+}
+
+}  // namespace tabfit

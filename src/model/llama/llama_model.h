@@ -1,0 +1,113 @@
+// tabfit model: llama-family weights and forward pass.
+//
+// Shapes (row-major, "rows x cols" = out x in; GGUF ne = [cols, rows]):
+//   token_embd  [n_vocab x n_embd]     output (lm_head) [n_vocab x n_embd]
+//   wq [q_dim x n_embd]   wk, wv [kv_dim x n_embd]   wo [n_embd x q_dim]
+//   w_gate, w_up [n_ff x n_embd]       w_down [n_embd x n_ff]
+//   norms [n_embd] f32
+// Every weight lives in ledger buffers charged to "embeddings", "layers.N",
+// "output_norm" or "lm_head"; matrices are row-chunked so no buffer exceeds
+// the ledger's max buffer size.
+//
+// Thread-safety: after Load, the model is immutable; Forward uses caller-owned
+// scratch (ForwardScratch) and a KvCache, so one model can serve several
+// contexts, each with its own scratch and cache, one Forward at a time each.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/ledger.h"
+#include "core/status.h"
+#include "model/llama/hparams.h"
+#include "quant/types.h"
+
+namespace tabfit {
+
+class GgufFile;
+class KvCache;
+class ThreadPool;
+
+// A weight matrix: `rows` rows of `cols` elements of `type`, stored row-chunked.
+struct WeightMatrix {
+  std::string name;  // GGUF tensor name
+  TensorType type = TensorType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  size_t row_bytes = 0;
+  ChunkedBuffer data;
+  const uint8_t* row(int64_t r) const { return data.at(static_cast<size_t>(r) * row_bytes); }
+  uint64_t bytes() const { return data.total_bytes; }
+};
+
+struct LayerWeights {
+  Buffer attn_norm, ffn_norm;   // f32 [n_embd]
+  WeightMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+  Buffer bq, bk, bv;            // f32 biases (qwen2), empty otherwise
+};
+
+struct ModelLoadOptions {
+  // Convert every 2-D weight to this type at load time (nullopt keeps the
+  // file's types). Rows whose length does not fit the type's block size keep
+  // their original type.
+  std::optional<TensorType> weight_type;
+  // Optional per-tensor override: returns the type for a GGUF tensor name or
+  // nullopt for "use weight_type / keep". (Mixed precision plugs in here.)
+  std::function<std::optional<TensorType>(const std::string& tensor_name)> type_for_tensor;
+  // Progress: bytes of tensor data read so far / total, current component.
+  std::function<bool(uint64_t, uint64_t, const std::string&)> progress;
+};
+
+// Per-context activations, allocated once through the ledger ("activations").
+struct ForwardScratch {
+  int max_tokens = 0;
+  Buffer x, xb, q, k, v, att, hb, hb2;   // [max_tokens][...] f32
+  Buffer packed;                          // packed activations for the widest matmul
+  Buffer scores;                          // [threads][n_ctx] attention probabilities
+  Buffer logits;                          // [max_tokens][n_vocab] (or [1][n_vocab])
+  Buffer positions;                       // int32 [max_tokens]
+  int n_ctx = 0;
+  int threads = 1;
+  bool all_logits = false;
+};
+
+class LlamaModel {
+ public:
+  // Reads hyper-parameters and every tensor of a GGUF into ledger buffers.
+  static Result<std::unique_ptr<LlamaModel>> Load(const GgufFile& gguf, MemoryLedger& ledger,
+                                                  const ModelLoadOptions& options);
+
+  const LlamaHParams& hparams() const { return hp_; }
+  uint64_t weight_bytes() const;
+  // (tensor name, type, bytes) of every weight as loaded.
+  std::vector<std::tuple<std::string, TensorType, uint64_t>> WeightTable() const;
+
+  // Allocates scratch for batches of up to `max_tokens` with a context of n_ctx.
+  Result<ForwardScratch> CreateScratch(MemoryLedger& ledger, int max_tokens, int n_ctx, int threads,
+                                       bool all_logits) const;
+
+  // Runs `n` tokens (n <= scratch.max_tokens) at positions kv.size()..+n-1.
+  // Logits of the last token (or of all n when scratch.all_logits) end in
+  // scratch.logits. Fails with kOutOfRange if the context would overflow.
+  Status Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool& pool, ForwardScratch& scratch) const;
+
+ private:
+  LlamaModel() = default;
+  void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y, ForwardScratch& s) const;
+
+  LlamaHParams hp_;
+  WeightMatrix tok_embd_;
+  WeightMatrix output_;      // lm_head (may alias tok_embd_ when tied)
+  bool tied_output_ = false;
+  Buffer output_norm_;
+  std::vector<LayerWeights> layers_;
+  float rope_theta_scale_ = 1.f;
+  const WeightMatrix& lm_head() const { return tied_output_ ? tok_embd_ : output_; }
+  void ApplyRope(float* x, int n_heads, int pos) const;
+};
+
+}  // namespace tabfit
