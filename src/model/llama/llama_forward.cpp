@@ -64,6 +64,7 @@ Result<ForwardScratch> LlamaModel::CreateScratch(MemoryLedger& ledger, int max_t
 
 void LlamaModel::MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y,
                         ForwardScratch& s) const {
+  if (s.observe_input) s.observe_input(w, x, n);
   const size_t prb = PackedActivationRowBytes(w.type, w.cols);
   uint8_t* packed = s.packed.as<uint8_t>();
   if (n == 1) {

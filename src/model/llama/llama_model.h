@@ -73,6 +73,9 @@ struct ForwardScratch {
   int n_ctx = 0;
   int threads = 1;
   bool all_logits = false;
+  // Optional: sees the input of every mat-mul (x: [n][w.cols] f32) before it
+  // runs — calibration collects activation statistics through it.
+  std::function<void(const WeightMatrix& w, const float* x, int n)> observe_input;
 };
 
 class LlamaModel {
