@@ -384,3 +384,24 @@ TEST(Api, RejectsUnsupportedShapesWithoutWriting) {
 
 }  // namespace
 }  // namespace tabfit
+
+namespace tabfit {
+namespace {
+// On an x86 CPU with AVX2+FMA+F16C the AVX2 kernels must be compiled in and chosen,
+// otherwise the SIMD comparisons above would silently test nothing.
+TEST(KernelList, Avx2PresentAndSelectedWhenCpuSupportsIt) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  EXPECT_EQ(IsaAvailable(Isa::kAvx2), cpu);
+  if (!cpu) GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C";
+  EXPECT_EQ(BestIsa(), Isa::kAvx2);
+  for (TensorType t : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_0}) {
+    EXPECT_NE(FindFormat(t)->matmul[static_cast<int>(Isa::kAvx2)], nullptr) << TensorTypeName(t);
+  }
+  EXPECT_EQ(AllVecKernels().size(), 2u);
+#else
+  GTEST_SKIP() << "not x86-64";
+#endif
+}
+}  // namespace
+}  // namespace tabfit
