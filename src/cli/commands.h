@@ -1,0 +1,54 @@
+// tabfit CLI: one file per subcommand; each registers itself through a Command.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/engine.h"
+
+namespace tabfit::cli {
+
+struct Command {
+  // Adds the subcommand and its flags to the app (flags bind into state owned
+  // by the closures) and returns it.
+  std::function<CLI::App*(CLI::App&)> setup;
+  std::function<int()> run;
+};
+
+// Every subcommand file (src/cli/*_cmd.cpp) registers its factory with a
+// static initializer:  static const bool kRegistered = RegisterCommand(MakeFooCommand);
+// The order of `tabfit --help` follows the `order` argument.
+bool RegisterCommand(Command (*factory)(), int order = 100);
+std::vector<Command> AllCommands();
+
+// Shared helpers.
+int ExitCodeFor(const Status& s);
+int Fail(const Status& s);  // prints "error: ..." and returns the exit code
+std::string DefaultModelPath();
+
+// Engine flags shared by run / bench / eval: -m, -t, -c, --budget, --max-buffer, --kv-type, --weight-type.
+struct EngineFlags {
+  std::string model;
+  int threads = 0;
+  int n_ctx = 0;
+  int n_batch = 64;
+  std::string budget;
+  std::string max_buffer = "1GiB";
+  std::string kv_type = "f16";
+  std::string weight_type;
+  std::string profile;
+  void Add(CLI::App* app);
+  // Resolves defaults (bundled model) and sizes into EngineOptions.
+  Result<EngineOptions> ToOptions();
+};
+
+// Prints the ledger (current and peak per component) and the process RSS.
+void PrintMemoryReport(FILE* out, const MemoryLedger& ledger);
+
+
+}  // namespace tabfit::cli

@@ -1,0 +1,150 @@
+// `tabfit run`: generate text, streaming tokens, then speed and memory by component.
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "core/rss.h"
+#include "model/tokenizer/tokenizer.h"
+
+namespace tabfit::cli {
+
+void EngineFlags::Add(CLI::App* app) {
+  app->add_option("-m,--model", model, "GGUF model file or tabfit package (default: the bundled demo model)");
+  app->add_option("-t,--threads", threads, "threads (default: all cores)");
+  app->add_option("-c,--ctx-size", n_ctx, "context size in tokens (default: the model's, at most 4096)");
+  app->add_option("-b,--batch-size", n_batch, "prompt tokens per forward step")->default_val(64);
+  app->add_option("--budget", budget, "memory budget, e.g. 1.5GB; allocations past it fail with advice");
+  app->add_option("--max-buffer", max_buffer, "largest single buffer (browsers cap ArrayBuffers)")->default_val("1GiB");
+  app->add_option("--kv-type", kv_type, "KV cache element type: f16 or f32")->default_val("f16");
+  app->add_option("--weight-type", weight_type,
+                  "convert weights at load time: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2");
+}
+
+Result<EngineOptions> EngineFlags::ToOptions() {
+  if (model.empty()) model = DefaultModelPath();
+  EngineOptions o;
+  o.threads = threads;
+  o.n_ctx = n_ctx;
+  o.n_batch = n_batch;
+  o.kv_type = kv_type;
+  o.weight_type = weight_type;
+  if (!budget.empty()) {
+    TF_ASSIGN_OR_RETURN(o.budget_bytes, ParseBytes(budget));
+  }
+  TF_ASSIGN_OR_RETURN(o.max_buffer_bytes, ParseBytes(max_buffer));
+  if (threads < 0) return InvalidArgument("-t must be >= 0");
+  if (n_ctx < 0) return InvalidArgument("-c must be >= 0");
+  if (n_batch <= 0) return InvalidArgument("-b must be > 0");
+  return o;
+}
+
+void PrintMemoryReport(FILE* out, const MemoryLedger& ledger) {
+  LedgerSnapshot s = ledger.Snapshot();
+  std::fprintf(out, "memory by component (ledger):\n");
+  std::fprintf(out, "  %-14s %12s %12s\n", "component", "current", "peak");
+  uint64_t layers_cur = 0, layers_peak = 0;
+  int n_layers = 0;
+  for (const auto& c : s.components) {
+    if (c.name.rfind("layers.", 0) == 0) {
+      layers_cur += c.current_bytes;
+      layers_peak += c.peak_bytes;
+      ++n_layers;
+      continue;
+    }
+    std::fprintf(out, "  %-14s %12s %12s\n", c.name.c_str(), FormatBytes(c.current_bytes).c_str(),
+                 FormatBytes(c.peak_bytes).c_str());
+  }
+  if (n_layers) {
+    std::string name = "layers.0-" + std::to_string(n_layers - 1);
+    std::fprintf(out, "  %-14s %12s %12s\n", name.c_str(), FormatBytes(layers_cur).c_str(),
+                 FormatBytes(layers_peak).c_str());
+  }
+  std::fprintf(out, "  %-14s %12s %12s\n", "total", FormatBytes(s.total_current).c_str(),
+               FormatBytes(s.total_peak).c_str());
+  if (s.budget_bytes) std::fprintf(out, "  budget %s\n", FormatBytes(s.budget_bytes).c_str());
+  std::fprintf(out, "process: resident %s, peak resident %s\n", FormatBytes(ProcessResidentBytes()).c_str(),
+               FormatBytes(ProcessPeakResidentBytes()).c_str());
+}
+
+namespace {
+Command MakeRunCommand() {
+  struct State {
+    EngineFlags flags;
+    std::string prompt = "The king said";
+    int n_predict = 64;
+    float temp = 0.8f;
+    int top_k = 40;
+    float top_p = 0.95f;
+    float min_p = 0.05f;
+    float repeat_penalty = 1.0f;
+    int repeat_last_n = 64;
+    uint64_t seed = 0xC0FFEE;
+    std::vector<std::string> stop;
+    bool no_bos = false;
+    bool quiet = false;
+  };
+  auto st = std::make_shared<State>();
+  Command c;
+  c.setup = [st](CLI::App& app) {
+    CLI::App* sub = app.add_subcommand("run", "generate text from a prompt, streaming tokens");
+    st->flags.Add(sub);
+    sub->add_option("-p,--prompt", st->prompt, "prompt text")->default_val("The king said");
+    sub->add_option("-n,--n-predict", st->n_predict, "tokens to generate")->default_val(64);
+    sub->add_option("--temp", st->temp, "temperature; 0 = greedy")->default_val(0.8f);
+    sub->add_option("--top-k", st->top_k, "top-k (<= 0: off)")->default_val(40);
+    sub->add_option("--top-p", st->top_p, "top-p (1: off)")->default_val(0.95f);
+    sub->add_option("--min-p", st->min_p, "min-p (0: off)")->default_val(0.05f);
+    sub->add_option("--repeat-penalty", st->repeat_penalty, "repetition penalty (1: off)")->default_val(1.0f);
+    sub->add_option("--repeat-last-n", st->repeat_last_n, "tokens the penalty looks back at")->default_val(64);
+    sub->add_option("-s,--seed", st->seed, "random seed");
+    sub->add_option("--stop", st->stop, "stop string (repeatable)");
+    sub->add_flag("--no-bos", st->no_bos, "do not prepend the BOS token");
+    sub->add_flag("-q,--quiet", st->quiet, "print only the generated text");
+    return sub;
+  };
+  c.run = [st]() -> int {
+    auto opts = st->flags.ToOptions();
+    if (!opts.ok()) return Fail(opts.status());
+    if (st->n_predict < 0) return Fail(InvalidArgument("-n must be >= 0"));
+    auto engine = Engine::LoadFile(st->flags.model, *opts);
+    if (!engine.ok()) return Fail(engine.status());
+    GenerateOptions go;
+    go.max_tokens = st->n_predict;
+    go.sampler.temperature = st->temp;
+    go.sampler.top_k = st->top_k;
+    go.sampler.top_p = st->top_p;
+    go.sampler.min_p = st->min_p;
+    go.sampler.repeat_penalty = st->repeat_penalty;
+    go.sampler.repeat_last_n = st->repeat_last_n;
+    go.sampler.seed = st->seed;
+    go.stop = st->stop;
+    go.add_bos = !st->no_bos;
+    std::fputs(st->prompt.c_str(), stdout);
+    std::fflush(stdout);
+    GenerateStats stats;
+    Status s = (*engine)->Generate(st->prompt, go, [](const std::string& piece, int32_t) {
+      std::fputs(piece.c_str(), stdout);
+      std::fflush(stdout);
+      return true;
+    }, &stats);
+    std::fputs("\n", stdout);
+    if (!s.ok()) return Fail(s);
+    if (!st->quiet) {
+      std::fprintf(stderr, "\n%s, %d threads, context %d\n", st->flags.model.c_str(), (*engine)->threads(),
+                   (*engine)->context_size());
+      std::fprintf(stderr, "prompt:     %4d tokens in %8.3f s = %8.2f tokens/s\n", stats.prompt_tokens,
+                   stats.prompt_seconds, stats.prompt_tokens_per_second());
+      std::fprintf(stderr, "generation: %4d tokens in %8.3f s = %8.2f tokens/s (stop: %s)\n",
+                   stats.generated_tokens, stats.generate_seconds, stats.generate_tokens_per_second(),
+                   stats.stop_reason.c_str());
+      PrintMemoryReport(stderr, (*engine)->ledger());
+    }
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace
+
+static const bool kRegistered = RegisterCommand(MakeRunCommand, 0);
+
+}  // namespace tabfit::cli
