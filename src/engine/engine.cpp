@@ -1,0 +1,239 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "core/thread_pool.h"
+#include "kv/plain_kv_cache.h"
+#include "model/gguf/gguf.h"
+#include "model/llama/kv_cache.h"
+#include "model/llama/llama_model.h"
+#include "model/tokenizer/tokenizer.h"
+#include "quant/kernels.h"
+
+namespace tabfit {
+
+struct Engine::State {
+  ForwardScratch scratch;
+  bool scratch_all_logits = false;
+  int last_n_logits = 0;
+};
+
+namespace {
+
+double Now() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+Result<std::optional<TensorType>> ParseWeightType(const std::string& name) {
+  if (name.empty()) return std::optional<TensorType>();
+  std::string n;
+  for (char c : name) n += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  static const std::pair<const char*, TensorType> kTypes[] = {
+      {"f32", TensorType::kF32},     {"f16", TensorType::kF16},     {"bf16", TensorType::kBF16},
+      {"q8_0", TensorType::kQ8_0},   {"q4_0", TensorType::kQ4_0},   {"tf_q8", TensorType::kTF_Q8},
+      {"tf_q4", TensorType::kTF_Q4}, {"tf_q3", TensorType::kTF_Q3}, {"tf_q2", TensorType::kTF_Q2},
+  };
+  for (auto& [s, t] : kTypes) {
+    if (n == s) {
+      if (!IsSupported(t)) return Unsupported("weight type '" + name + "' has no kernels in this build");
+      return std::optional<TensorType>(t);
+    }
+  }
+  return InvalidArgument("unknown weight type '" + name + "'; use f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3 or tf_q2");
+}
+
+// Length of the longest suffix of `text` that is a proper prefix of some stop string.
+size_t HeldBackForStops(const std::string& text, const std::vector<std::string>& stops) {
+  size_t hold = 0;
+  for (const auto& s : stops) {
+    for (size_t len = std::min(s.size() - 1, text.size()); len > hold; --len) {
+      if (text.compare(text.size() - len, len, s, 0, len) == 0) {
+        hold = len;
+        break;
+      }
+    }
+  }
+  return hold;
+}
+
+}  // namespace
+
+Engine::~Engine() { Unload(); }
+
+void Engine::Unload() {
+  // Free in dependency order: scratch and cache before the model.
+  state_.reset();
+  kv_.reset();
+  model_.reset();
+  pool_.reset();
+}
+
+Result<std::unique_ptr<Engine>> Engine::LoadFile(const std::string& path, const EngineOptions& options,
+                                                 LoadProgressFn progress) {
+  TF_ASSIGN_OR_RETURN(auto source, OpenFileSource(path));
+  return Load(std::move(source), options, std::move(progress));
+}
+
+Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source, const EngineOptions& options,
+                                             LoadProgressFn progress) {
+  std::unique_ptr<Engine> e(new Engine());
+  e->options_ = options;
+  if (e->options_.threads <= 0) e->options_.threads = std::max(1u, std::thread::hardware_concurrency());
+  e->ledger_.set_budget(options.budget_bytes);
+  e->ledger_.set_max_buffer_bytes(options.max_buffer_bytes);
+  TF_ASSIGN_OR_RETURN(std::optional<TensorType> wtype, ParseWeightType(options.weight_type));
+
+  TF_ASSIGN_OR_RETURN(GgufFile gguf, GgufFile::Parse(std::move(source)));
+  TF_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::FromGguf(gguf));
+  e->tokenizer_ = std::make_unique<Tokenizer>(std::move(tok));
+
+  ModelLoadOptions mo;
+  mo.weight_type = wtype;
+  mo.progress = progress;
+  TF_ASSIGN_OR_RETURN(e->model_, LlamaModel::Load(gguf, e->ledger_, mo));
+  const LlamaHParams& hp = e->model_->hparams();
+  if (e->tokenizer_->n_vocab() != hp.n_vocab) {
+    return CorruptData(gguf.source().name() + ": tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
+                       " tokens but the model's vocabulary is " + std::to_string(hp.n_vocab));
+  }
+  int n_ctx = options.n_ctx > 0 ? options.n_ctx : std::min(hp.n_ctx_train, 4096);
+  e->options_.n_ctx = n_ctx;
+  e->options_.n_batch = std::clamp(options.n_batch, 1, n_ctx);
+
+  KvCacheConfig kc;
+  kc.n_layers = hp.n_layer;
+  kc.n_kv_heads = hp.n_head_kv;
+  kc.head_dim = hp.head_dim;
+  kc.capacity = n_ctx;
+  kc.type = options.kv_type;
+  TF_ASSIGN_OR_RETURN(e->kv_, CreatePlainKvCache(kc, e->ledger_));
+
+  e->pool_ = std::make_unique<ThreadPool>(e->options_.threads);
+  e->state_ = std::make_unique<State>();
+  TF_ASSIGN_OR_RETURN(e->state_->scratch, e->model_->CreateScratch(e->ledger_, e->options_.n_batch, n_ctx,
+                                                                   e->options_.threads, false));
+  return e;
+}
+
+Status Engine::Eval(const std::vector<int32_t>& tokens, bool all_logits) {
+  if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
+  if (tokens.empty()) return InvalidArgument("Eval: no tokens");
+  State& st = *state_;
+  if (all_logits != st.scratch_all_logits) {
+    st.scratch = ForwardScratch();  // free the old one first
+    TF_ASSIGN_OR_RETURN(st.scratch, model_->CreateScratch(ledger_, options_.n_batch, options_.n_ctx,
+                                                          options_.threads, all_logits));
+    st.scratch_all_logits = all_logits;
+  }
+  if (kv_->size() + static_cast<int>(tokens.size()) > options_.n_ctx) {
+    return OutOfRange(std::to_string(tokens.size()) + " tokens do not fit: " + std::to_string(kv_->size()) + " of " +
+                      std::to_string(options_.n_ctx) +
+                      " context positions are used; shorten the prompt or raise the context size (-c)");
+  }
+  const int n_vocab = model_->hparams().n_vocab;
+  for (size_t i = 0; i < tokens.size(); i += options_.n_batch) {
+    int n = static_cast<int>(std::min<size_t>(options_.n_batch, tokens.size() - i));
+    TF_RETURN_IF_ERROR(model_->Forward(tokens.data() + i, n, *kv_, *pool_, st.scratch));
+    if (all_logits && i + n < tokens.size()) {
+      // Only one batch of logits fits the scratch: callers wanting every logit
+      // pass at most n_batch tokens per call.
+      return InvalidArgument("Eval(all_logits): pass at most n_batch (" + std::to_string(options_.n_batch) +
+                             ") tokens per call");
+    }
+    st.last_n_logits = all_logits ? n : 1;
+  }
+  (void)n_vocab;
+  return Status::Ok();
+}
+
+const float* Engine::logits() const { return state_->scratch.logits.as<float>(); }
+void Engine::ResetContext() {
+  if (kv_) kv_->Clear();
+}
+int Engine::context_used() const { return kv_ ? kv_->size() : 0; }
+int Engine::context_size() const { return options_.n_ctx; }
+const Tokenizer& Engine::tokenizer() const { return *tokenizer_; }
+const LlamaModel& Engine::model() const { return *model_; }
+int Engine::threads() const { return options_.threads; }
+
+Status Engine::Generate(const std::string& prompt, const GenerateOptions& go, const TokenFn& on_token,
+                        GenerateStats* stats_out) {
+  if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
+  GenerateStats stats;
+  std::vector<int32_t> tokens = tokenizer_->Encode(prompt, go.add_bos && tokenizer_->add_bos(), go.parse_special);
+  if (tokens.empty()) return InvalidArgument("the prompt is empty; give some text to continue");
+  if (static_cast<int>(tokens.size()) >= options_.n_ctx) {
+    return OutOfRange("the prompt is " + std::to_string(tokens.size()) + " tokens but the context holds " +
+                      std::to_string(options_.n_ctx) + " (including at least one generated token); shorten the "
+                      "prompt or raise the context size (-c, at most the model's " +
+                      std::to_string(model_->hparams().n_ctx_train) + ")");
+  }
+  ResetContext();
+  stats.prompt_tokens = static_cast<int>(tokens.size());
+  double t0 = Now();
+  TF_RETURN_IF_ERROR(Eval(tokens));
+  stats.prompt_seconds = Now() - t0;
+
+  Sampler sampler(go.sampler);
+  StreamDecoder decoder(*tokenizer_);
+  std::vector<int32_t> history = tokens;
+  std::string pending;  // text held back because it may start a stop string
+  const int n_vocab = model_->hparams().n_vocab;
+  stats.stop_reason = "max_tokens";
+  double t1 = Now();
+  for (int i = 0; i < go.max_tokens; ++i) {
+    int32_t id = sampler.Sample(logits(), n_vocab, history);
+    history.push_back(id);
+    stats.generated_tokens++;
+    if (go.stop_at_eos && tokenizer_->IsEog(id)) {
+      stats.stop_reason = "eos";
+      break;
+    }
+    pending += decoder.Push(id);
+    bool stop_hit = false;
+    if (!go.stop.empty()) {
+      size_t cut = std::string::npos;
+      for (const auto& s : go.stop) {
+        if (s.empty()) continue;
+        size_t p = pending.find(s);
+        if (p != std::string::npos) cut = std::min(cut, p);
+      }
+      if (cut != std::string::npos) {
+        pending.resize(cut);
+        stop_hit = true;
+      }
+    }
+    size_t hold = stop_hit ? 0 : HeldBackForStops(pending, go.stop);
+    if (pending.size() > hold) {
+      std::string emit = pending.substr(0, pending.size() - hold);
+      pending.erase(0, pending.size() - hold);
+      if (on_token && !on_token(emit, id)) {
+        stats.stop_reason = "cancelled";
+        break;
+      }
+    }
+    if (stop_hit) {
+      stats.stop_reason = "stop_string";
+      break;
+    }
+    if (i + 1 == go.max_tokens) break;
+    if (kv_->size() + 1 > options_.n_ctx) {
+      stats.stop_reason = "context_full";
+      break;
+    }
+    TF_RETURN_IF_ERROR(Eval({id}));
+    stats.decode_steps++;
+  }
+  if (stats.stop_reason != "cancelled" && stats.stop_reason != "stop_string") {
+    std::string rest = pending + decoder.Flush();
+    if (!rest.empty() && on_token) on_token(rest, -1);
+  }
+  stats.generate_seconds = Now() - t1;
+  if (stats_out) *stats_out = stats;
+  return Status::Ok();
+}
+
+}  // namespace tabfit

@@ -1,0 +1,118 @@
+// tabfit engine: the facade every front end uses (CLI, C API / wasm, shard worker).
+//
+// An Engine owns one loaded model (weights in the ledger), its tokenizer, a KV
+// cache and a sampler. Load from a GGUF (file or any ByteSource) — tabfit
+// packages plug in through the same ByteSource-based loader.
+//
+// Ownership: Engine owns everything it allocates; all of it is charged to
+// engine.ledger() under component names ("embeddings", "layers.N", "lm_head",
+// "output_norm", "kv_cache", "activations", "logits", ...). Destroying the
+// Engine (or Unload) returns the ledger to zero.
+// Thread-safety: one Engine is driven from one thread at a time; it uses its
+// own thread pool internally (EngineOptions::threads).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/ledger.h"
+#include "core/status.h"
+#include "engine/sampler.h"
+
+namespace tabfit {
+
+class ByteSource;
+class Tokenizer;
+class LlamaModel;
+class KvCache;
+class ThreadPool;
+
+struct EngineOptions {
+  int threads = 0;                  // 0: hardware concurrency
+  int n_ctx = 0;                    // 0: the model's context length (capped at 4096)
+  int n_batch = 64;                 // prompt tokens per forward step
+  uint64_t budget_bytes = 0;        // 0: unlimited; enforced by the ledger
+  uint64_t max_buffer_bytes = 1ull << 30;  // no single buffer larger (browser limit)
+  std::string kv_type = "f16";      // "f32", "f16"
+  // Weight type to convert to at load time: "" keeps the file's types;
+  // "f32", "f16", "q8_0", "q4_0" (and tabfit formats once the quant module has them).
+  std::string weight_type;
+};
+
+// Called while loading: bytes done / total and the component being loaded.
+// Return false to cancel (Load then fails with kCancelled).
+using LoadProgressFn = std::function<bool(uint64_t done, uint64_t total, const std::string& component)>;
+
+struct GenerateOptions {
+  int max_tokens = 128;
+  SamplerParams sampler;
+  std::vector<std::string> stop;    // stop strings (not included in the output)
+  bool add_bos = true;
+  bool stop_at_eos = true;
+  bool parse_special = false;       // parse "<s>", "<|im_start|>"... in the prompt
+};
+
+struct GenerateStats {
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+  int decode_steps = 0;     // single-token forward passes (generated_tokens - 1 normally)
+  double prompt_seconds = 0;
+  double generate_seconds = 0;
+  double prompt_tokens_per_second() const { return prompt_seconds > 0 ? prompt_tokens / prompt_seconds : 0; }
+  double generate_tokens_per_second() const {
+    return generate_seconds > 0 ? decode_steps / generate_seconds : 0;
+  }
+  std::string stop_reason;  // "eos", "stop_string", "max_tokens", "cancelled", "context_full"
+};
+
+// Receives each piece of generated text (complete UTF-8) and its token id.
+// Return false to stop generation (stop_reason "cancelled").
+using TokenFn = std::function<bool(const std::string& piece, int32_t token)>;
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> LoadFile(const std::string& path, const EngineOptions& options,
+                                                  LoadProgressFn progress = nullptr);
+  static Result<std::unique_ptr<Engine>> Load(std::unique_ptr<ByteSource> source, const EngineOptions& options,
+                                              LoadProgressFn progress = nullptr);
+  ~Engine();
+
+  // Tokenizes `prompt`, runs it, then generates. Clears the KV cache first.
+  Status Generate(const std::string& prompt, const GenerateOptions& options, const TokenFn& on_token,
+                  GenerateStats* stats = nullptr);
+
+  // Low level: append tokens to the context and compute logits for the last
+  // one (or for every one when all_logits). Logits stay valid until the next call.
+  Status Eval(const std::vector<int32_t>& tokens, bool all_logits = false);
+  const float* logits() const;      // [n_vocab] for the last token, or [n][n_vocab] with all_logits
+  void ResetContext();              // empties the KV cache
+  int context_used() const;
+  int context_size() const;
+
+  // Frees the model, KV cache and scratch; the ledger stays readable (and
+  // reads zero afterwards). Every other call fails after Unload.
+  void Unload();
+  bool loaded() const { return model_ != nullptr; }
+
+  const Tokenizer& tokenizer() const;
+  const LlamaModel& model() const;
+  MemoryLedger& ledger() { return ledger_; }
+  const EngineOptions& options() const { return options_; }
+  int threads() const;
+
+ private:
+  Engine() = default;
+  EngineOptions options_;
+  MemoryLedger ledger_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<KvCache> kv_;
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace tabfit
