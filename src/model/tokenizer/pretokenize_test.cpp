@@ -1,0 +1,3 @@
+#include "model/tokenizer/pretokenize.h"
+
+#include <gtest/gtest.h>

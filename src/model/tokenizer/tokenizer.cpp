@@ -1,0 +1,575 @@
+#include "model/tokenizer/tokenizer.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <queue>
+
+#include "model/tokenizer/unicode.h"
+
+namespace tabfit {
+namespace {
+
+constexpr std::string_view kSpmSpace = "\xE2\x96\x81";  // U+2581 "▁"
+
+// Texts llama.cpp treats as end-of-turn / end-of-generation tokens.
+constexpr std::string_view kEotTexts[] = {"<|eot_id|>", "<|im_end|>",          "<|end|>", "<end_of_turn>",
+                                          "<|endoftext|>", "<EOT>",            "_<EOT>",
+                                          "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"};
+constexpr std::string_view kEogTexts[] = {"<|eot_id|>",    "<|im_end|>", "<|end|>", "<|return|>",     "<|call|>",
+                                          "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
+                                          "<|end_of_text|>", "<end_of_utterance>"};
+
+std::string Quote(std::string_view s) {
+  std::string out = "'";
+  for (char c : s.substr(0, 40)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  if (s.size() > 40) out += "...";
+  return out + "'";
+}
+
+// "<0xAB>" -> 0xAB, or -1.
+int ParseByteToken(std::string_view t) {
+  if (t.size() != 6 || t.substr(0, 3) != "<0x" || t[5] != '>') return -1;
+  auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  const int hi = hex(t[3]), lo = hex(t[4]);
+  return (hi < 0 || lo < 0) ? -1 : hi * 16 + lo;
+}
+
+std::string ReplaceAll(std::string_view s, std::string_view from, std::string_view to) {
+  std::string out;
+  out.reserve(s.size());
+  size_t pos = 0;
+  while (true) {
+    const size_t hit = s.find(from, pos);
+    if (hit == std::string_view::npos) break;
+    out.append(s.substr(pos, hit - pos));
+    out.append(to);
+    pos = hit + from.size();
+  }
+  out.append(s.substr(pos));
+  return out;
+}
+
+// gpt2 byte-level text back to bytes; code points outside the byte map are kept as they are.
+std::string ByteLevelDecode(std::string_view text) {
+  std::string out;
+  for (const unicode::Unit& u : unicode::DecodeUtf8(text)) {
+    const int b = unicode::UnicodeToByte(u.cp);
+    if (b >= 0 && u.cp != unicode::kReplacementChar) {
+      out.push_back(static_cast<char>(b));
+    } else {
+      out.append(text.substr(u.offset, u.len));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<Tokenizer> Tokenizer::FromVocab(Vocab v) {
+  Tokenizer t;
+  const size_t n = v.tokens.size();
+  if (v.model != "llama" && v.model != "gpt2") {
+    return Unsupported("tokenizer model " + Quote(v.model) +
+                       " is not supported (tabfit handles 'llama' SentencePiece and 'gpt2' byte-level BPE vocabs)");
+  }
+  if (n == 0) return CorruptData("vocab has no tokens (tokenizer.ggml.tokens is empty)");
+  if (n > 0x7FFFFFFF) return CorruptData("vocab has too many tokens");
+  if (!v.scores.empty() && v.scores.size() != n) {
+    return CorruptData("tokenizer.ggml.scores has " + std::to_string(v.scores.size()) + " entries but there are " +
+                       std::to_string(n) + " tokens; the vocab metadata is inconsistent");
+  }
+  if (!v.types.empty() && v.types.size() != n) {
+    return CorruptData("tokenizer.ggml.token_type has " + std::to_string(v.types.size()) +
+                       " entries but there are " + std::to_string(n) + " tokens; the vocab metadata is inconsistent");
+  }
+  struct NamedId {
+    const char* name;
+    int32_t* id;
+  };
+  const NamedId ids[] = {{"bos", &v.bos_id}, {"eos", &v.eos_id}, {"unknown", &v.unk_id},
+                         {"eot", &v.eot_id}, {"eom", &v.eom_id}, {"padding", &v.pad_id}};
+  for (const NamedId& x : ids) {
+    if (*x.id < -1 || *x.id >= static_cast<int64_t>(n)) {
+      return CorruptData(std::string(x.name) + " token id " + std::to_string(*x.id) + " is out of range (vocab has " +
+                         std::to_string(n) + " tokens; tokenizer.ggml." + x.name + "_token_id is wrong)");
+    }
+  }
+  t.is_spm_ = v.model == "llama";
+  if (!t.is_spm_) {
+    if (!PreTokenizerFromName(v.pre, &t.pre_)) {
+      return Unsupported("pre-tokenizer " + Quote(v.pre) +
+                         " (tokenizer.ggml.pre) is not supported; tabfit knows default, gpt2, llama-bpe, qwen2");
+    }
+    t.ignore_merges_ = t.pre_ == PreTokenizer::kLlama3;
+  }
+
+  t.types_.resize(n, TokenType::kNormal);
+  for (size_t i = 0; i < v.types.size(); ++i) {
+    if (v.types[i] < 0 || v.types[i] > 6) {
+      return CorruptData("token " + std::to_string(i) + " " + Quote(v.tokens[i]) + " has type " +
+                         std::to_string(v.types[i]) + " (tokenizer.ggml.token_type must be 0..6)");
+    }
+    t.types_[i] = static_cast<TokenType>(v.types[i]);
+  }
+  t.scores_ = v.scores.empty() ? std::vector<float>(n, 0.0f) : std::move(v.scores);
+
+  // Lookup maps.
+  t.any_.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& s = v.tokens[i];
+    t.any_[s] = static_cast<int32_t>(i);
+    if (t.types_[i] == TokenType::kByte && t.is_spm_ && ParseByteToken(s) < 0) {
+      return CorruptData("token " + std::to_string(i) + " " + Quote(s) +
+                         " has type byte but is not spelled <0xXX>; the vocab metadata is malformed");
+    }
+  }
+  if (t.is_spm_) {
+    for (size_t i = 0; i < n; ++i) {
+      const TokenType ty = t.types_[i];
+      if (ty == TokenType::kNormal || ty == TokenType::kUserDefined || ty == TokenType::kUndefined) {
+        t.mergeable_[v.tokens[i]] = static_cast<int32_t>(i);
+        t.max_mergeable_len_ = std::max(t.max_mergeable_len_, v.tokens[i].size());
+      }
+    }
+    for (int b = 0; b < 256; ++b) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+      int32_t id = t.FindAny(buf);
+      if (id < 0) id = t.FindAny(std::string(1, static_cast<char>(b)));
+      t.byte_tokens_[b] = id;
+    }
+  } else {
+    std::fill(std::begin(t.byte_tokens_), std::end(t.byte_tokens_), -1);
+    t.merge_ranks_.reserve(v.merges.size());
+    for (size_t r = 0; r < v.merges.size(); ++r) {
+      const std::string& m = v.merges[r];
+      const size_t sp = m.size() > 1 ? m.find(' ', 1) : std::string::npos;
+      if (sp == std::string::npos || sp + 1 >= m.size()) {
+        return CorruptData("merge #" + std::to_string(r) + " " + Quote(m) +
+                           " is not of the form 'left right' (tokenizer.ggml.merges is malformed)");
+      }
+      t.merge_ranks_.emplace(m, static_cast<int32_t>(r));  // first (lowest) rank wins
+    }
+  }
+
+  // End-of-generation tokens, forced to control type as llama.cpp does.
+  t.eog_.assign(n, false);
+  if (v.eot_id < 0) {
+    for (std::string_view s : kEotTexts) {
+      const int32_t id = t.FindAny(s);
+      if (id >= 0) {
+        v.eot_id = id;
+        break;
+      }
+    }
+  }
+  for (int32_t id : {v.eos_id, v.eot_id, v.eom_id}) {
+    if (id >= 0) t.eog_[id] = true;
+  }
+  for (std::string_view s : kEogTexts) {
+    const int32_t id = t.FindAny(s);
+    if (id >= 0) {
+      t.eog_[id] = true;
+      t.types_[id] = TokenType::kControl;
+    }
+  }
+  if (t.is_spm_) {  // a forced control token must not take part in merging
+    for (size_t i = 0; i < n; ++i) {
+      if (t.eog_[i] && t.types_[i] == TokenType::kControl) {
+        auto it = t.mergeable_.find(v.tokens[i]);
+        if (it != t.mergeable_.end() && it->second == static_cast<int32_t>(i)) t.mergeable_.erase(it);
+      }
+    }
+  }
+
+  // Special tokens for partitioning, longest text first (ties: lower id first).
+  for (size_t i = 0; i < n; ++i) {
+    const TokenType ty = t.types_[i];
+    if ((ty == TokenType::kControl || ty == TokenType::kUserDefined || ty == TokenType::kUnknown) &&
+        !v.tokens[i].empty()) {
+      t.specials_.push_back(static_cast<int32_t>(i));
+    }
+  }
+  std::stable_sort(t.specials_.begin(), t.specials_.end(),
+                   [&](int32_t a, int32_t b) { return v.tokens[a].size() > v.tokens[b].size(); });
+
+  // Decoded pieces.
+  t.pieces_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& s = v.tokens[i];
+    switch (t.types_[i]) {
+      case TokenType::kControl:
+      case TokenType::kUnknown:
+      case TokenType::kUserDefined:
+        t.pieces_[i] = s;
+        break;
+      case TokenType::kUnused:
+        break;
+      case TokenType::kByte:
+        if (t.is_spm_) {
+          t.pieces_[i] = std::string(1, static_cast<char>(ParseByteToken(s)));
+          break;
+        }
+        [[fallthrough]];
+      case TokenType::kNormal:
+      case TokenType::kUndefined:
+        t.pieces_[i] = t.is_spm_ ? ReplaceAll(s, kSpmSpace, " ") : ByteLevelDecode(s);
+        break;
+    }
+  }
+
+  t.model_ = v.model;
+  t.tokens_ = std::move(v.tokens);
+  t.bos_ = v.bos_id;
+  t.eos_ = v.eos_id;
+  t.unk_ = v.unk_id;
+  t.eot_ = v.eot_id;
+  t.pad_ = v.pad_id;
+  t.add_bos_ = v.add_bos && v.bos_id >= 0;
+  t.add_eos_ = v.add_eos && v.eos_id >= 0;
+  t.add_space_prefix_ = v.add_space_prefix;
+  return t;
+}
+
+int32_t Tokenizer::FindAny(std::string_view piece) const {
+  auto it = any_.find(piece);
+  return it == any_.end() ? -1 : it->second;
+}
+
+int32_t Tokenizer::FindMergeable(std::string_view piece) const {
+  auto it = mergeable_.find(piece);
+  return it == mergeable_.end() ? -1 : it->second;
+}
+
+int32_t Tokenizer::PieceToId(std::string_view text) const { return FindAny(text); }
+
+int32_t Tokenizer::MergeRank(std::string_view left, std::string_view right, std::string* scratch) const {
+  scratch->assign(left);
+  scratch->push_back(' ');
+  scratch->append(right);
+  auto it = merge_ranks_.find(std::string_view(*scratch));
+  return it == merge_ranks_.end() ? -1 : it->second;
+}
+
+std::vector<Tokenizer::Fragment> Tokenizer::Partition(std::string_view text, bool parse_special) const {
+  std::vector<Fragment> frags;
+  if (text.empty()) return frags;
+  frags.push_back({-1, text});
+  std::vector<Fragment> next;
+  for (int32_t id : specials_) {
+    const TokenType ty = types_[id];
+    if (!parse_special && (ty == TokenType::kControl || ty == TokenType::kUnknown)) continue;
+    const std::string& st = tokens_[id];
+    bool any = false;
+    for (const Fragment& f : frags) {
+      if (f.token < 0 && f.text.find(st) != std::string_view::npos) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) continue;
+    next.clear();
+    for (const Fragment& f : frags) {
+      if (f.token >= 0) {
+        next.push_back(f);
+        continue;
+      }
+      std::string_view rest = f.text;
+      while (!rest.empty()) {
+        const size_t hit = rest.find(st);
+        if (hit == std::string_view::npos) break;
+        if (hit > 0) next.push_back({-1, rest.substr(0, hit)});
+        next.push_back({id, {}});
+        rest.remove_prefix(hit + st.size());
+      }
+      if (!rest.empty()) next.push_back({-1, rest});
+    }
+    frags.swap(next);
+  }
+  return frags;
+}
+
+std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos, bool parse_special) const {
+  std::vector<int32_t> out;
+  out.reserve(text.size() / 3 + 2);
+  if (add_bos && bos_ >= 0) out.push_back(bos_);
+  const std::vector<Fragment> frags = Partition(text, parse_special);
+  bool prev_special = true;  // the first text fragment gets the dummy prefix
+  for (const Fragment& f : frags) {
+    if (f.token >= 0) {
+      out.push_back(f.token);
+      prev_special = true;
+      continue;
+    }
+    if (is_spm_) {
+      std::string s;
+      if (add_space_prefix_ && prev_special) s = " ";
+      s.append(f.text);
+      EncodeSpm(ReplaceAll(s, " ", kSpmSpace), &out);
+    } else {
+      EncodeBpe(f.text, &out);
+    }
+    prev_special = false;
+  }
+  return out;
+}
+
+namespace {
+
+struct Symbol {
+  int32_t prev, next;
+  uint32_t off, n;
+};
+
+// Splits `text` into UTF-8 character symbols. Unlike llama.cpp (which trusts
+// the lead byte's length), an invalid byte is a symbol of its own, so a broken
+// sequence never swallows the valid characters after it.
+void SplitSymbols(std::string_view text, std::vector<Symbol>* syms) {
+  syms->clear();
+  const std::vector<unicode::Unit> units = unicode::DecodeUtf8(text);
+  const int32_t n = static_cast<int32_t>(units.size());
+  for (int32_t i = 0; i < n; ++i) {
+    syms->push_back(Symbol{i - 1, i + 1 == n ? -1 : i + 1, units[i].offset, units[i].len});
+  }
+}
+
+struct SpmBigram {
+  float score;
+  int32_t left, right;
+  uint32_t size;
+};
+struct SpmCmp {  // highest score first; ties: leftmost first
+  bool operator()(const SpmBigram& l, const SpmBigram& r) const {
+    return l.score < r.score || (l.score == r.score && l.left > r.left);
+  }
+};
+struct BpeBigram {
+  int32_t rank;
+  int32_t left, right;
+  uint32_t size;
+};
+struct BpeCmp {  // lowest rank first; ties: leftmost first
+  bool operator()(const BpeBigram& l, const BpeBigram& r) const {
+    return l.rank > r.rank || (l.rank == r.rank && l.left > r.left);
+  }
+};
+
+// Merges the best queued pair until none is left (SentencePiece / BPE main loop).
+template <typename Queue, typename AddPair>
+void MergeLoop(std::vector<Symbol>& syms, Queue& queue, AddPair add_pair) {
+  while (!queue.empty()) {
+    const auto bg = queue.top();
+    queue.pop();
+    Symbol& l = syms[bg.left];
+    Symbol& r = syms[bg.right];
+    // Stale entry: one side was merged away or grew since it was queued.
+    if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size) continue;
+    l.n += r.n;
+    r.n = 0;
+    l.next = r.next;
+    if (r.next >= 0) syms[r.next].prev = bg.left;
+    add_pair(l.prev, bg.left);
+    add_pair(bg.left, l.next);
+  }
+}
+
+}  // namespace
+
+void Tokenizer::EncodeSpm(std::string_view text, std::vector<int32_t>* out) const {
+  if (text.empty()) return;
+  std::vector<Symbol> syms;
+  syms.reserve(text.size());
+  SplitSymbols(text, &syms);
+  std::priority_queue<SpmBigram, std::vector<SpmBigram>, SpmCmp> queue;
+  auto add_pair = [&](int32_t left, int32_t right) {
+    if (left < 0 || right < 0) return;
+    const uint32_t size = syms[left].n + syms[right].n;
+    if (size > max_mergeable_len_) return;
+    const int32_t id = FindMergeable(text.substr(syms[left].off, size));
+    if (id < 0) return;
+    queue.push({scores_[id], left, right, size});
+  };
+  for (int32_t i = 1; i < static_cast<int32_t>(syms.size()); ++i) add_pair(i - 1, i);
+  MergeLoop(syms, queue, add_pair);
+
+  bool last_unk = false;
+  for (int32_t i = 0; i != -1; i = syms[i].next) {
+    const std::string_view piece = text.substr(syms[i].off, syms[i].n);
+    const int32_t id = FindMergeable(piece);
+    if (id >= 0) {
+      out->push_back(id);
+      last_unk = false;
+      continue;
+    }
+    for (char c : piece) {  // byte fallback, else <unk> (one per run, as SentencePiece)
+      const int32_t b = byte_tokens_[static_cast<uint8_t>(c)];
+      if (b >= 0) {
+        out->push_back(b);
+        last_unk = false;
+      } else if (unk_ >= 0 && !last_unk) {
+        out->push_back(unk_);
+        last_unk = true;
+      }
+    }
+  }
+}
+
+void Tokenizer::EncodeBpe(std::string_view text, std::vector<int32_t>* out) const {
+  std::vector<Symbol> syms;
+  std::string word;
+  std::string scratch;
+  std::priority_queue<BpeBigram, std::vector<BpeBigram>, BpeCmp> queue;
+  for (std::string_view raw : PreTokenize(pre_, text)) {
+    word.clear();
+    for (char c : raw) word += unicode::ByteToUnicode(static_cast<uint8_t>(c));
+    if (ignore_merges_) {
+      const int32_t id = FindAny(word);
+      if (id >= 0) {
+        out->push_back(id);
+        continue;
+      }
+    }
+    SplitSymbols(word, &syms);
+    const std::string_view w(word);
+    auto add_pair = [&](int32_t left, int32_t right) {
+      if (left < 0 || right < 0) return;
+      const int32_t rank =
+          MergeRank(w.substr(syms[left].off, syms[left].n), w.substr(syms[right].off, syms[right].n), &scratch);
+      if (rank < 0) return;
+      queue.push({rank, left, right, syms[left].n + syms[right].n});
+    };
+    for (int32_t i = 1; i < static_cast<int32_t>(syms.size()); ++i) add_pair(i - 1, i);
+    MergeLoop(syms, queue, add_pair);
+    for (int32_t i = 0; !syms.empty() && i != -1; i = syms[i].next) {
+      const std::string_view piece = w.substr(syms[i].off, syms[i].n);
+      const int32_t id = FindAny(piece);
+      if (id >= 0) {
+        out->push_back(id);
+        continue;
+      }
+      // llama.cpp: look the piece up byte by byte; tabfit adds <unk> for bytes that are not tokens.
+      for (char c : piece) {
+        const int32_t b = FindAny(std::string_view(&c, 1));
+        if (b >= 0) {
+          out->push_back(b);
+        } else if (unk_ >= 0) {
+          out->push_back(unk_);
+        }
+      }
+    }
+  }
+}
+
+std::string Tokenizer::TokenToPiece(int32_t id, bool render_special) const {
+  if (id < 0 || id >= n_vocab()) return {};
+  if (!render_special && (types_[id] == TokenType::kControl || types_[id] == TokenType::kUnknown)) return {};
+  return pieces_[id];
+}
+
+std::string Tokenizer::Decode(const std::vector<int32_t>& ids) const {
+  std::string out;
+  for (int32_t id : ids) {
+    if (id >= 0 && id < n_vocab()) out += pieces_[id];
+  }
+  return out;
+}
+
+std::string Tokenizer::Detokenize(const std::vector<int32_t>& ids, bool remove_special, bool unparse_special) const {
+  bool remove_space = add_space_prefix_;
+  size_t b = 0, e = ids.size();
+  if (remove_special && add_bos_ && e > 0 && ids[0] == bos_) {
+    remove_space = false;
+    b = 1;
+  }
+  if (remove_special && add_eos_ && e > b && ids[e - 1] == eos_) --e;
+  std::string out;
+  for (size_t i = b; i < e; ++i) {
+    std::string piece = TokenToPiece(ids[i], unparse_special);
+    if (remove_space && !piece.empty() && piece[0] == ' ') piece.erase(0, 1);
+    remove_space = false;
+    out += piece;
+  }
+  return out;
+}
+
+bool Tokenizer::IsEog(int32_t id) const { return id >= 0 && id < n_vocab() && eog_[id]; }
+
+bool Tokenizer::IsControl(int32_t id) const {
+  return id >= 0 && id < n_vocab() && types_[id] == TokenType::kControl;
+}
+
+const std::string& Tokenizer::TokenText(int32_t id) const {
+  static const std::string kEmpty;
+  return id >= 0 && id < n_vocab() ? tokens_[id] : kEmpty;
+}
+
+TokenType Tokenizer::token_type(int32_t id) const {
+  return id >= 0 && id < n_vocab() ? types_[id] : TokenType::kUndefined;
+}
+
+float Tokenizer::score(int32_t id) const { return id >= 0 && id < n_vocab() ? scores_[id] : 0.0f; }
+
+// ---- StreamDecoder ----
+
+std::string StreamDecoder::Push(int32_t id) {
+  pending_ += tok_->TokenToPiece(id);
+  return Take(false);
+}
+
+std::string StreamDecoder::Flush() { return Take(true); }
+
+std::string StreamDecoder::Take(bool final) {
+  const auto* p = reinterpret_cast<const uint8_t*>(pending_.data());
+  const size_t n = pending_.size();
+  std::string out;
+  out.reserve(n);
+  size_t i = 0;
+  auto invalid = [&](size_t at) {
+    if (replace_invalid_) {
+      out += "\xEF\xBF\xBD";
+    } else {
+      out.push_back(static_cast<char>(p[at]));
+    }
+  };
+  while (i < n) {
+    const uint8_t b = p[i];
+    const size_t len = unicode::Utf8SeqLen(b);
+    if (b < 0x80) {
+      out.push_back(static_cast<char>(b));
+      ++i;
+      continue;
+    }
+    if (len == 1 || (b & 0xF8) == 0xF8) {  // stray continuation byte or invalid lead
+      invalid(i++);
+      continue;
+    }
+    size_t k = 1;
+    while (k < len && i + k < n && (p[i + k] & 0xC0) == 0x80) ++k;
+    if (k == len) {
+      out.append(pending_, i, len);
+      i += len;
+    } else if (i + k == n && !final) {
+      break;  // incomplete character at the end: hold it back
+    } else {
+      invalid(i++);  // broken sequence: the lead byte is invalid, rescan after it
+    }
+  }
+  pending_.erase(0, i);
+  return out;
+}
+
+}  // namespace tabfit
