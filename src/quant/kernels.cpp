@@ -39,7 +39,14 @@ constexpr FormatTraits kFormats[] = {
      {MatMulQ8_0Scalar, AVX2(MatMulQ8_0Avx2), WASM(MatMulQ8_0Wasm), NEON(MatMulQ8_0Neon)}},
     {TensorType::kQ4_0, "Q4_0", 32, 18, 4.5, ToFloatQ4_0, FromFloatQ4_0, PackType::kQ8_0A,
      {MatMulQ4_0Scalar, AVX2(MatMulQ4_0Avx2), WASM(MatMulQ4_0Wasm), NEON(MatMulQ4_0Neon)}},
-    // @@TF_ROWS@@
+    {TensorType::kTF_Q8, "TF_Q8", 256, 266, 8.3125, ToFloatTfQ8, FromFloatTfQ8, PackType::kQ8_KA,
+     {MatMulTfQ8Scalar, nullptr, nullptr, nullptr}},
+    {TensorType::kTF_Q4, "TF_Q4", 256, 144, 4.5, ToFloatTfQ4, FromFloatTfQ4, PackType::kQ8_KA,
+     {MatMulTfQ4Scalar, nullptr, WASM(MatMulTfQ4Wasm), nullptr}},
+    {TensorType::kTF_Q3, "TF_Q3", 256, 112, 3.5, ToFloatTfQ3, FromFloatTfQ3, PackType::kQ8_KA,
+     {MatMulTfQ3Scalar, nullptr, nullptr, nullptr}},
+    {TensorType::kTF_Q2, "TF_Q2", 256, 80, 2.5, ToFloatTfQ2, FromFloatTfQ2, PackType::kQ8_KA,
+     {MatMulTfQ2Scalar, nullptr, WASM(MatMulTfQ2Wasm), nullptr}},
     // Read-only GGML formats: dequantization only (no mat-mul kernels).
     {TensorType::kQ4_1, "Q4_1", 32, 20, 5.0, ToFloatQ4_1, nullptr, PackType::kF32, {}},
     {TensorType::kQ5_0, "Q5_0", 32, 22, 5.5, ToFloatQ5_0, nullptr, PackType::kF32, {}},
