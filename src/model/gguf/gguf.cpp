@@ -190,6 +190,12 @@ namespace {
 constexpr uint64_t kMinKvBytes = 12;      // 8-byte key length + 4-byte type (+ value)
 constexpr uint64_t kMinTensorBytes = 24;  // 8 name length + 4 n_dims + 8 dim + 4 type (+ 8 offset)
 constexpr size_t kWindow = 1 << 16;
+constexpr uint64_t kMaxKeyBytes = 65535;  // the GGUF spec's limit on key length
+// Vectors are pre-sized to at most this many entries; beyond it they grow with the
+// entries actually parsed, so a hostile count never causes a large up-front allocation.
+constexpr uint64_t kMaxReserve = 1 << 16;
+
+size_t CappedReserve(uint64_t n) { return static_cast<size_t>(std::min<uint64_t>(n, kMaxReserve)); }
 
 // Sequential reader over a ByteSource with a small read-ahead window.
 class Cursor {
@@ -233,10 +239,15 @@ class Cursor {
     return Read(v, sizeof(T), what);
   }
 
-  Status GetString(std::string* s, const char* what) {
+  Status GetString(std::string* s, const char* what, uint64_t max_len = std::numeric_limits<uint64_t>::max()) {
     uint64_t at = pos_;
     uint64_t len;
     TF_RETURN_IF_ERROR(Get(&len, what));
+    if (len > max_len) {
+      return Error(StatusCode::kCorruptData, at,
+                   std::string(what) + " length " + std::to_string(len) + " exceeds the GGUF limit of " +
+                       std::to_string(max_len) + " bytes; the file is corrupt");
+    }
     if (len > remaining()) {
       return Error(StatusCode::kCorruptData, at,
                    std::string(what) + " length " + std::to_string(len) + " runs past the end of the file (" +
@@ -354,8 +365,11 @@ Status GgufParser::ReadValue(Cursor& c, GgufType type, GgufValue* v, const std::
                              " bytes that remain; the file is truncated or corrupt");
         }
         v->count = count;
-        v->strings.resize(static_cast<size_t>(count));
-        for (auto& s : v->strings) TF_RETURN_IF_ERROR(c.GetString(&s, "array string"));
+        v->strings.reserve(CappedReserve(count));
+        for (uint64_t k = 0; k < count; ++k) {
+          v->strings.emplace_back();
+          TF_RETURN_IF_ERROR(c.GetString(&v->strings.back(), "array string"));
+        }
       } else {
         const size_t es = GgufScalarSize(v->elem_type);
         if (count > c.remaining() / es) {
@@ -439,12 +453,12 @@ Result<GgufFile> GgufParser::Parse(std::unique_ptr<ByteSource> source) {
   }
 
   // Metadata.
-  file.metadata_.reserve(static_cast<size_t>(n_kv));
-  file.kv_offsets_.reserve(static_cast<size_t>(n_kv));
+  file.metadata_.reserve(CappedReserve(n_kv));
+  file.kv_offsets_.reserve(CappedReserve(n_kv));
   for (uint64_t k = 0; k < n_kv; ++k) {
     const uint64_t at = c.pos();
     std::string key;
-    TF_RETURN_IF_ERROR(c.GetString(&key, "metadata key"));
+    TF_RETURN_IF_ERROR(c.GetString(&key, "metadata key", kMaxKeyBytes));
     if (file.kv_index_.count(key)) {
       return c.Error(StatusCode::kCorruptData, at,
                      "duplicate metadata key '" + key + "' (key/value #" + std::to_string(k) +
@@ -491,8 +505,8 @@ Result<GgufFile> GgufParser::Parse(std::unique_ptr<ByteSource> source) {
     uint64_t rel;
   };
   std::vector<Pending> pending;
-  pending.reserve(static_cast<size_t>(n_tensors));
-  file.tensors_.reserve(static_cast<size_t>(n_tensors));
+  pending.reserve(CappedReserve(n_tensors));
+  file.tensors_.reserve(CappedReserve(n_tensors));
   for (uint64_t k = 0; k < n_tensors; ++k) {
     const uint64_t at = c.pos();
     GgufTensorInfo t;

@@ -5,7 +5,10 @@
 // read on demand (ReadTensor / ReadTensorRows). Every count, length and offset
 // is checked against the bytes that remain, so malformed input yields a
 // CorruptData / Unsupported status naming the file, the byte offset and the
-// problem; it never crashes or allocates more than the file could hold.
+// problem; it never crashes. Allocations are bounded by what the file holds:
+// vectors are pre-sized only after the count was checked against the remaining
+// bytes (and at most 64K entries up front), parsed metadata takes at most a small
+// constant multiple of the metadata bytes, and tensor data is never loaded by Parse.
 //
 // Layout (little-endian): "GGUF" u32 version, u64 n_tensors, u64 n_kv,
 //   n_kv x (string key, u32 type, value), n_tensors x (string name, u32 n_dims,
@@ -118,6 +121,9 @@ class GgufFile {
   GgufFile& operator=(const GgufFile&) = delete;
 
   uint32_t version() const { return version_; }
+  // Start of the tensor data section (end of the tensor infos rounded up to the
+  // alignment). For a file without tensors this may exceed source().size() when
+  // the writer omitted the final padding (llama.cpp's vocab-only files do).
   uint64_t data_offset() const { return data_offset_; }
   uint64_t alignment() const { return alignment_; }
   const std::string& name() const { return source_->name(); }

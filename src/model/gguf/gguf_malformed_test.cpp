@@ -139,10 +139,19 @@ TEST(GgufMalformed, AbsurdCounts) {
 TEST(GgufMalformed, StringLengths) {
   Raw key;
   key.header(0, 1).u64(1ull << 40).zeros(20);
-  ExpectError(ParseBytes(key.b), StatusCode::kCorruptData, "metadata key length 1099511627776 runs past");
+  ExpectError(ParseBytes(key.b), StatusCode::kCorruptData, "metadata key length 1099511627776 exceeds the GGUF limit");
+  Raw longkey;
+  longkey.header(0, 1).u64(70000).zeros(70100);
+  ExpectError(ParseBytes(longkey.b), StatusCode::kCorruptData, "metadata key length 70000 exceeds");
+  Raw keypast;
+  keypast.header(0, 1).u64(200).zeros(20);
+  ExpectError(ParseBytes(keypast.b), StatusCode::kCorruptData, "metadata key length 200 runs past");
   Raw keymax;
   keymax.header(0, 1).u64(std::numeric_limits<uint64_t>::max()).zeros(20);
-  ExpectError(ParseBytes(keymax.b), StatusCode::kCorruptData, "runs past");
+  ExpectError(ParseBytes(keymax.b), StatusCode::kCorruptData, "exceeds");
+  Raw tmax;  // a tensor name length of 2^64-1 (no overflow in the range check)
+  tmax.header(1, 0).u64(std::numeric_limits<uint64_t>::max()).zeros(30);
+  ExpectError(ParseBytes(tmax.b), StatusCode::kCorruptData, "tensor name length 18446744073709551615 runs past");
   Raw val;
   val.header(0, 1).str("k").u32(8).u64(50).bytes("abc", 3);
   ExpectError(ParseBytes(val.b), StatusCode::kCorruptData, "string value length 50");
@@ -351,7 +360,7 @@ TEST(GgufFuzz, RandomByteCorruption) {
   const std::vector<uint8_t> full = SmallValidFile();
   std::mt19937 rng(20261126);
   int ok = 0, bad = 0;
-  for (int iter = 0; iter < 4000; ++iter) {
+  for (int iter = 0; iter < 20000; ++iter) {
     std::vector<uint8_t> b = full;
     const int flips = 1 + static_cast<int>(rng() % 4);
     for (int k = 0; k < flips; ++k) {
