@@ -1,0 +1,620 @@
+// tabfit C API implementation: a thin, exception-free shell over tabfit::Engine.
+#include "c_api/tabfit_c.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/engine.h"
+#include "model/gguf/byte_source.h"
+#include "model/gguf/gguf.h"
+#include "model/llama/llama_model.h"
+#include "model/tokenizer/tokenizer.h"
+
+using nlohmann::json;
+
+namespace {
+
+using tabfit::Status;
+using tabfit::StatusCode;
+
+double Now() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+// Longest suffix of `text` that is a proper prefix of a stop string (held back).
+size_t HeldBackForStops(const std::string& text, const std::vector<std::string>& stops) {
+  size_t hold = 0;
+  for (const auto& s : stops) {
+    if (s.empty()) continue;
+    for (size_t len = std::min(s.size() - 1, text.size()); len > hold; --len) {
+      if (text.compare(text.size() - len, len, s, 0, len) == 0) {
+        hold = len;
+        break;
+      }
+    }
+  }
+  return hold;
+}
+
+// A ByteSource over caller callbacks (tabfit_engine_load_reader).
+class ReaderSource : public tabfit::ByteSource {
+ public:
+  ReaderSource(std::string name, uint64_t size, tabfit_read_fn read, void* user)
+      : name_(std::move(name)), size_(size), read_(read), user_(user) {}
+  uint64_t size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+  Status ReadAt(uint64_t offset, void* dst, size_t n) const override {
+    TF_RETURN_IF_ERROR(tabfit::CheckReadRange(name_, size_, offset, n));
+    if (n == 0) return Status::Ok();
+    int rc = read_(user_, offset, dst, n);
+    if (rc != 0) {
+      return tabfit::IoError(name_ + ": reading " + std::to_string(n) + " bytes at offset " + std::to_string(offset) +
+                             " failed (reader returned " + std::to_string(rc) +
+                             "); the stored copy may be incomplete: clear the cache and load again");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::string name_;
+  uint64_t size_;
+  tabfit_read_fn read_;
+  void* user_;
+};
+
+// Keeps the per-component bytes of an engine's ledger up to date from its
+// events, so the totals the ledger reaches while the engine frees everything
+// on unload can still be reported afterwards.
+struct LedgerMirror {
+  std::mutex mu;
+  std::vector<tabfit::ComponentUsage> components;
+  uint64_t total_current = 0, total_peak = 0, budget = 0, max_buffer = 0;
+
+  void Reset(const tabfit::LedgerSnapshot& s) {
+    std::lock_guard<std::mutex> lock(mu);
+    components = s.components;
+    total_current = s.total_current;
+    total_peak = s.total_peak;
+    budget = s.budget_bytes;
+    max_buffer = s.max_buffer_bytes;
+  }
+  void Apply(const tabfit::LedgerEvent& ev) {
+    if (ev.kind == tabfit::LedgerEvent::Kind::kRefused) return;
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = std::find_if(components.begin(), components.end(),
+                           [&](const tabfit::ComponentUsage& c) { return c.name == ev.component; });
+    if (it == components.end()) {
+      components.push_back({ev.component, 0, 0, 0, 0});
+      it = components.end() - 1;
+    }
+    if (ev.kind == tabfit::LedgerEvent::Kind::kAllocate) {
+      it->current_bytes += static_cast<uint64_t>(ev.delta_bytes);
+      it->peak_bytes = std::max(it->peak_bytes, it->current_bytes);
+      it->live_buffers++;
+      it->total_allocations++;
+      total_current += static_cast<uint64_t>(ev.delta_bytes);
+      total_peak = std::max(total_peak, total_current);
+    } else {
+      uint64_t d = static_cast<uint64_t>(-ev.delta_bytes);
+      it->current_bytes -= std::min(d, it->current_bytes);
+      if (it->live_buffers > 0) it->live_buffers--;
+      total_current -= std::min(d, total_current);
+    }
+  }
+};
+
+struct Generation {
+  bool active = false;
+  bool finished = false;
+  tabfit::GenerateOptions options;
+  std::unique_ptr<tabfit::Sampler> sampler;
+  std::unique_ptr<tabfit::StreamDecoder> decoder;
+  std::vector<int32_t> history;
+  std::string pending;
+  int produced = 0;
+  int32_t last_token = -1;
+  bool need_eval = false;  // last_token must be evaluated before the next sample
+  double t_start = 0;
+  tabfit::GenerateStats stats;
+};
+
+}  // namespace
+
+struct tabfit_engine {
+  tabfit::EngineOptions options;
+  std::unique_ptr<tabfit::Engine> engine;
+  std::optional<std::string> chat_template;
+  std::string model_name;
+  std::string last_error;
+  std::string out;  // backing store for returned strings
+  std::shared_ptr<LedgerMirror> mirror = std::make_shared<LedgerMirror>();
+  int ledger_listener = -1;
+  Generation gen;
+};
+
+namespace {
+
+tabfit_status Fail(tabfit_engine* h, tabfit_status code, std::string message) {
+  if (h) h->last_error = std::move(message);
+  return code;
+}
+
+tabfit_status FromStatus(tabfit_engine* h, const Status& s) {
+  if (s.ok()) {
+    h->last_error.clear();
+    return TABFIT_OK;
+  }
+  h->last_error = s.message();
+  return static_cast<tabfit_status>(s.code());
+}
+
+tabfit_status Ok(tabfit_engine* h) {
+  h->last_error.clear();
+  return TABFIT_OK;
+}
+
+// Runs `fn` and turns any escaping C++ exception into a status: nothing throws across the API.
+template <typename Fn>
+tabfit_status Guard(tabfit_engine* h, const char* what, Fn&& fn) {
+  if (!h) return TABFIT_INVALID_ARGUMENT;
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    return Fail(h, TABFIT_OUT_OF_MEMORY,
+                std::string(what) + ": the allocator refused memory; load a smaller model or a smaller precision, "
+                                    "or shorten the context");
+  } catch (const std::exception& e) {
+    return Fail(h, TABFIT_INTERNAL, std::string(what) + ": unexpected C++ exception: " + e.what() +
+                                        " (a bug in tabfit; please report it)");
+  } catch (...) {
+    return Fail(h, TABFIT_INTERNAL, std::string(what) + ": unexpected exception (a bug in tabfit; please report it)");
+  }
+}
+
+// Reads an optional integer / number / string / bool field; error text names the key.
+template <typename T>
+Status ReadField(const json& j, const char* key, T* out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return Status::Ok();
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!it->is_boolean()) return tabfit::InvalidArgument(std::string("\"") + key + "\" must be true or false");
+    *out = it->template get<bool>();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!it->is_string()) return tabfit::InvalidArgument(std::string("\"") + key + "\" must be a string");
+    *out = it->template get<std::string>();
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!it->is_number()) return tabfit::InvalidArgument(std::string("\"") + key + "\" must be a number");
+    *out = static_cast<T>(it->template get<double>());
+  } else {
+    if (!it->is_number_integer() && !it->is_number_unsigned()) {
+      return tabfit::InvalidArgument(std::string("\"") + key + "\" must be an integer");
+    }
+    if (it->is_number_unsigned()) {
+      *out = static_cast<T>(it->template get<uint64_t>());
+    } else {
+      int64_t v = it->template get<int64_t>();
+      if (v < 0) return tabfit::InvalidArgument(std::string("\"") + key + "\" must not be negative");
+      *out = static_cast<T>(v);
+    }
+  }
+  return Status::Ok();
+}
+
+tabfit::Result<json> ParseObject(const char* text, const char* what) {
+  if (!text || !*text) return json::object();
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return tabfit::InvalidArgument(std::string(what) + ": not a JSON object: " + std::string(text).substr(0, 200));
+  }
+  return j;
+}
+
+Status CheckKeys(const json& j, std::initializer_list<const char*> allowed, const char* what) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    bool known = false;
+    for (const char* a : allowed) known |= it.key() == a;
+    if (!known) {
+      std::string list;
+      for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+      return tabfit::InvalidArgument(std::string(what) + ": unknown key \"" + it.key() + "\"; known keys: " + list);
+    }
+  }
+  return Status::Ok();
+}
+
+Status ParseEngineOptions(const char* text, tabfit::EngineOptions* o) {
+  TF_ASSIGN_OR_RETURN(json j, ParseObject(text, "engine options"));
+  TF_RETURN_IF_ERROR(CheckKeys(
+      j, {"threads", "n_ctx", "n_batch", "budget_bytes", "max_buffer_bytes", "kv_type", "weight_type"},
+      "engine options"));
+  TF_RETURN_IF_ERROR(ReadField(j, "threads", &o->threads));
+  TF_RETURN_IF_ERROR(ReadField(j, "n_ctx", &o->n_ctx));
+  TF_RETURN_IF_ERROR(ReadField(j, "n_batch", &o->n_batch));
+  TF_RETURN_IF_ERROR(ReadField(j, "budget_bytes", &o->budget_bytes));
+  TF_RETURN_IF_ERROR(ReadField(j, "max_buffer_bytes", &o->max_buffer_bytes));
+  TF_RETURN_IF_ERROR(ReadField(j, "kv_type", &o->kv_type));
+  TF_RETURN_IF_ERROR(ReadField(j, "weight_type", &o->weight_type));
+  if (o->weight_type == "keep") o->weight_type.clear();
+  if (o->n_batch <= 0) return tabfit::InvalidArgument("engine options: \"n_batch\" must be at least 1");
+  if (o->max_buffer_bytes < 4096) {
+    return tabfit::InvalidArgument("engine options: \"max_buffer_bytes\" must be at least 4096");
+  }
+  return Status::Ok();
+}
+
+Status ParseGenerateOptions(const char* text, tabfit::GenerateOptions* o) {
+  TF_ASSIGN_OR_RETURN(json j, ParseObject(text, "generate options"));
+  TF_RETURN_IF_ERROR(CheckKeys(j,
+                               {"max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
+                                "repeat_last_n", "seed", "stop", "add_bos", "stop_at_eos", "parse_special"},
+                               "generate options"));
+  TF_RETURN_IF_ERROR(ReadField(j, "max_tokens", &o->max_tokens));
+  TF_RETURN_IF_ERROR(ReadField(j, "temperature", &o->sampler.temperature));
+  if (auto it = j.find("top_k"); it != j.end() && it->is_number_integer()) {
+    o->sampler.top_k = it->get<int>();  // <= 0 means off, so negatives are fine here
+  } else {
+    TF_RETURN_IF_ERROR(ReadField(j, "top_k", &o->sampler.top_k));
+  }
+  TF_RETURN_IF_ERROR(ReadField(j, "top_p", &o->sampler.top_p));
+  TF_RETURN_IF_ERROR(ReadField(j, "min_p", &o->sampler.min_p));
+  TF_RETURN_IF_ERROR(ReadField(j, "repeat_penalty", &o->sampler.repeat_penalty));
+  TF_RETURN_IF_ERROR(ReadField(j, "repeat_last_n", &o->sampler.repeat_last_n));
+  TF_RETURN_IF_ERROR(ReadField(j, "seed", &o->sampler.seed));
+  TF_RETURN_IF_ERROR(ReadField(j, "add_bos", &o->add_bos));
+  TF_RETURN_IF_ERROR(ReadField(j, "stop_at_eos", &o->stop_at_eos));
+  TF_RETURN_IF_ERROR(ReadField(j, "parse_special", &o->parse_special));
+  if (auto it = j.find("stop"); it != j.end() && !it->is_null()) {
+    if (it->is_string()) {
+      o->stop = {it->get<std::string>()};
+    } else if (it->is_array()) {
+      for (const auto& s : *it) {
+        if (!s.is_string()) return tabfit::InvalidArgument("generate options: \"stop\" must be strings");
+        o->stop.push_back(s.get<std::string>());
+      }
+    } else {
+      return tabfit::InvalidArgument("generate options: \"stop\" must be a string or an array of strings");
+    }
+  }
+  if (o->max_tokens <= 0) return tabfit::InvalidArgument("generate options: \"max_tokens\" must be at least 1");
+  return Status::Ok();
+}
+
+void EndGeneration(tabfit_engine* h) { h->gen = Generation(); }
+
+// Loads from `make_source()` (called twice: once to read the metadata the C API
+// reports, once for the engine). Replaces any loaded model.
+template <typename MakeSource>
+tabfit_status LoadWith(tabfit_engine* h, MakeSource make_source, tabfit_progress_fn progress, void* user) {
+  tabfit_status rc = tabfit_engine_unload(h);
+  if (rc != TABFIT_OK) return rc;
+  {
+    tabfit::Result<std::unique_ptr<tabfit::ByteSource>> src = make_source();
+    if (!src.ok()) return FromStatus(h, src.status());
+    auto gguf = tabfit::GgufFile::Parse(std::move(src).value());
+    if (!gguf.ok()) return FromStatus(h, gguf.status());
+    h->chat_template.reset();
+    if (auto t = gguf->GetString("tokenizer.chat_template"); t.ok()) h->chat_template = *t;
+    h->model_name = gguf->GetStringOr("general.name", "").ok() ? *gguf->GetStringOr("general.name", "") : "";
+  }
+  tabfit::Result<std::unique_ptr<tabfit::ByteSource>> src = make_source();
+  if (!src.ok()) return FromStatus(h, src.status());
+  tabfit::LoadProgressFn fn;
+  if (progress) {
+    fn = [progress, user](uint64_t done, uint64_t total, const std::string& component) {
+      return progress(user, done, total, component.c_str()) != 0;
+    };
+  }
+  auto loaded = tabfit::Engine::Load(std::move(src).value(), h->options, fn);
+  if (!loaded.ok()) return FromStatus(h, loaded.status());
+  h->engine = std::move(loaded).value();
+  h->mirror = std::make_shared<LedgerMirror>();
+  h->mirror->Reset(h->engine->ledger().Snapshot());
+  std::weak_ptr<LedgerMirror> weak = h->mirror;
+  h->ledger_listener = h->engine->ledger().Subscribe([weak](const tabfit::LedgerEvent& ev) {
+    if (auto m = weak.lock()) m->Apply(ev);
+  });
+  return Ok(h);
+}
+
+tabfit_status NeedEngine(tabfit_engine* h, const char* what) {
+  if (!h->engine) {
+    return Fail(h, TABFIT_BAD_STATE, std::string(what) + ": no model is loaded; load one first");
+  }
+  return TABFIT_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* tabfit_status_name(tabfit_status status) {
+  if (status == TABFIT_BAD_STATE) return "BadState";
+  if (status < 0 || status > TABFIT_INTERNAL) return "?";
+  return tabfit::StatusCodeName(static_cast<StatusCode>(status));
+}
+
+tabfit_status tabfit_engine_create(const char* options_json, tabfit_engine** out) {
+  if (!out) return TABFIT_INVALID_ARGUMENT;
+  *out = new (std::nothrow) tabfit_engine();
+  if (!*out) return TABFIT_OUT_OF_MEMORY;
+  tabfit_engine* h = *out;
+  return Guard(h, "tabfit_engine_create", [&] { return FromStatus(h, ParseEngineOptions(options_json, &h->options)); });
+}
+
+void tabfit_engine_destroy(tabfit_engine* h) {
+  if (!h) return;
+  tabfit_engine_unload(h);
+  delete h;
+}
+
+const char* tabfit_last_error(const tabfit_engine* h) { return h ? h->last_error.c_str() : "no engine handle"; }
+
+tabfit_status tabfit_engine_load_file(tabfit_engine* h, const char* path, tabfit_progress_fn progress, void* user) {
+  return Guard(h, "tabfit_engine_load_file", [&] {
+    if (!path) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_engine_load_file: path is NULL");
+    std::string p = path;
+    return LoadWith(h, [&] { return tabfit::OpenFileSource(p); }, progress, user);
+  });
+}
+
+tabfit_status tabfit_engine_load_memory(tabfit_engine* h, const void* data, size_t size, const char* name,
+                                        tabfit_progress_fn progress, void* user) {
+  return Guard(h, "tabfit_engine_load_memory", [&] {
+    if (!data && size) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_engine_load_memory: data is NULL");
+    std::string n = name ? name : "memory";
+    return LoadWith(
+        h,
+        [&]() -> tabfit::Result<std::unique_ptr<tabfit::ByteSource>> {
+          return tabfit::MakeMemoryViewSource(static_cast<const uint8_t*>(data), size, n);
+        },
+        progress, user);
+  });
+}
+
+tabfit_status tabfit_engine_load_reader(tabfit_engine* h, const char* name, uint64_t size, tabfit_read_fn read,
+                                        void* read_user, tabfit_progress_fn progress, void* progress_user) {
+  return Guard(h, "tabfit_engine_load_reader", [&] {
+    if (!read) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_engine_load_reader: read function is NULL");
+    std::string n = name ? name : "reader";
+    return LoadWith(
+        h,
+        [&]() -> tabfit::Result<std::unique_ptr<tabfit::ByteSource>> {
+          return std::unique_ptr<tabfit::ByteSource>(new ReaderSource(n, size, read, read_user));
+        },
+        progress, progress_user);
+  });
+}
+
+tabfit_status tabfit_engine_unload(tabfit_engine* h) {
+  return Guard(h, "tabfit_engine_unload", [&] {
+    EndGeneration(h);
+    // The listener stays subscribed while the engine frees its buffers, so the
+    // mirror sees every free; the ledger itself goes with the engine.
+    h->engine.reset();
+    h->ledger_listener = -1;
+    return Ok(h);
+  });
+}
+
+tabfit_status tabfit_engine_info_json(tabfit_engine* h, const char** out_json) {
+  return Guard(h, "tabfit_engine_info_json", [&] {
+    if (!out_json) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_engine_info_json: out_json is NULL");
+    json j;
+    j["loaded"] = static_cast<bool>(h->engine);
+    if (h->engine) {
+      const auto& hp = h->engine->model().hparams();
+      const auto& tok = h->engine->tokenizer();
+      j["name"] = h->model_name;
+      j["architecture"] = hp.arch;
+      j["n_vocab"] = hp.n_vocab;
+      j["n_embd"] = hp.n_embd;
+      j["n_layer"] = hp.n_layer;
+      j["n_ctx"] = h->engine->context_size();
+      j["n_ctx_train"] = hp.n_ctx_train;
+      j["threads"] = h->engine->threads();
+      j["weight_bytes"] = h->engine->model().weight_bytes();
+      j["bos"] = tok.bos();
+      j["eos"] = tok.eos();
+      j["bos_text"] = tok.bos() >= 0 ? tok.TokenText(tok.bos()) : "";
+      j["eos_text"] = tok.eos() >= 0 ? tok.TokenText(tok.eos()) : "";
+      j["chat_template"] = h->chat_template ? json(*h->chat_template) : json(nullptr);
+    }
+    h->out = j.dump(-1, ' ', false, json::error_handler_t::replace);
+    *out_json = h->out.c_str();
+    return Ok(h);
+  });
+}
+
+tabfit_status tabfit_engine_ledger_json(tabfit_engine* h, const char** out_json) {
+  return Guard(h, "tabfit_engine_ledger_json", [&] {
+    if (!out_json) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_engine_ledger_json: out_json is NULL");
+    json j;
+    j["loaded"] = static_cast<bool>(h->engine);
+    json comps = json::array();
+    if (h->engine) {
+      tabfit::LedgerSnapshot s = h->engine->ledger().Snapshot();
+      j["total_current"] = s.total_current;
+      j["total_peak"] = s.total_peak;
+      j["budget_bytes"] = s.budget_bytes;
+      j["max_buffer_bytes"] = s.max_buffer_bytes;
+      for (const auto& c : s.components) {
+        comps.push_back({{"name", c.name}, {"current_bytes", c.current_bytes}, {"peak_bytes", c.peak_bytes},
+                         {"live_buffers", c.live_buffers}});
+      }
+    } else {
+      LedgerMirror& m = *h->mirror;
+      std::lock_guard<std::mutex> lock(m.mu);
+      j["total_current"] = m.total_current;
+      j["total_peak"] = m.total_peak;
+      j["budget_bytes"] = m.budget;
+      j["max_buffer_bytes"] = m.max_buffer;
+      for (const auto& c : m.components) {
+        comps.push_back({{"name", c.name}, {"current_bytes", c.current_bytes}, {"peak_bytes", c.peak_bytes},
+                         {"live_buffers", c.live_buffers}});
+      }
+    }
+    j["components"] = comps;
+    h->out = j.dump();
+    *out_json = h->out.c_str();
+    return Ok(h);
+  });
+}
+
+tabfit_status tabfit_generate_begin(tabfit_engine* h, const char* prompt, const char* options_json) {
+  return Guard(h, "tabfit_generate_begin", [&] {
+    EndGeneration(h);
+    if (tabfit_status rc = NeedEngine(h, "tabfit_generate_begin"); rc != TABFIT_OK) return rc;
+    if (!prompt) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_generate_begin: prompt is NULL");
+    Generation& g = h->gen;
+    Status st = ParseGenerateOptions(options_json, &g.options);
+    if (!st.ok()) return FromStatus(h, st);
+    tabfit::Engine& e = *h->engine;
+    const tabfit::Tokenizer& tok = e.tokenizer();
+    std::vector<int32_t> tokens = tok.Encode(prompt, g.options.add_bos && tok.add_bos(), g.options.parse_special);
+    if (tokens.empty()) return Fail(h, TABFIT_INVALID_ARGUMENT, "the prompt is empty; give some text to continue");
+    if (static_cast<int>(tokens.size()) >= e.context_size()) {
+      return Fail(h, TABFIT_OUT_OF_RANGE,
+                  "the prompt is " + std::to_string(tokens.size()) + " tokens but the context holds " +
+                      std::to_string(e.context_size()) +
+                      " (including at least one generated token); shorten the prompt or load with a larger n_ctx");
+    }
+    e.ResetContext();
+    g.stats.prompt_tokens = static_cast<int>(tokens.size());
+    double t0 = Now();
+    st = e.Eval(tokens);
+    if (!st.ok()) {
+      EndGeneration(h);
+      return FromStatus(h, st);
+    }
+    g.stats.prompt_seconds = Now() - t0;
+    g.sampler = std::make_unique<tabfit::Sampler>(g.options.sampler);
+    g.decoder = std::make_unique<tabfit::StreamDecoder>(tok);
+    g.history = std::move(tokens);
+    g.stats.stop_reason = "max_tokens";
+    g.active = true;
+    g.t_start = Now();
+    return Ok(h);
+  });
+}
+
+tabfit_status tabfit_generate_next(tabfit_engine* h, const char** out_piece, int32_t* out_token, int* out_done) {
+  return Guard(h, "tabfit_generate_next", [&] {
+    if (!out_piece || !out_token || !out_done) {
+      return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_generate_next: an output pointer is NULL");
+    }
+    Generation& g = h->gen;
+    h->out.clear();
+    *out_piece = h->out.c_str();
+    *out_token = -1;
+    *out_done = 1;
+    if (!g.active) return Fail(h, TABFIT_BAD_STATE, "tabfit_generate_next: no generation; call tabfit_generate_begin");
+    if (g.finished) return Ok(h);
+    tabfit::Engine& e = *h->engine;
+    const int n_vocab = e.model().hparams().n_vocab;
+    auto finish = [&](const char* reason, bool flush) {
+      g.stats.stop_reason = reason;
+      if (flush) h->out += g.pending + g.decoder->Flush();
+      g.pending.clear();
+      g.finished = true;
+      g.stats.generate_seconds = Now() - g.t_start;
+      *out_piece = h->out.c_str();
+      *out_done = 1;
+      return Ok(h);
+    };
+    if (g.need_eval) {
+      if (e.context_used() + 1 > e.context_size()) return finish("context_full", true);
+      Status st = e.Eval({g.last_token});
+      if (!st.ok()) {
+        g.finished = true;
+        return FromStatus(h, st);
+      }
+      g.need_eval = false;
+    }
+    int32_t id = g.sampler->Sample(e.logits(), n_vocab, g.history);
+    g.history.push_back(id);
+    g.stats.generated_tokens++;
+    g.produced++;
+    *out_token = id;
+    if (g.options.stop_at_eos && e.tokenizer().IsEog(id)) return finish("eos", true);
+    g.pending += g.decoder->Push(id);
+    bool stop_hit = false;
+    size_t cut = std::string::npos;
+    for (const auto& s : g.options.stop) {
+      if (s.empty()) continue;
+      size_t p = g.pending.find(s);
+      if (p != std::string::npos) cut = std::min(cut, p);
+    }
+    if (cut != std::string::npos) {
+      g.pending.resize(cut);
+      stop_hit = true;
+    }
+    size_t hold = stop_hit ? 0 : HeldBackForStops(g.pending, g.options.stop);
+    if (g.pending.size() > hold) {
+      h->out = g.pending.substr(0, g.pending.size() - hold);
+      g.pending.erase(0, g.pending.size() - hold);
+    }
+    if (stop_hit) return finish("stop_string", false);
+    if (g.produced >= g.options.max_tokens) return finish("max_tokens", true);
+    g.last_token = id;
+    g.need_eval = true;
+    *out_piece = h->out.c_str();
+    *out_done = 0;
+    return Ok(h);
+  });
+}
+
+tabfit_status tabfit_generate_end(tabfit_engine* h, const char** out_json) {
+  return Guard(h, "tabfit_generate_end", [&] {
+    Generation& g = h->gen;
+    if (g.active && !g.finished) {
+      g.stats.stop_reason = "cancelled";
+      g.stats.generate_seconds = Now() - g.t_start;
+    }
+    json j = {{"prompt_tokens", g.stats.prompt_tokens},
+              {"generated_tokens", g.stats.generated_tokens},
+              {"prompt_seconds", g.stats.prompt_seconds},
+              {"generate_seconds", g.stats.generate_seconds},
+              {"stop_reason", g.active ? g.stats.stop_reason : std::string("none")}};
+    EndGeneration(h);
+    h->out = j.dump();
+    if (out_json) *out_json = h->out.c_str();
+    return Ok(h);
+  });
+}
+
+tabfit_status tabfit_tokenize_json(tabfit_engine* h, const char* text, int add_bos, const char** out_json) {
+  return Guard(h, "tabfit_tokenize_json", [&] {
+    if (tabfit_status rc = NeedEngine(h, "tabfit_tokenize_json"); rc != TABFIT_OK) return rc;
+    if (!text || !out_json) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_tokenize_json: NULL argument");
+    const tabfit::Tokenizer& tok = h->engine->tokenizer();
+    json j = tok.Encode(text, add_bos != 0 && tok.add_bos(), false);
+    h->out = j.dump();
+    *out_json = h->out.c_str();
+    return Ok(h);
+  });
+}
+
+tabfit_status tabfit_token_pieces_json(tabfit_engine* h, const int32_t* ids, size_t n, const char** out_json) {
+  return Guard(h, "tabfit_token_pieces_json", [&] {
+    if (tabfit_status rc = NeedEngine(h, "tabfit_token_pieces_json"); rc != TABFIT_OK) return rc;
+    if ((!ids && n) || !out_json) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_token_pieces_json: NULL argument");
+    const tabfit::Tokenizer& tok = h->engine->tokenizer();
+    json j = json::array();
+    for (size_t i = 0; i < n; ++i) j.push_back(tok.TokenToPiece(ids[i]));
+    h->out = j.dump(-1, ' ', false, json::error_handler_t::replace);
+    *out_json = h->out.c_str();
+    return Ok(h);
+  });
+}
+
+}  // extern "C"

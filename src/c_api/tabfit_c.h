@@ -1,0 +1,123 @@
+/* tabfit C API: the narrow extern "C" surface used by the WebAssembly build
+ * (web/wasm) and by any FFI.
+ *
+ * Contract:
+ *  - Handles, not singletons: every function takes the tabfit_engine it acts on;
+ *    any number of engines may coexist.
+ *  - Every function returns a tabfit_status (0 = ok; the other values mirror
+ *    tabfit::StatusCode). On failure the message (what, where, why, remedy) is
+ *    kept in the handle: tabfit_last_error(h). A successful call clears it.
+ *  - Nothing throws across this boundary (the library itself uses Status).
+ *  - Strings returned through `const char**` belong to the handle and stay
+ *    valid until the next call on the same handle.
+ *  - Thread-safety: drive one handle from one thread at a time. The engine uses
+ *    its own thread pool internally.
+ *
+ * Generation is step-wise so a caller (JS in a Web Worker) can yield to its
+ * event loop between tokens and cancel:
+ *     tabfit_generate_begin(h, prompt, options_json);      // tokenizes + runs the prompt
+ *     while (tabfit_generate_next(h, &piece, &token, &done) == TABFIT_OK && !done) use(piece);
+ *     tabfit_generate_end(h, &stats_json);                   // also cancels early
+ */
+#ifndef TABFIT_C_API_TABFIT_C_H_
+#define TABFIT_C_API_TABFIT_C_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef int tabfit_status;
+enum {
+  TABFIT_OK = 0,
+  TABFIT_INVALID_ARGUMENT = 1,
+  TABFIT_CORRUPT_DATA = 2,
+  TABFIT_NOT_FOUND = 3,
+  TABFIT_UNSUPPORTED = 4,
+  TABFIT_OUT_OF_MEMORY = 5,
+  TABFIT_BUFFER_LIMIT = 6,
+  TABFIT_IO_ERROR = 7,
+  TABFIT_CANCELLED = 8,
+  TABFIT_OUT_OF_RANGE = 9,
+  TABFIT_INTERNAL = 10,
+  TABFIT_BAD_STATE = 11 /* e.g. generate before load, next without begin */
+};
+
+typedef struct tabfit_engine tabfit_engine;
+
+/* "OK", "InvalidArgument", ... ("?" for an unknown code). */
+const char* tabfit_status_name(tabfit_status status);
+
+/* Creates a handle configured by `options_json` (NULL or "" = defaults):
+ *   {"threads":0, "n_ctx":0, "n_batch":64, "budget_bytes":0,
+ *    "max_buffer_bytes":1073741824, "kv_type":"f16", "weight_type":""}
+ * Unknown keys are an error (they are usually typos). On failure *out is still
+ * set (unless the allocation itself failed, then NULL) so the message can be read
+ * with tabfit_last_error; destroy it with tabfit_engine_destroy either way. */
+tabfit_status tabfit_engine_create(const char* options_json, tabfit_engine** out);
+/* Frees the handle and everything it holds. NULL is fine. */
+void tabfit_engine_destroy(tabfit_engine* h);
+/* Message of the last failed call on `h` ("" if the last call succeeded). */
+const char* tabfit_last_error(const tabfit_engine* h);
+
+/* Load progress: bytes done/total and the component being loaded.
+ * Return 0 to cancel (the load then fails with TABFIT_CANCELLED). */
+typedef int (*tabfit_progress_fn)(void* user, uint64_t done, uint64_t total, const char* component);
+
+/* Random access reader for tabfit_engine_load_reader: copy exactly `n` bytes
+ * at `offset` into `dst`; return 0 on success, non-zero on failure. */
+typedef int (*tabfit_read_fn)(void* user, uint64_t offset, void* dst, size_t n);
+
+/* Load a model (replacing any loaded one). `progress` may be NULL. */
+tabfit_status tabfit_engine_load_file(tabfit_engine* h, const char* path, tabfit_progress_fn progress,
+                                      void* progress_user);
+/* From bytes the caller keeps alive until the load returns (they are copied). */
+tabfit_status tabfit_engine_load_memory(tabfit_engine* h, const void* data, size_t size, const char* name,
+                                        tabfit_progress_fn progress, void* progress_user);
+/* From a reader (a browser's chunk store, a network range reader...). `read`
+ * is only called from the thread that calls this function, during the call. */
+tabfit_status tabfit_engine_load_reader(tabfit_engine* h, const char* name, uint64_t size, tabfit_read_fn read,
+                                        void* read_user, tabfit_progress_fn progress, void* progress_user);
+/* Frees the model, KV cache and scratch; the ledger returns to zero. A later
+ * load may follow. Ok when nothing is loaded. */
+tabfit_status tabfit_engine_unload(tabfit_engine* h);
+
+/* Model facts as JSON: {"loaded":true,"architecture":...,"n_vocab":..,"n_ctx":..,
+ * "threads":..,"chat_template":"..." or null, "bos":..,"eos":..}. */
+tabfit_status tabfit_engine_info_json(tabfit_engine* h, const char** out_json);
+
+/* Ledger snapshot as JSON: {"total_current":..,"total_peak":..,"budget_bytes":..,
+ * "max_buffer_bytes":..,"loaded":bool,"components":[{"name","current_bytes","peak_bytes",
+ * "live_buffers"}...]}. After unload it reports the (zero) totals the ledger reached
+ * while the engine freed its memory. */
+tabfit_status tabfit_engine_ledger_json(tabfit_engine* h, const char** out_json);
+
+/* Starts a generation: clears the context, tokenizes `prompt`, runs it.
+ * options_json (NULL = defaults): {"max_tokens":128, "temperature":0.8, "top_k":40,
+ * "top_p":0.95, "min_p":0.05, "repeat_penalty":1.0, "repeat_last_n":64, "seed":N,
+ * "stop":["..."], "add_bos":true, "stop_at_eos":true, "parse_special":false}.
+ * A generation already running is ended first. */
+tabfit_status tabfit_generate_begin(tabfit_engine* h, const char* prompt, const char* options_json);
+/* Produces the next piece of text. *out_piece is complete UTF-8 (possibly ""
+ * while a multi-byte character or a possible stop string is held back), *out_token
+ * the token id (-1 when none), *out_done 1 when the generation has finished (the
+ * final call may still carry text). */
+tabfit_status tabfit_generate_next(tabfit_engine* h, const char** out_piece, int32_t* out_token, int* out_done);
+/* Ends the generation (cancelling it if it has not finished: stop_reason
+ * "cancelled") and returns its stats as JSON: {"prompt_tokens","generated_tokens",
+ * "prompt_seconds","generate_seconds","stop_reason"}. out_json may be NULL. */
+tabfit_status tabfit_generate_end(tabfit_engine* h, const char** out_json);
+
+/* Tokenizes `text` into JSON [ids...] (no generation), e.g. for counting tokens. */
+tabfit_status tabfit_tokenize_json(tabfit_engine* h, const char* text, int add_bos, const char** out_json);
+/* Renders each token id as llama.cpp's token_to_piece does (BOS as "<s>", SentencePiece
+ * spaces as " "): JSON array of strings, one per id (invalid UTF-8 replaced by U+FFFD). */
+tabfit_status tabfit_token_pieces_json(tabfit_engine* h, const int32_t* ids, size_t n, const char** out_json);
+
+#ifdef __cplusplus
+}  /* extern "C" */
+#endif
+
+#endif  /* TABFIT_C_API_TABFIT_C_H_ */

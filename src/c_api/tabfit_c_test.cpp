@@ -1,0 +1,285 @@
+// c_api_test: the C API on the bundled demo model — options, errors per
+// handle, loading from a file / memory / reader, step-wise greedy generation
+// against llama.cpp's golden text, cancellation, ledger back to zero.
+#include "c_api/tabfit_c.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace {
+
+using nlohmann::json;
+
+struct Golden {
+  std::string prompt, output;
+  int n_predict;
+};
+
+std::vector<Golden> DemoGolden() {
+  std::vector<Golden> out;
+  std::ifstream f(tabfit::testing::SharedModel("golden/greedy.jsonl"));
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty()) continue;
+    json j = json::parse(line);
+    if (j["model"] == "tabfit-demo-8m-f16.gguf") out.push_back({j["prompt"], j["output"], j["n_predict"]});
+  }
+  return out;
+}
+
+std::vector<uint8_t> ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+json Ledger(tabfit_engine* h) {
+  const char* s = nullptr;
+  EXPECT_EQ(tabfit_engine_ledger_json(h, &s), TABFIT_OK) << tabfit_last_error(h);
+  return json::parse(s);
+}
+
+struct GenRun {
+  std::string text;
+  std::vector<int32_t> ids;
+  json stats;
+};
+
+// Drives begin/next/end; stops after `cancel_after` tokens when >= 0.
+GenRun Generate(tabfit_engine* h, const std::string& prompt, const std::string& options, int cancel_after = -1) {
+  GenRun r;
+  EXPECT_EQ(tabfit_generate_begin(h, prompt.c_str(), options.c_str()), TABFIT_OK) << tabfit_last_error(h);
+  for (int i = 0; i < 10000; ++i) {
+    if (cancel_after >= 0 && static_cast<int>(r.ids.size()) >= cancel_after) break;
+    const char* piece = nullptr;
+    int32_t token = -1;
+    int done = 0;
+    tabfit_status st = tabfit_generate_next(h, &piece, &token, &done);
+    EXPECT_EQ(st, TABFIT_OK) << tabfit_last_error(h);
+    if (st != TABFIT_OK) break;
+    r.text += piece;
+    if (token >= 0) r.ids.push_back(token);
+    if (done) break;
+  }
+  const char* stats = nullptr;
+  EXPECT_EQ(tabfit_generate_end(h, &stats), TABFIT_OK);
+  r.stats = json::parse(stats);
+  return r;
+}
+
+class CApi : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = tabfit::testing::DemoModel();
+    if (!std::filesystem::exists(path_)) GTEST_SKIP() << "missing " << path_;
+    ASSERT_EQ(tabfit_engine_create(R"({"threads":2,"n_ctx":256})", &h_), TABFIT_OK) << tabfit_last_error(h_);
+  }
+  void TearDown() override { tabfit_engine_destroy(h_); }
+  std::string path_;
+  tabfit_engine* h_ = nullptr;
+};
+
+TEST(CApiOptions, BadJsonAndUnknownKeysAreReportedOnTheHandle) {
+  tabfit_engine* h = nullptr;
+  EXPECT_EQ(tabfit_engine_create("{threads:2", &h), TABFIT_INVALID_ARGUMENT);
+  ASSERT_NE(h, nullptr);
+  EXPECT_NE(std::string(tabfit_last_error(h)).find("not a JSON object"), std::string::npos) << tabfit_last_error(h);
+  tabfit_engine_destroy(h);
+
+  EXPECT_EQ(tabfit_engine_create(R"({"thread":2})", &h), TABFIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tabfit_last_error(h)).find("unknown key \"thread\""), std::string::npos)
+      << tabfit_last_error(h);
+  tabfit_engine_destroy(h);
+
+  EXPECT_EQ(tabfit_engine_create(R"({"n_ctx":"big"})", &h), TABFIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tabfit_last_error(h)).find("\"n_ctx\" must be an integer"), std::string::npos);
+  tabfit_engine_destroy(h);
+
+  EXPECT_EQ(tabfit_engine_create(nullptr, &h), TABFIT_OK);
+  EXPECT_STREQ(tabfit_last_error(h), "");
+  tabfit_engine_destroy(h);
+  EXPECT_STREQ(tabfit_status_name(TABFIT_CANCELLED), "Cancelled");
+}
+
+TEST_F(CApi, CallsBeforeLoadFailWithBadState) {
+  EXPECT_EQ(tabfit_generate_begin(h_, "hi", nullptr), TABFIT_BAD_STATE);
+  EXPECT_NE(std::string(tabfit_last_error(h_)).find("no model is loaded"), std::string::npos);
+  const char* piece;
+  int32_t tok;
+  int done;
+  EXPECT_EQ(tabfit_generate_next(h_, &piece, &tok, &done), TABFIT_BAD_STATE);
+  json l = Ledger(h_);
+  EXPECT_FALSE(l["loaded"]);
+  EXPECT_EQ(l["total_current"], 0);
+}
+
+TEST_F(CApi, MissingFileNamesThePath) {
+  EXPECT_EQ(tabfit_engine_load_file(h_, "/nonexistent/model.gguf", nullptr, nullptr), TABFIT_NOT_FOUND);
+  EXPECT_NE(std::string(tabfit_last_error(h_)).find("/nonexistent/model.gguf"), std::string::npos)
+      << tabfit_last_error(h_);
+}
+
+TEST_F(CApi, GreedyStepwiseMatchesGolden) {
+  auto golden = DemoGolden();
+  if (golden.empty()) GTEST_SKIP() << "missing ../shared golden/greedy.jsonl";
+  ASSERT_EQ(tabfit_engine_load_file(h_, path_.c_str(), nullptr, nullptr), TABFIT_OK) << tabfit_last_error(h_);
+  const char* info = nullptr;
+  ASSERT_EQ(tabfit_engine_info_json(h_, &info), TABFIT_OK);
+  json ij = json::parse(info);
+  EXPECT_TRUE(ij["loaded"]);
+  EXPECT_EQ(ij["n_ctx"], 256);
+  EXPECT_EQ(ij["threads"], 2);
+  for (const auto& g : golden) {
+    GenRun r = Generate(h_, g.prompt, R"({"temperature":0,"max_tokens":)" + std::to_string(g.n_predict) + "}");
+    std::string want = g.output;
+    if (!want.empty() && want.back() == '\n') want.pop_back();
+    const std::string prefix = "<s> " + g.prompt;
+    ASSERT_EQ(want.substr(0, prefix.size()), prefix);
+    EXPECT_EQ(r.text, want.substr(prefix.size())) << "prompt '" << g.prompt << "'";
+    EXPECT_EQ(r.stats["generated_tokens"], g.n_predict);
+    EXPECT_EQ(r.stats["stop_reason"], "max_tokens");
+    // The per-token pieces render the same text (as llama.cpp prints it).
+    const char* pieces = nullptr;
+    ASSERT_EQ(tabfit_token_pieces_json(h_, r.ids.data(), r.ids.size(), &pieces), TABFIT_OK);
+    std::string joined;
+    for (const auto& p : json::parse(pieces)) joined += p.get<std::string>();
+    EXPECT_EQ(joined, r.text);
+  }
+}
+
+TEST_F(CApi, CancelMidGenerationThenGenerateAgain) {
+  ASSERT_EQ(tabfit_engine_load_file(h_, path_.c_str(), nullptr, nullptr), TABFIT_OK) << tabfit_last_error(h_);
+  GenRun full = Generate(h_, "The king said", R"({"temperature":0,"max_tokens":12})");
+  GenRun cut = Generate(h_, "The king said", R"({"temperature":0,"max_tokens":12})", 4);
+  EXPECT_EQ(cut.stats["stop_reason"], "cancelled");
+  EXPECT_EQ(cut.ids.size(), 4u);
+  EXPECT_EQ(std::vector<int32_t>(full.ids.begin(), full.ids.begin() + 4), cut.ids);
+  GenRun again = Generate(h_, "The king said", R"({"temperature":0,"max_tokens":12})");
+  EXPECT_EQ(again.ids, full.ids);
+  EXPECT_EQ(again.text, full.text);
+}
+
+TEST_F(CApi, StopStringEndsAndIsNotEmitted) {
+  ASSERT_EQ(tabfit_engine_load_file(h_, path_.c_str(), nullptr, nullptr), TABFIT_OK) << tabfit_last_error(h_);
+  GenRun full = Generate(h_, "The king said", R"({"temperature":0,"max_tokens":64})");
+  size_t comma = full.text.find("God");
+  ASSERT_NE(comma, std::string::npos) << full.text;
+  GenRun stopped = Generate(h_, "The king said", R"({"temperature":0,"max_tokens":64,"stop":["God"]})");
+  EXPECT_EQ(stopped.stats["stop_reason"], "stop_string");
+  EXPECT_EQ(stopped.text, full.text.substr(0, comma));
+}
+
+TEST_F(CApi, BadGenerateOptionsAreRejected) {
+  ASSERT_EQ(tabfit_engine_load_file(h_, path_.c_str(), nullptr, nullptr), TABFIT_OK);
+  EXPECT_EQ(tabfit_generate_begin(h_, "x", R"({"max_tokens":0})"), TABFIT_INVALID_ARGUMENT);
+  EXPECT_EQ(tabfit_generate_begin(h_, "x", R"({"temprature":0})"), TABFIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tabfit_last_error(h_)).find("temprature"), std::string::npos);
+  // Still usable.
+  GenRun r = Generate(h_, "x", R"({"temperature":0,"max_tokens":3})");
+  EXPECT_EQ(r.ids.size(), 3u);
+}
+
+struct ReaderState {
+  const std::vector<uint8_t>* bytes;
+  uint64_t max_end = 0;
+  int reads = 0;
+  int progress_calls = 0;
+  uint64_t last_done = 0, total = 0;
+  int cancel_after = -1;
+  std::vector<std::string> components;
+};
+
+int ReadCb(void* user, uint64_t offset, void* dst, size_t n) {
+  auto* s = static_cast<ReaderState*>(user);
+  if (offset + n > s->bytes->size()) return 1;
+  std::memcpy(dst, s->bytes->data() + offset, n);
+  s->max_end = std::max<uint64_t>(s->max_end, offset + n);
+  s->reads++;
+  return 0;
+}
+
+int ProgressCb(void* user, uint64_t done, uint64_t total, const char* component) {
+  auto* s = static_cast<ReaderState*>(user);
+  s->progress_calls++;
+  s->last_done = done;
+  s->total = total;
+  if (s->components.empty() || s->components.back() != component) s->components.push_back(component);
+  return s->cancel_after >= 0 && s->progress_calls > s->cancel_after ? 0 : 1;
+}
+
+TEST_F(CApi, ReaderLoadReportsProgressAndMatchesFileLoad) {
+  std::vector<uint8_t> bytes = ReadAll(path_);
+  ReaderState st{&bytes};
+  ASSERT_EQ(tabfit_engine_load_reader(h_, "demo.gguf", bytes.size(), ReadCb, &st, ProgressCb, &st), TABFIT_OK)
+      << tabfit_last_error(h_);
+  EXPECT_GT(st.reads, 2);
+  EXPECT_EQ(st.max_end, bytes.size());  // the last tensor ends the file
+  EXPECT_GT(st.progress_calls, 1);
+  EXPECT_EQ(st.last_done, st.total);
+  EXPECT_GT(st.components.size(), 2u);
+  GenRun a = Generate(h_, "In the beginning", R"({"temperature":0,"max_tokens":8})");
+
+  tabfit_engine* h2 = nullptr;
+  ASSERT_EQ(tabfit_engine_create(R"({"threads":1,"n_ctx":128})", &h2), TABFIT_OK);
+  ASSERT_EQ(tabfit_engine_load_memory(h2, bytes.data(), bytes.size(), "demo-mem", nullptr, nullptr), TABFIT_OK)
+      << tabfit_last_error(h2);
+  GenRun b = Generate(h2, "In the beginning", R"({"temperature":0,"max_tokens":8})");
+  EXPECT_EQ(a.ids, b.ids);  // two handles, side by side
+  tabfit_engine_destroy(h2);
+}
+
+TEST_F(CApi, ProgressCancelFailsCleanlyAndTheHandleStaysUsable) {
+  std::vector<uint8_t> bytes = ReadAll(path_);
+  ReaderState st{&bytes};
+  st.cancel_after = 2;
+  EXPECT_EQ(tabfit_engine_load_reader(h_, "demo.gguf", bytes.size(), ReadCb, &st, ProgressCb, &st),
+            TABFIT_CANCELLED);
+  EXPECT_FALSE(Ledger(h_)["loaded"]);
+  ReaderState again{&bytes};
+  EXPECT_EQ(tabfit_engine_load_reader(h_, "demo.gguf", bytes.size(), ReadCb, &again, nullptr, nullptr), TABFIT_OK)
+      << tabfit_last_error(h_);
+}
+
+TEST_F(CApi, ReaderFailureIsAnIoErrorNamingTheSource) {
+  std::vector<uint8_t> bytes = ReadAll(path_);
+  std::vector<uint8_t> truncated(bytes.begin(), bytes.begin() + bytes.size() / 2);
+  ReaderState st{&truncated};
+  // Claims the full size, but reads past the half fail.
+  EXPECT_EQ(tabfit_engine_load_reader(h_, "half.gguf", bytes.size(), ReadCb, &st, nullptr, nullptr),
+            TABFIT_IO_ERROR);
+  EXPECT_NE(std::string(tabfit_last_error(h_)).find("half.gguf"), std::string::npos) << tabfit_last_error(h_);
+}
+
+TEST_F(CApi, UnloadReturnsTheLedgerToZero) {
+  ASSERT_EQ(tabfit_engine_load_file(h_, path_.c_str(), nullptr, nullptr), TABFIT_OK);
+  Generate(h_, "The king said", R"({"temperature":0,"max_tokens":4})");
+  json before = Ledger(h_);
+  EXPECT_TRUE(before["loaded"]);
+  EXPECT_GT(before["total_current"].get<uint64_t>(), 10'000'000u);  // 8M f16 params + KV
+  bool has_kv = false;
+  for (const auto& c : before["components"]) has_kv |= c["name"] == "kv_cache";
+  EXPECT_TRUE(has_kv);
+  ASSERT_EQ(tabfit_engine_unload(h_), TABFIT_OK);
+  json after = Ledger(h_);
+  EXPECT_FALSE(after["loaded"]);
+  EXPECT_EQ(after["total_current"], 0);
+  EXPECT_EQ(after["total_peak"], before["total_peak"]);
+  EXPECT_EQ(after["components"].size(), before["components"].size());
+  for (const auto& c : after["components"]) {
+    EXPECT_EQ(c["current_bytes"], 0) << c["name"];
+    EXPECT_EQ(c["live_buffers"], 0) << c["name"];
+  }
+  // Loadable again.
+  ASSERT_EQ(tabfit_engine_load_file(h_, path_.c_str(), nullptr, nullptr), TABFIT_OK);
+  EXPECT_GT(Ledger(h_)["total_current"].get<uint64_t>(), 0u);
+}
+
+}  // namespace
