@@ -6,6 +6,7 @@
 
 #include "core/rss.h"
 #include "model/gguf/gguf.h"
+#include "model/llama/llama_model.h"
 #include "model/tokenizer/tokenizer.h"
 #include "test_util.h"
 
