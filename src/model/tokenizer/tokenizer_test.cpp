@@ -215,6 +215,22 @@ TEST(SpmTokenizer, DemoVocabRoundTripsEvalTextsExactly) {
   for (const std::string& s : odd) ExpectRoundTrip(*tok, s, "odd input " + s);
 }
 
+// The perplexity runs tokenize the whole WikiText-2 test set (1.3 MB) at once.
+TEST(SpmTokenizer, WholeWikitextRoundTripsOnLlamaVocab) {
+  const std::string path = testing::SharedModel("eval/wikitext2_test.txt");
+  TABFIT_REQUIRE_FILE(path);
+  TABFIT_REQUIRE_FILE(LlamaSpmPath());
+  auto tok = LoadTokenizer(LlamaSpmPath());
+  ASSERT_TRUE(tok);
+  const std::string text = ReadFileOrEmpty(path);
+  ASSERT_GT(text.size(), 1000000u);
+  const auto ids = tok->Encode(text, true);
+  EXPECT_EQ(ids[0], 1);
+  EXPECT_GT(ids.size(), text.size() / 6);
+  EXPECT_LT(ids.size(), text.size() / 3);
+  EXPECT_EQ(tok->Detokenize(ids, /*remove_special=*/true, false), " " + text);
+}
+
 TEST(SpmTokenizer, Stories260KEncoderMatchesReadme) {
   const std::string model = testing::SharedModel("stories260K.gguf");
   TABFIT_REQUIRE_FILE(model);
