@@ -1,0 +1,184 @@
+// Bad input to the tabfit program: each gives one clear error line, a
+// non-zero exit code, and no crash (also under the sanitizer build).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "model/gguf/gguf.h"
+#include "model/gguf/gguf_writer.h"
+#include "test_util.h"
+
+namespace tabfit {
+namespace {
+
+struct RunResult {
+  int exit_code = -1;
+  bool signaled = false;
+  std::string output;  // stdout + stderr
+};
+
+RunResult RunTabfit(const std::string& args) {
+  std::string cmd = std::string(TABFIT_BINARY_DIR) + "/tabfit " + args + " 2>&1";
+  RunResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int status = pclose(p);
+  r.signaled = WIFSIGNALED(status);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::vector<uint8_t> ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+std::string TempPath(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("tabfit-cli-test-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+std::string WriteBytes(const std::string& name, const std::vector<uint8_t>& bytes) {
+  std::string p = TempPath(name);
+  std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  return p;
+}
+
+// Offset just past the name of tensor `name` in the tensor-info section.
+size_t TensorInfoAfterName(const std::vector<uint8_t>& b, const std::string& name) {
+  // The name is stored as u64 length + bytes; find the last occurrence (metadata has none with this exact length prefix).
+  std::vector<uint8_t> needle(8 + name.size());
+  uint64_t len = name.size();
+  std::memcpy(needle.data(), &len, 8);
+  std::memcpy(needle.data() + 8, name.data(), name.size());
+  auto it = std::search(b.begin(), b.end(), needle.begin(), needle.end());
+  EXPECT_NE(it, b.end()) << name;
+  return (it - b.begin()) + needle.size();
+}
+
+void ExpectCleanError(const RunResult& r, int want_code, const std::string& must_contain) {
+  EXPECT_FALSE(r.signaled) << r.output;
+  EXPECT_EQ(r.exit_code, want_code) << r.output;
+  EXPECT_NE(r.output.find("error: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(must_contain), std::string::npos) << "missing '" << must_contain << "' in: " << r.output;
+  EXPECT_EQ(r.output.find("AddressSanitizer"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("runtime error"), std::string::npos) << r.output;
+}
+
+class CliErrors : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    demo_ = ReadAll(testing::DemoModel());
+    ASSERT_GT(demo_.size(), 1000u);
+  }
+  std::vector<uint8_t> demo_;
+};
+
+TEST_F(CliErrors, MissingFile) {
+  auto r = RunTabfit("run -m /nonexistent/model.gguf -p hi -n 1");
+  ExpectCleanError(r, 3, "/nonexistent/model.gguf");
+}
+
+TEST_F(CliErrors, TruncatedFile) {
+  for (size_t len : {size_t{0}, size_t{3}, size_t{24}, size_t{5000}, demo_.size() / 2, demo_.size() - 1}) {
+    std::string p = WriteBytes("trunc.gguf", {demo_.begin(), demo_.begin() + len});
+    auto r = RunTabfit("run -m " + p + " -p hi -n 1");
+    ExpectCleanError(r, 4, "trunc.gguf");
+  }
+}
+
+TEST_F(CliErrors, WrongMagic) {
+  auto b = demo_;
+  std::memcpy(b.data(), "GGML", 4);
+  auto r = RunTabfit("run -m " + WriteBytes("magic.gguf", b) + " -p hi -n 1");
+  ExpectCleanError(r, 4, "magic");
+}
+
+TEST_F(CliErrors, TensorOffsetPastEnd) {
+  auto b = demo_;
+  size_t at = TensorInfoAfterName(b, "output.weight");
+  uint64_t huge = 1ull << 40;                 // aligned, far past the end
+  std::memcpy(b.data() + at + 4 + 2 * 8 + 4, &huge, 8);  // n_dims, ne[2], type, offset
+  auto r = RunTabfit("run -m " + WriteBytes("offset.gguf", b) + " -p hi -n 1");
+  ExpectCleanError(r, 4, "output.weight");
+}
+
+TEST_F(CliErrors, AbsurdDimensions) {
+  auto b = demo_;
+  size_t at = TensorInfoAfterName(b, "token_embd.weight");
+  int64_t absurd = int64_t{1} << 62;
+  std::memcpy(b.data() + at + 4 + 8, &absurd, 8);  // ne[1]
+  auto r = RunTabfit("run -m " + WriteBytes("dims.gguf", b) + " -p hi -n 1");
+  ExpectCleanError(r, 4, "token_embd.weight");
+}
+
+TEST_F(CliErrors, AbsurdCounts) {
+  auto b = demo_;
+  uint64_t n = 1ull << 60;
+  std::memcpy(b.data() + 8, &n, 8);  // tensor count
+  auto r = RunTabfit("run -m " + WriteBytes("counts.gguf", b) + " -p hi -n 1");
+  ExpectCleanError(r, 4, "counts.gguf");
+}
+
+TEST_F(CliErrors, UnknownArchitecture) {
+  auto g = GgufFile::Open(testing::DemoModel());
+  ASSERT_TRUE(g.ok());
+  GgufWriter w;
+  for (const auto& [key, value] : g->metadata()) {
+    if (key == "general.alignment") continue;
+    if (key == "general.architecture") w.SetString(key, "gptj");
+    else w.Set(key, value);
+  }
+  std::vector<std::vector<uint8_t>> keep;
+  for (const auto& t : g->tensors()) {
+    keep.emplace_back(t.nbytes);
+    ASSERT_TRUE(g->ReadTensor(t, keep.back().data()).ok());
+    ASSERT_TRUE(w.AddTensorView(t.name, t.type, t.ne, keep.back().data(), keep.back().size()).ok());
+  }
+  std::string p = TempPath("arch.gguf");
+  ASSERT_TRUE(w.WriteFile(p).ok());
+  auto r = RunTabfit("run -m " + p + " -p hi -n 1");
+  ExpectCleanError(r, 5, "gptj");
+}
+
+TEST_F(CliErrors, PromptLongerThanContext) {
+  std::string prompt;
+  for (int i = 0; i < 30; ++i) prompt += "and the king said ";
+  auto r = RunTabfit("run -c 32 -n 4 -p '" + prompt + "'");
+  ExpectCleanError(r, 7, "context");
+}
+
+TEST_F(CliErrors, BadFlagsAndBudget) {
+  ExpectCleanError(RunTabfit("run --budget lots -p hi"), 2, "lots");
+  ExpectCleanError(RunTabfit("run --weight-type q9 -p hi"), 2, "q9");
+  ExpectCleanError(RunTabfit("run --budget 4MB -p hi -n 1"), 6, "budget");
+}
+
+TEST(Cli, RunPrintsSpeedAndMemoryByComponent) {
+  auto r = RunTabfit("run --temp 0 -n 8 -t 2 -p 'The king said'");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("The king said, \" I am not afraid"), std::string::npos) << r.output;
+  for (const char* s : {"prompt:", "generation:", "tokens/s", "embeddings", "kv_cache", "layers.0-7", "lm_head", "peak"}) {
+    EXPECT_NE(r.output.find(s), std::string::npos) << s << " in " << r.output;
+  }
+}
+
+TEST(Cli, InspectShowsMetadataTensorsAndMemory) {
+  auto r = RunTabfit("inspect");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  for (const char* s : {"general.architecture", "token_embd.weight", "kv_cache", "8.4M params"}) {
+    EXPECT_NE(r.output.find(s), std::string::npos) << s << " in " << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace tabfit
