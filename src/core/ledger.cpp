@@ -149,7 +149,7 @@ Result<Buffer> MemoryLedger::Allocate(std::string_view component, size_t bytes, 
           FormatBytes(state_->total) + " of the " + FormatBytes(opt.budget_bytes) +
           " memory budget is in use (" +
           FormatBytes(opt.budget_bytes - std::min(opt.budget_bytes, state_->total)) +
-          " free); lower the weight precision (e.g. --bits 4), shorten the context (-c), "
+          " free); lower the weight precision (e.g. --weight-type q4_0), shorten the context (-c), "
           "quantize the KV cache, enable layer eviction, or raise the budget (--budget)");
     }
   }
