@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <queue>
 
 #include "model/tokenizer/unicode.h"
 
@@ -128,41 +127,12 @@ Result<Tokenizer> Tokenizer::FromVocab(Vocab v) {
   t.scores_ = v.scores.empty() ? std::vector<float>(n, 0.0f) : std::move(v.scores);
 
   // Lookup maps.
-  t.any_.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     const std::string& s = v.tokens[i];
-    t.any_[s] = static_cast<int32_t>(i);
+    t.any_.Insert(s, static_cast<int32_t>(i), /*overwrite=*/true);
     if (t.types_[i] == TokenType::kByte && t.is_spm_ && ParseByteToken(s) < 0) {
       return CorruptData("token " + std::to_string(i) + " " + Quote(s) +
                          " has type byte but is not spelled <0xXX>; the vocab metadata is malformed");
-    }
-  }
-  if (t.is_spm_) {
-    for (size_t i = 0; i < n; ++i) {
-      const TokenType ty = t.types_[i];
-      if (ty == TokenType::kNormal || ty == TokenType::kUserDefined || ty == TokenType::kUndefined) {
-        t.mergeable_[v.tokens[i]] = static_cast<int32_t>(i);
-        t.max_mergeable_len_ = std::max(t.max_mergeable_len_, v.tokens[i].size());
-      }
-    }
-    for (int b = 0; b < 256; ++b) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-      int32_t id = t.FindAny(buf);
-      if (id < 0) id = t.FindAny(std::string(1, static_cast<char>(b)));
-      t.byte_tokens_[b] = id;
-    }
-  } else {
-    std::fill(std::begin(t.byte_tokens_), std::end(t.byte_tokens_), -1);
-    t.merge_ranks_.reserve(v.merges.size());
-    for (size_t r = 0; r < v.merges.size(); ++r) {
-      const std::string& m = v.merges[r];
-      const size_t sp = m.size() > 1 ? m.find(' ', 1) : std::string::npos;
-      if (sp == std::string::npos || sp + 1 >= m.size()) {
-        return CorruptData("merge #" + std::to_string(r) + " " + Quote(m) +
-                           " is not of the form 'left right' (tokenizer.ggml.merges is malformed)");
-      }
-      t.merge_ranks_.emplace(m, static_cast<int32_t>(r));  // first (lowest) rank wins
     }
   }
 
@@ -187,12 +157,38 @@ Result<Tokenizer> Tokenizer::FromVocab(Vocab v) {
       t.types_[id] = TokenType::kControl;
     }
   }
-  if (t.is_spm_) {  // a forced control token must not take part in merging
+
+  if (t.is_spm_) {
+    // Only these pieces take part in merging; words can be encoded one at a
+    // time if none of them has a "▁" after another character.
+    t.spm_split_words_ = true;
     for (size_t i = 0; i < n; ++i) {
-      if (t.eog_[i] && t.types_[i] == TokenType::kControl) {
-        auto it = t.mergeable_.find(v.tokens[i]);
-        if (it != t.mergeable_.end() && it->second == static_cast<int32_t>(i)) t.mergeable_.erase(it);
+      const TokenType ty = t.types_[i];
+      if (ty != TokenType::kNormal && ty != TokenType::kUserDefined && ty != TokenType::kUndefined) continue;
+      const std::string& piece = v.tokens[i];
+      t.mergeable_.Insert(piece, static_cast<int32_t>(i), /*overwrite=*/true);
+      t.max_mergeable_len_ = std::max(t.max_mergeable_len_, piece.size());
+      size_t lead = 0;
+      while (piece.compare(lead, kSpmSpace.size(), kSpmSpace) == 0) lead += kSpmSpace.size();
+      if (piece.find(kSpmSpace, lead) != std::string::npos) t.spm_split_words_ = false;
+    }
+    for (int b = 0; b < 256; ++b) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+      int32_t id = t.FindAny(buf);
+      if (id < 0) id = t.FindAny(std::string(1, static_cast<char>(b)));
+      t.byte_tokens_[b] = id;
+    }
+  } else {
+    std::fill(std::begin(t.byte_tokens_), std::end(t.byte_tokens_), -1);
+    for (size_t r = 0; r < v.merges.size(); ++r) {
+      const std::string& m = v.merges[r];
+      const size_t sp = m.size() > 1 ? m.find(' ', 1) : std::string::npos;
+      if (sp == std::string::npos || sp + 1 >= m.size()) {
+        return CorruptData("merge #" + std::to_string(r) + " " + Quote(m) +
+                           " is not of the form 'left right' (tokenizer.ggml.merges is malformed)");
       }
+      t.merge_ranks_.Insert(m, static_cast<int32_t>(r), /*overwrite=*/false);  // lowest rank wins
     }
   }
 
@@ -246,13 +242,11 @@ Result<Tokenizer> Tokenizer::FromVocab(Vocab v) {
 }
 
 int32_t Tokenizer::FindAny(std::string_view piece) const {
-  auto it = any_.find(piece);
-  return it == any_.end() ? -1 : it->second;
+  return any_.Find(piece);
 }
 
 int32_t Tokenizer::FindMergeable(std::string_view piece) const {
-  auto it = mergeable_.find(piece);
-  return it == mergeable_.end() ? -1 : it->second;
+  return mergeable_.Find(piece);
 }
 
 int32_t Tokenizer::PieceToId(std::string_view text) const { return FindAny(text); }
@@ -261,8 +255,7 @@ int32_t Tokenizer::MergeRank(std::string_view left, std::string_view right, std:
   scratch->assign(left);
   scratch->push_back(' ');
   scratch->append(right);
-  auto it = merge_ranks_.find(std::string_view(*scratch));
-  return it == merge_ranks_.end() ? -1 : it->second;
+  return merge_ranks_.Find(*scratch);
 }
 
 std::vector<Tokenizer::Fragment> Tokenizer::Partition(std::string_view text, bool parse_special) const {
@@ -368,6 +361,26 @@ struct BpeCmp {  // lowest rank first; ties: leftmost first
   }
 };
 
+// A binary heap (std::priority_queue order) whose storage can be reused.
+template <typename T, typename Cmp>
+class Heap {
+ public:
+  bool empty() const { return v_.empty(); }
+  void clear() { v_.clear(); }
+  void push(const T& x) {
+    v_.push_back(x);
+    std::push_heap(v_.begin(), v_.end(), Cmp{});
+  }
+  const T& top() const { return v_.front(); }
+  void pop() {
+    std::pop_heap(v_.begin(), v_.end(), Cmp{});
+    v_.pop_back();
+  }
+
+ private:
+  std::vector<T> v_;
+};
+
 // Merges the best queued pair until none is left (SentencePiece / BPE main loop).
 template <typename Queue, typename AddPair>
 void MergeLoop(std::vector<Symbol>& syms, Queue& queue, AddPair add_pair) {
@@ -389,12 +402,41 @@ void MergeLoop(std::vector<Symbol>& syms, Queue& queue, AddPair add_pair) {
 
 }  // namespace
 
-void Tokenizer::EncodeSpm(std::string_view text, std::vector<int32_t>* out) const {
-  if (text.empty()) return;
+struct Tokenizer::SpmScratch {
   std::vector<Symbol> syms;
-  syms.reserve(text.size());
+  Heap<SpmBigram, SpmCmp> heap;
+  bool last_unk = false;  // the last id written was a fallback <unk>
+};
+
+void Tokenizer::EncodeSpm(std::string_view text, std::vector<int32_t>* out) const {
+  SpmScratch scratch;
+  if (!spm_split_words_) {
+    EncodeSpmChunk(text, &scratch, out);
+    return;
+  }
+  // No mergeable piece has a "▁" after another character, so no merge crosses
+  // the start of a run of "▁": encode such words one at a time (same result,
+  // small heaps). "\xE2\x96\x81" always starts a UTF-8 unit, even in invalid text.
+  size_t start = 0;
+  size_t pos = 0;
+  while (true) {
+    const size_t hit = text.find(kSpmSpace, pos);
+    if (hit == std::string_view::npos) break;
+    if (hit > start && !(hit >= 3 && text.substr(hit - 3, 3) == kSpmSpace)) {
+      EncodeSpmChunk(text.substr(start, hit - start), &scratch, out);
+      start = hit;
+    }
+    pos = hit + kSpmSpace.size();
+  }
+  EncodeSpmChunk(text.substr(start), &scratch, out);
+}
+
+void Tokenizer::EncodeSpmChunk(std::string_view text, SpmScratch* scratch, std::vector<int32_t>* out) const {
+  if (text.empty()) return;
+  std::vector<Symbol>& syms = scratch->syms;
   SplitSymbols(text, &syms);
-  std::priority_queue<SpmBigram, std::vector<SpmBigram>, SpmCmp> queue;
+  auto& queue = scratch->heap;
+  queue.clear();
   auto add_pair = [&](int32_t left, int32_t right) {
     if (left < 0 || right < 0) return;
     const uint32_t size = syms[left].n + syms[right].n;
@@ -406,7 +448,7 @@ void Tokenizer::EncodeSpm(std::string_view text, std::vector<int32_t>* out) cons
   for (int32_t i = 1; i < static_cast<int32_t>(syms.size()); ++i) add_pair(i - 1, i);
   MergeLoop(syms, queue, add_pair);
 
-  bool last_unk = false;
+  bool& last_unk = scratch->last_unk;
   for (int32_t i = 0; i != -1; i = syms[i].next) {
     const std::string_view piece = text.substr(syms[i].off, syms[i].n);
     const int32_t id = FindMergeable(piece);
@@ -432,7 +474,7 @@ void Tokenizer::EncodeBpe(std::string_view text, std::vector<int32_t>* out) cons
   std::vector<Symbol> syms;
   std::string word;
   std::string scratch;
-  std::priority_queue<BpeBigram, std::vector<BpeBigram>, BpeCmp> queue;
+  Heap<BpeBigram, BpeCmp> queue;
   for (std::string_view raw : PreTokenize(pre_, text)) {
     word.clear();
     for (char c : raw) word += unicode::ByteToUnicode(static_cast<uint8_t>(c));

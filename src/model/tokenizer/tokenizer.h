@@ -25,10 +25,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "core/status.h"
+#include "model/tokenizer/piece_index.h"
 #include "model/tokenizer/pretokenize.h"
 
 namespace tabfit {
@@ -124,19 +124,15 @@ class Tokenizer {
  private:
   Tokenizer() = default;
 
-  struct SvHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  using PieceMap = std::unordered_map<std::string, int32_t, SvHash, std::equal_to<>>;
-
   // A raw-text span or a special token, after special-token partitioning.
   struct Fragment {
     int32_t token;          // -1 for raw text
     std::string_view text;  // raw text (token == -1)
   };
   std::vector<Fragment> Partition(std::string_view text, bool parse_special) const;
+  struct SpmScratch;
   void EncodeSpm(std::string_view escaped, std::vector<int32_t>* out) const;
+  void EncodeSpmChunk(std::string_view escaped, SpmScratch* scratch, std::vector<int32_t>* out) const;
   void EncodeBpe(std::string_view text, std::vector<int32_t>* out) const;
   int32_t FindMergeable(std::string_view piece) const;
   int32_t FindAny(std::string_view piece) const;
@@ -150,10 +146,11 @@ class Tokenizer {
   std::vector<float> scores_;
   std::vector<TokenType> types_;
   std::vector<std::string> pieces_;  // TokenToPiece(id, true) per id
-  PieceMap any_;                     // text -> id, every token (later ids win, as llama.cpp)
-  PieceMap mergeable_;               // llama: normal/user-defined/undefined pieces
-  PieceMap merge_ranks_;             // gpt2: "left right" -> rank
+  PieceIndex any_;                   // text -> id, every token (later ids win, as llama.cpp)
+  PieceIndex mergeable_;             // llama: normal/user-defined/undefined pieces
+  PieceIndex merge_ranks_;           // gpt2: "left right" -> rank
   size_t max_mergeable_len_ = 0;
+  bool spm_split_words_ = false;     // llama: no piece has "▁" after another character
   int32_t byte_tokens_[256];         // llama: byte fallback id, -1 if none
   std::vector<int32_t> specials_;    // control/user-defined/unknown, longest text first
   std::vector<bool> eog_;
