@@ -10,6 +10,8 @@
 //    SentencePiece does; llama.cpp aborts there). Only normal and
 //    user-defined pieces take part in merging, so text such as "<s>" or
 //    "<0x0A>" is never turned into a control or byte token by accident.
+//    Decode(Encode(x)) == " " + x for any bytes x, except that a literal
+//    U+2581 "▁" in x comes back as " " (as in SentencePiece and llama.cpp).
 //  - "gpt2": byte-level BPE (llm_tokenizer_bpe): pre-tokenizer regex split
 //    (see pretokenize.h; tokenizer.ggml.pre), bytes mapped to printable code
 //    points, merges applied by rank from `tokenizer.ggml.merges`.
@@ -65,6 +67,11 @@ struct Vocab {
   bool add_eos = false;
   bool add_space_prefix = true;  // llama: dummy-prefix space
 };
+
+// The `tokenizer.ggml.*` metadata of a GGUF file as a Vocab (not yet
+// validated: Tokenizer::FromVocab does that). Errors as Tokenizer::FromGguf,
+// without the file name.
+Result<Vocab> VocabFromGguf(const GgufFile& gguf);
 
 class Tokenizer {
  public:

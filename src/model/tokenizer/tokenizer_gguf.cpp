@@ -20,7 +20,9 @@ Result<int32_t> ReadId(const GgufFile& g, const char* key, int32_t def) {
   return static_cast<int32_t>(id);
 }
 
-Result<Vocab> ReadVocab(const GgufFile& g) {
+}  // namespace
+
+Result<Vocab> VocabFromGguf(const GgufFile& g) {
   Vocab v;
   const GgufValue* model = g.Find("tokenizer.ggml.model");
   if (model == nullptr) {
@@ -69,10 +71,8 @@ Result<Vocab> ReadVocab(const GgufFile& g) {
   return v;
 }
 
-}  // namespace
-
 Result<Tokenizer> Tokenizer::FromGguf(const GgufFile& gguf) {
-  Result<Vocab> v = ReadVocab(gguf);
+  Result<Vocab> v = VocabFromGguf(gguf);
   if (!v.ok()) return v.status().WithContext(gguf.name());
   Result<Tokenizer> t = FromVocab(std::move(v).value());
   if (!t.ok()) return t.status().WithContext(gguf.name());
