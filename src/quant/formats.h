@@ -136,15 +136,16 @@ struct BlockQ8_KA {
 };
 static_assert(sizeof(BlockQ8_KA) == 276);
 
-// 6-bit scale/min packing shared by TF_Q4/Q3/Q2.
-inline void UnpackScales6(const uint8_t* s, uint8_t* sc, uint8_t* m) {
+// 6-bit scale/min packing shared by TF_Q4/Q3/Q2. static: also compiled into -mavx2
+// translation units, so no shared (possibly AVX2-encoded) out-of-line copy may exist.
+static inline void UnpackScales6(const uint8_t* s, uint8_t* sc, uint8_t* m) {
   const uint32_t hi = uint32_t(s[8]) | uint32_t(s[9]) << 8 | uint32_t(s[10]) << 16 | uint32_t(s[11]) << 24;
   for (int g = 0; g < 8; ++g) {
     sc[g] = static_cast<uint8_t>((s[g] & 15) | ((hi >> (2 * g)) & 3) << 4);
     m[g] = static_cast<uint8_t>((s[g] >> 4) | ((hi >> (16 + 2 * g)) & 3) << 4);
   }
 }
-inline void PackScales6(const uint8_t* sc, const uint8_t* m, uint8_t* s) {
+static inline void PackScales6(const uint8_t* sc, const uint8_t* m, uint8_t* s) {
   uint32_t hi = 0;
   for (int g = 0; g < 8; ++g) {
     s[g] = static_cast<uint8_t>((sc[g] & 15) | (m[g] & 15) << 4);

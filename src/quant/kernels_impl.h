@@ -101,7 +101,7 @@ void AxpyF16Wasm(float a, const uint16_t* x, float* y, int64_t n);
 #endif
 
 // ---- ARM NEON (kernels_neon.cpp) ----
-#if defined(__ARM_NEON)
+#if defined(__ARM_NEON) && defined(__aarch64__)
 #define TABFIT_HAVE_NEON_KERNELS 1
 void MatMulF32Neon(TF_MATMUL_ARGS);
 void MatMulQ8_0Neon(TF_MATMUL_ARGS);
