@@ -93,7 +93,8 @@ struct GgufValue {
   static GgufValue NumericArray(GgufType elem_type, std::vector<uint8_t> raw);
 
   bool is_array() const { return type == GgufType::kArray; }
-  // Numeric array element `k` as double / int64 (no range check beyond k < count).
+  // Numeric array element `k` converted to double / int64 / uint64; 0 when k >= count
+  // or the elements are not numeric.
   double ArrayF64(uint64_t k) const;
   int64_t ArrayI64(uint64_t k) const;  // unsigned 64-bit values > INT64_MAX wrap
   uint64_t ArrayU64(uint64_t k) const;

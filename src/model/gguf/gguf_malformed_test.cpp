@@ -201,6 +201,8 @@ TEST(GgufMalformed, Dimensions) {
   ExpectError(ParseBytes(OneTensor(28, {int64_t{1} << 61, 2}, 0, 16)), StatusCode::kCorruptData,
               "overflows 64 bits");
   ExpectError(ParseBytes(OneTensor(0, {int64_t{1} << 40}, 0, 16)), StatusCode::kCorruptData, "runs past the end");
+  ExpectError(ParseBytes(OneTensor(24, {int64_t{1} << 61, 2}, 0, 16)), StatusCode::kCorruptData, "runs past the end");
+  EXPECT_TRUE(ParseBytes(OneTensor(24, {5, 3}, 0, 15)).ok());  // I8: 1-byte elements
   // n_dims past the end of a truncated file.
   Raw r;
   r.header(1, 0).str("w").u32(4).i64(4).i64(4);

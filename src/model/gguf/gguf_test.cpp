@@ -4,11 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <thread>
 
 #include "core/f16.h"
 #include "model/gguf/gguf_writer.h"
@@ -240,6 +242,23 @@ TEST(ByteSource, File) {
   EXPECT_EQ(b[0], 998 & 0xff);
   EXPECT_EQ((*s)->ReadAt(999, b, 2).code(), StatusCode::kOutOfRange);
   EXPECT_EQ((*s)->ReadAt(std::numeric_limits<uint64_t>::max() - 1, b, 4).code(), StatusCode::kOutOfRange);
+  // Concurrent reads (pread, no shared position) each see their own range.
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      uint8_t buf[100];
+      for (int rep = 0; rep < 200; ++rep) {
+        const uint64_t off = static_cast<uint64_t>((t * 211 + rep * 7) % 900);
+        if (!(*s)->ReadAt(off, buf, sizeof buf).ok()) ++mismatches;
+        for (int k = 0; k < 100; ++k) {
+          if (buf[k] != static_cast<uint8_t>((off + k) & 0xff)) ++mismatches;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
   std::filesystem::remove(path);
 }
 
@@ -283,6 +302,7 @@ GgufWriter MakeRichWriter() {
   EXPECT_TRUE(w.AddTensor("q4", TensorType::kQ4_0, {32, 3}, Pattern(3 * 18, 4)).ok());
   EXPECT_TRUE(w.AddTensor("q4k", TensorType::kQ4_K, {256, 1}, Pattern(144, 5)).ok());
   EXPECT_TRUE(w.AddTensor("i32", TensorType::kI32, {2, 2, 2, 2}, Pattern(64, 6)).ok());
+  EXPECT_TRUE(w.AddTensor("i8", TensorType::kI8, {7, 1, 1}, Pattern(7, 7)).ok());
   return w;
 }
 
@@ -316,10 +336,17 @@ void CheckRich(const GgufFile& f) {
   EXPECT_EQ(bools->elem_type, GgufType::kBool);
   EXPECT_EQ(bools->count, 2u);
   EXPECT_EQ(bools->ArrayU64(0), 1u);
+  EXPECT_EQ(bools->ArrayU64(2), 0u);  // out of range
+  const GgufValue* strs = f.Find("t.strs");
+  EXPECT_EQ(strs->ArrayI64(0), 0);     // not numeric
+  EXPECT_EQ(strs->ArrayF64(1), 0.0);
+  EXPECT_EQ(f.Find("t.i64s")->ArrayU64(1), ~0ull);
+  EXPECT_EQ(f.Find("t.f32s")->ArrayI64(0), 1);
+  EXPECT_EQ(f.Find("t.f32s")->ArrayF64(1), -2.0);
 
-  ASSERT_EQ(f.tensors().size(), 6u);
-  const std::pair<const char*, size_t> want[] = {{"f32", 48}, {"f16", 10}, {"q8", 136},
-                                                 {"q4", 54},  {"q4k", 144}, {"i32", 64}};
+  ASSERT_EQ(f.tensors().size(), 7u);
+  const std::pair<const char*, size_t> want[] = {{"f32", 48}, {"f16", 10}, {"q8", 136}, {"q4", 54},
+                                                 {"q4k", 144}, {"i32", 64}, {"i8", 7}};
   uint8_t seed = 1;
   for (const auto& [name, n] : want) {
     const GgufTensorInfo* t = f.FindTensor(name);
@@ -518,7 +545,7 @@ TEST(GgufFile, Movable) {
   ASSERT_TRUE(f.ok());
   GgufFile a = std::move(*f);
   GgufFile b = std::move(a);
-  EXPECT_EQ(b.tensors().size(), 6u);
+  EXPECT_EQ(b.tensors().size(), 7u);
   EXPECT_NE(b.FindTensor("q4"), nullptr);
   EXPECT_EQ(b.name(), "m.gguf");
 }
