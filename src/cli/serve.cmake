@@ -11,3 +11,8 @@ tabfit_library(tabfit_serve
 tabfit_test(serve_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/serve_test.cpp
   DEPS tabfit_serve)
+# Link into the CLI when src/cli/CMakeLists.txt includes this after creating
+# `tabfit` (serve_cmd.cpp registers the subcommand through the *_cmd.cpp glob).
+if(TARGET tabfit)
+  target_link_libraries(tabfit PRIVATE tabfit_serve)
+endif()
