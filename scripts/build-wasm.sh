@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds tabfit for the browser from the same C++ sources as the native build:
+#   web/dist/wasm/tabfit-mt.{mjs,wasm,worker.js}  SIMD128 + pthreads (needs crossOriginIsolated)
+#   web/dist/wasm/tabfit-st.{mjs,wasm}            SIMD128, no threads (baseline)
+# then compiles the TypeScript package (web/src -> web/dist).
+# Usage: scripts/build-wasm.sh [mt|st|ts ...]   (default: all). Needs scripts/setup-web.sh first.
+# Env: TABFIT_SOURCE (default: this checkout), TABFIT_WASM_BUILD_PREFIX (default: <root>/build-wasm),
+#      TABFIT_WASM_SIMD=0 builds both variants without SIMD128 (for engines without wasm SIMD).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SRC="${TABFIT_SOURCE:-$ROOT}"
+PREFIX="${TABFIT_WASM_BUILD_PREFIX:-$ROOT/build-wasm}"
+OUT="$ROOT/web/dist/wasm"
+export NODE_PATH=/usr/share/nodejs   # em++ needs Debian's node-acorn (NodeSource's node does not look there)
+JOBS="${JOBS:-2}"
+
+targets=("$@")
+((${#targets[@]})) || targets=(mt st ts)
+mkdir -p "$OUT"
+
+# nlohmann_json is header-only, but Emscripten's toolchain confines find_package
+# to its sysroot. Give CMake a package config whose include folder holds only
+# a link to /usr/include/nlohmann (never all of /usr/include: glibc headers
+# must not shadow the wasm sysroot).
+json_pkg() {
+  local d="$PREFIX-deps"
+  mkdir -p "$d/include" "$d/nlohmann_json"
+  [[ -e "$d/include/nlohmann" ]] || ln -s /usr/include/nlohmann "$d/include/nlohmann"
+  cat > "$d/nlohmann_json/nlohmann_jsonConfig.cmake" <<CFG
+if(NOT TARGET nlohmann_json::nlohmann_json)
+  add_library(nlohmann_json::nlohmann_json INTERFACE IMPORTED)
+  set_target_properties(nlohmann_json::nlohmann_json PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "$d/include")
+endif()
+CFG
+  cat > "$d/nlohmann_json/nlohmann_jsonConfigVersion.cmake" <<CFG
+set(PACKAGE_VERSION 3.11.2)
+set(PACKAGE_VERSION_COMPATIBLE TRUE)
+CFG
+  echo "$d/nlohmann_json"
+}
+
+build_variant() {
+  local v="$1" flags="-fwasm-exceptions"
+  [[ "${TABFIT_WASM_SIMD:-1}" == 1 ]] && flags+=" -msimd128"
+  [[ "$v" == mt ]] && flags+=" -pthread"
+  local dir="$PREFIX-$v"
+  local launcher=()
+  command -v ccache >/dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  emcmake cmake -S "$SRC" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DTABFIT_BUILD_TESTS=OFF -DTABFIT_BUILD_BENCH=OFF -DTABFIT_BUILD_CLI=OFF \
+    -DTABFIT_WASM_VARIANT="$v" -Dnlohmann_json_DIR="$(json_pkg)" -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
+    -DCMAKE_CROSSCOMPILING_EMULATOR="/usr/bin/node;--no-experimental-fetch" "${launcher[@]}" >/dev/null
+  cmake --build "$dir" --target tabfit_wasm -j"$JOBS"
+  local f
+  for f in "$dir"/web/wasm/tabfit-"$v".*; do cp "$f" "$OUT/"; done
+  echo "build-wasm: $v -> $(ls "$OUT"/tabfit-"$v".* | xargs -n1 basename | tr '\n' ' ')"
+}
+
+for t in "${targets[@]}"; do
+  case "$t" in
+    mt|st) build_variant "$t" ;;
+    ts) (cd "$ROOT/web" && [[ -d node_modules ]] || { echo "run scripts/setup-web.sh first" >&2; exit 1; }
+         cd "$ROOT/web" && npx --no-install tsc -p tsconfig.json &&
+         mkdir -p dist/profiles && cp "$ROOT"/profiles/*.json dist/profiles/ &&
+         echo "build-wasm: ts -> web/dist/*.js, profiles -> web/dist/profiles/") ;;
+    *) echo "unknown target '$t' (mt, st, ts)" >&2; exit 2 ;;
+  esac
+done

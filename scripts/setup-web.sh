@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the WebAssembly build and the browser tests need (Debian 12, Node 20).
+# Idempotent: installs only what is missing. Never downloads a browser: the
+# tests drive Debian's /usr/bin/chromium through playwright-core.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+missing=()
+for pkg in emscripten chromium chromium-driver; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update
+  $SUDO apt-get install -y "${missing[@]}"
+fi
+
+# em++ needs Debian's node-acorn, which NodeSource's node does not search for.
+export NODE_PATH=/usr/share/nodejs
+em++ --version | head -1
+
+cd "$ROOT/web"
+if [[ -f package-lock.json ]]; then
+  npm ci --no-fund --no-audit
+else
+  npm install --no-fund --no-audit
+fi
+echo "setup-web: ok (run scripts/build-wasm.sh next; builds need NODE_PATH=/usr/share/nodejs, which it sets)"

@@ -1,0 +1,502 @@
+// tabfit in a browser tab: the page-side API. Each engine runs in its own
+// dedicated Web Worker (worker.ts) that owns the wasm heap.
+//
+//   import { load } from 'tabfit';
+//   const engine = await load('/models/demo.gguf', { onProgress: console.log });
+//   for await (const t of engine.generate('Once upon a time', { maxTokens: 32 })) out.textContent += t.text;
+//   const chunks = await engine.chat.completions.create({ messages, stream: true });
+//   console.log(await engine.memory());
+//   await engine.unload();
+
+import { renderChat, type ChatMessage, type ChatFormat } from './chat.js';
+import { TabfitError, fromPayload } from './errors.js';
+import type {
+  ChunkManifest, EngineOptionsJson, GenerateOptionsJson, GenerateStats, LedgerJson, LoadProgress, LoadResult,
+  MemoryJson, ModelInfo, WorkerRequest, WorkerResponse,
+} from './protocol.js';
+
+export { TabfitError } from './errors.js';
+export type { TabfitErrorType } from './errors.js';
+export { renderChat, detectChatFormat } from './chat.js';
+export type { ChatMessage, ChatFormat, RenderedChat } from './chat.js';
+export type {
+  ChunkManifest, GenerateStats, LedgerJson, LedgerComponent, LoadProgress, LoadResult, ModelInfo,
+} from './protocol.js';
+
+/** A browser profile (profiles/*.json; schema in profiles/schema.json). */
+export interface BrowserProfile {
+  name: string;
+  description?: string;
+  memory_budget_bytes: number;
+  max_buffer_bytes: number;
+  threads: number | 'auto';
+  simd: boolean;
+  wasm_fallback?: boolean;
+  weight_precision: string;
+  kv_precision: string;
+  max_context?: number;
+  [key: string]: unknown;
+}
+
+export type ModelSource = string | URL | Blob | ArrayBuffer | Uint8Array;
+
+export interface LoadOptions {
+  /** A built-in profile name ("chrome", "firefox", "safari", "edge", "mobile", "custom"), a profile
+   * object, or "auto" (default: picked from the user agent). */
+  profile?: string | BrowserProfile;
+  /** Weight precision ("keep", "f32", "f16", "q8_0", "q4_0", "tf_q4"...), or weights and KV cache separately.
+   * Overrides the profile. */
+  precision?: string | { weights?: string; kv?: string };
+  /** Worker threads for the threads build ("auto" = navigator.hardwareConcurrency). Overrides the profile. */
+  threads?: number | 'auto';
+  /** Context length in tokens (default: the model's, at most 4096, or the profile's max_context). */
+  nCtx?: number;
+  /** Memory budget in bytes for the engine's ledger (0 = none). Overrides the profile. */
+  budgetBytes?: number;
+  /** "auto" (default): threads when crossOriginIsolated and SharedArrayBuffer exist, else baseline. */
+  build?: 'auto' | 'threads' | 'baseline';
+  /** Keep the downloaded model in the origin's storage (OPFS) so a reload downloads nothing. Default true. */
+  cache?: boolean;
+  /** Download chunk size in bytes (capped at the profile's max buffer). Default 16 MiB. */
+  chunkBytes?: number;
+  /** sha256 per chunk; every downloaded chunk is checked against it. */
+  manifest?: ChunkManifest;
+  onProgress?: (p: LoadProgress) => void;
+  signal?: AbortSignal;
+  /** Where tabfit-mt.mjs / tabfit-st.mjs live (default: ./wasm/ next to this file). */
+  wasmBaseUrl?: string | URL;
+  /** Where the built-in profiles' JSON lives (default: ./profiles/ next to this file). */
+  profilesBaseUrl?: string | URL;
+  /** The worker script (default: ./worker.js next to this file). */
+  workerUrl?: string | URL;
+}
+
+export interface GenerateOptions {
+  maxTokens?: number;
+  /** 0 = greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  repeatLastN?: number;
+  seed?: number;
+  stop?: string | string[];
+  addBos?: boolean;
+  stopAtEos?: boolean;
+  parseSpecial?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface GeneratedToken {
+  /** Complete UTF-8 text released with this token (may be "" while held back). */
+  text: string;
+  /** Token id (-1 for text flushed at the end). */
+  token: number;
+}
+
+/** Async iterable of tokens; `stats` resolves when the generation ends (also when aborted). */
+export interface TokenStream extends AsyncIterable<GeneratedToken> {
+  readonly stats: Promise<GenerateStats>;
+  /** Consumes the stream and returns the whole text. */
+  text(): Promise<string>;
+}
+
+export interface MemoryReport {
+  ledger: LedgerJson;
+  /** Size of the engine worker's wasm linear memory (it never shrinks; unload() ends the worker). */
+  wasmHeapBytes: number;
+  /** Chrome's performance.memory of this page, when present. */
+  jsHeap?: { usedJSHeapSize: number; totalJSHeapSize: number; jsHeapSizeLimit: number };
+  /** performance.measureUserAgentSpecificMemory() when asked for and available (can take many seconds). */
+  userAgentSpecific?: unknown;
+}
+
+// ---- OpenAI-shaped chat ----
+export interface ChatCompletionCreateParams {
+  messages: ChatMessage[];
+  stream?: boolean;
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  seed?: number;
+  stop?: string | string[];
+  signal?: AbortSignal;
+}
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: { index: 0; delta: { role?: 'assistant'; content?: string }; finish_reason: null | 'stop' | 'length' }[];
+}
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: { index: 0; message: { role: 'assistant'; content: string }; finish_reason: 'stop' | 'length' }[];
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+  /** Which prompt format was used (see chat.ts). */
+  tabfit_chat_format: ChatFormat;
+}
+
+const MiB = 1 << 20;
+const BUILTIN_PROFILES = ['chrome', 'edge', 'firefox', 'safari', 'mobile', 'custom'];
+
+/** Which wasm build this page can run. */
+export function detectBuild(): 'threads' | 'baseline' {
+  const g = globalThis as { crossOriginIsolated?: boolean; SharedArrayBuffer?: unknown };
+  return g.crossOriginIsolated === true && typeof g.SharedArrayBuffer === 'function' ? 'threads' : 'baseline';
+}
+
+/** Built-in profile name for this browser, from the user agent. */
+export function detectProfileName(userAgent = globalThis.navigator?.userAgent ?? ''): string {
+  const ua = userAgent;
+  if (/Android|iPhone|iPad|Mobile/i.test(ua)) return 'mobile';
+  if (/Edg\//.test(ua)) return 'edge';
+  if (/Firefox\//.test(ua)) return 'firefox';
+  if (/Chrom(e|ium)\//.test(ua)) return 'chrome';
+  if (/Safari\//.test(ua)) return 'safari';
+  return 'custom';
+}
+
+/** Resolves a profile option to a profile object (fetching a built-in one's JSON). */
+export async function resolveProfile(profile: string | BrowserProfile | undefined,
+  baseUrl: string | URL = new URL('./profiles/', import.meta.url)): Promise<BrowserProfile> {
+  if (profile && typeof profile === 'object') return profile;
+  const name = !profile || profile === 'auto' ? detectProfileName() : profile.toLowerCase();
+  if (!BUILTIN_PROFILES.includes(name)) {
+    throw new TabfitError('not_found', `unknown profile "${profile}"; use one of ${BUILTIN_PROFILES.join(', ')}, ` +
+      '"auto", or pass a profile object');
+  }
+  const url = new URL(`${name}.json`, baseUrl);
+  let resp: Response;
+  try {
+    resp = await fetch(url);
+  } catch (e) {
+    throw new TabfitError('network', `profile ${url}: ${(e as Error).message}`);
+  }
+  if (!resp.ok) {
+    throw new TabfitError('not_found', `profile ${url}: HTTP ${resp.status}; serve web/dist/profiles/ ` +
+      '(scripts/build-wasm.sh copies profiles/*.json there) or pass profilesBaseUrl / a profile object');
+  }
+  return (await resp.json()) as BrowserProfile;
+}
+
+function engineOptions(p: BrowserProfile, o: LoadOptions, build: 'threads' | 'baseline'): EngineOptionsJson {
+  const hw = Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1);
+  const want = o.threads ?? p.threads ?? 'auto';
+  let threads = want === 'auto' ? hw : Math.floor(want);
+  if (!(threads >= 1)) throw new TabfitError('invalid_argument', `threads must be "auto" or >= 1, got ${want}`);
+  if (build === 'baseline') threads = 1;
+  threads = Math.min(threads, 32);
+  const prec = typeof o.precision === 'string' ? { weights: o.precision } : o.precision ?? {};
+  const weights = prec.weights ?? p.weight_precision ?? 'keep';
+  return {
+    threads,
+    n_ctx: o.nCtx ?? 0,
+    budget_bytes: o.budgetBytes ?? p.memory_budget_bytes ?? 0,
+    max_buffer_bytes: p.max_buffer_bytes ?? 1024 * MiB,
+    kv_type: prec.kv ?? p.kv_precision ?? 'f16',
+    weight_type: weights === 'keep' ? '' : weights,
+  };
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+type Pending = {
+  resolve: (v: unknown) => void;
+  reject: (e: TabfitError) => void;
+  onProgress?: (p: LoadProgress) => void;
+  onToken?: (t: GeneratedToken) => void;
+};
+
+/** One worker and its request bookkeeping. */
+class WorkerLink {
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private dead: TabfitError | null = null;
+  constructor(readonly worker: Worker) {
+    worker.onmessage = (e: MessageEvent<WorkerResponse>) => this.onMessage(e.data);
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      this.fail(new TabfitError('worker', `the tabfit worker failed: ${e.message || 'script error'}; ` +
+        'check that worker.js and the wasm files are served (same origin, with COOP/COEP for the threads build)'));
+    };
+  }
+  private onMessage(m: WorkerResponse): void {
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    switch (m.type) {
+      case 'result': this.pending.delete(m.id); p.resolve(m.value); break;
+      case 'error': this.pending.delete(m.id); p.reject(fromPayload(m.error)); break;
+      case 'progress': p.onProgress?.(m.progress); break;
+      case 'token': p.onToken?.({ text: m.text, token: m.token }); break;
+    }
+  }
+  fail(e: TabfitError): void {
+    this.dead = e;
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+  reserveId(): number { return this.nextId++; }
+  request<T>(req: WorkerRequest, extra: Omit<Pending, 'resolve' | 'reject'> = {}, transfer: Transferable[] = []):
+    Promise<T> {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(req.id, { resolve: resolve as (v: unknown) => void, reject, ...extra });
+      this.worker.postMessage(req, transfer);
+    });
+  }
+  send(req: DistributiveOmit<WorkerRequest, 'id'>): Promise<unknown> {
+    return this.request({ ...req, id: this.reserveId() } as WorkerRequest);
+  }
+  terminate(): void {
+    this.worker.terminate();
+    this.fail(new TabfitError('bad_state', 'this engine was unloaded; load a model again'));
+  }
+}
+
+function abortError(what: string): TabfitError {
+  return new TabfitError('aborted', `${what} aborted by the caller`);
+}
+
+/** A loaded model in its own worker. */
+export class TabfitEngine {
+  readonly chat: {
+    completions: {
+      create(params: ChatCompletionCreateParams & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(params: ChatCompletionCreateParams & { stream?: false }): Promise<ChatCompletion>;
+      create(params: ChatCompletionCreateParams): Promise<AsyncIterable<ChatCompletionChunk> | ChatCompletion>;
+    };
+  };
+  private unloaded = false;
+
+  /** @internal */
+  constructor(private link: WorkerLink, readonly info: ModelInfo, readonly loadResult: LoadResult,
+    readonly profile: BrowserProfile) {
+    const self = this;
+    this.chat = {
+      completions: {
+        create: ((params: ChatCompletionCreateParams) => self.createChatCompletion(params)) as never,
+      },
+    };
+  }
+
+  /** 'threads' or 'baseline'. */
+  get build(): 'threads' | 'baseline' { return this.loadResult.build; }
+
+  /** Generates a continuation of `prompt`, token by token. Abort with options.signal or by leaving the loop. */
+  generate(prompt: string, options: GenerateOptions = {}): TokenStream {
+    const link = this.link;
+    const opts: GenerateOptionsJson = {
+      max_tokens: options.maxTokens, temperature: options.temperature, top_k: options.topK, top_p: options.topP,
+      min_p: options.minP, repeat_penalty: options.repeatPenalty, repeat_last_n: options.repeatLastN,
+      seed: options.seed, stop: typeof options.stop === 'string' ? [options.stop] : options.stop,
+      add_bos: options.addBos, stop_at_eos: options.stopAtEos, parse_special: options.parseSpecial,
+    };
+    for (const k of Object.keys(opts) as (keyof GenerateOptionsJson)[]) if (opts[k] === undefined) delete opts[k];
+    const queue: GeneratedToken[] = [];
+    let wake: (() => void) | null = null;
+    let finished = false;
+    let failure: TabfitError | null = null;
+    const id = link.reserveId();
+    const abort = () => { link.send({ op: 'abort', target: id }).catch(() => {}); };
+    const signal = options.signal;
+    if (signal?.aborted) failure = abortError('generation');
+    const onAbort = () => abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const stats: Promise<GenerateStats> = failure ? Promise.reject(failure) :
+      link.request<GenerateStats>({ id, op: 'generate', prompt, options: opts }, {
+        onToken: (t) => { queue.push(t); wake?.(); },
+      });
+    stats.then(() => { finished = true; wake?.(); }, (e) => { failure = e; finished = true; wake?.(); })
+      .finally(() => signal?.removeEventListener('abort', onAbort));
+    stats.catch(() => {});  // observed through the iterator
+    const iterator = async function* (): AsyncGenerator<GeneratedToken> {
+      let completed = false;
+      try {
+        for (;;) {
+          if (queue.length) { yield queue.shift()!; continue; }
+          if (finished) break;
+          await new Promise<void>((r) => { wake = r; });
+          wake = null;
+        }
+        if (failure) throw failure;
+        if (signal?.aborted) throw abortError('generation');
+        completed = true;
+      } finally {
+        if (!completed && !finished) abort();  // the consumer left the loop early
+      }
+    };
+    return {
+      stats,
+      [Symbol.asyncIterator]: iterator,
+      async text() {
+        let s = '';
+        for await (const t of { [Symbol.asyncIterator]: iterator }) s += t.text;
+        return s;
+      },
+    };
+  }
+
+  private async createChatCompletion(params: ChatCompletionCreateParams):
+    Promise<AsyncIterable<ChatCompletionChunk> | ChatCompletion> {
+    const chat = renderChat(params.messages, this.info.chat_template ?? null, this.info.eos_text || '</s>');
+    const userStop = typeof params.stop === 'string' ? [params.stop] : params.stop ?? [];
+    const stream = this.generate(chat.prompt, {
+      maxTokens: params.max_tokens ?? 256, temperature: params.temperature, topP: params.top_p, seed: params.seed,
+      stop: [...chat.stop, ...userStop], parseSpecial: chat.parseSpecial, signal: params.signal,
+    });
+    const id = `chatcmpl-${Math.random().toString(36).slice(2, 14)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = this.info.name || 'tabfit';
+    const finishOf = (s: GenerateStats) => (s.stop_reason === 'max_tokens' || s.stop_reason === 'context_full'
+      ? 'length' : 'stop') as 'stop' | 'length';
+    if (params.stream) {
+      return {
+        async *[Symbol.asyncIterator]() {
+          yield { id, object: 'chat.completion.chunk', created, model,
+            choices: [{ index: 0, delta: { role: 'assistant' }, finish_reason: null }] } as ChatCompletionChunk;
+          for await (const t of stream) {
+            if (t.text) {
+              yield { id, object: 'chat.completion.chunk', created, model,
+                choices: [{ index: 0, delta: { content: t.text }, finish_reason: null }] } as ChatCompletionChunk;
+            }
+          }
+          const s = await stream.stats;
+          yield { id, object: 'chat.completion.chunk', created, model,
+            choices: [{ index: 0, delta: {}, finish_reason: finishOf(s) }] } as ChatCompletionChunk;
+        },
+      };
+    }
+    const content = await stream.text();
+    const s = await stream.stats;
+    return {
+      id, object: 'chat.completion', created, model,
+      choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: finishOf(s) }],
+      usage: { prompt_tokens: s.prompt_tokens, completion_tokens: s.generated_tokens,
+        total_tokens: s.prompt_tokens + s.generated_tokens },
+      tabfit_chat_format: chat.format,
+    };
+  }
+
+  /** Token ids of `text` (with BOS when the model wants one and addBos is true). */
+  async tokenize(text: string, addBos = true): Promise<number[]> {
+    return (await this.link.send({ op: 'tokenize', text, addBos })) as number[];
+  }
+
+  /** Each id rendered as llama.cpp's token_to_piece does (BOS as "<s>"). */
+  async tokenPieces(ids: number[]): Promise<string[]> {
+    return (await this.link.send({ op: 'pieces', ids })) as string[];
+  }
+
+  /** The engine's memory ledger by component, the wasm heap size, and what the browser reports. */
+  async memory(options: { measureUserAgentSpecific?: boolean } = {}): Promise<MemoryReport> {
+    const m = (await this.link.send({ op: 'memory' })) as MemoryJson;
+    return { ...m, ...browserMemory(), ...(options.measureUserAgentSpecific ? await uaMemory() : {}) };
+  }
+
+  /** Frees the model: the ledger returns to zero (reported), then the worker and its wasm heap are ended. */
+  async unload(): Promise<MemoryReport> {
+    if (this.unloaded) throw new TabfitError('bad_state', 'unload() was already called');
+    const m = (await this.link.send({ op: 'unload' })) as MemoryJson;
+    this.unloaded = true;
+    this.link.terminate();
+    return { ...m, ...browserMemory() };
+  }
+}
+
+function browserMemory(): Pick<MemoryReport, 'jsHeap'> {
+  const pm = (globalThis.performance as unknown as { memory?: MemoryReport['jsHeap'] }).memory;
+  return pm ? { jsHeap: { usedJSHeapSize: pm.usedJSHeapSize, totalJSHeapSize: pm.totalJSHeapSize,
+    jsHeapSizeLimit: pm.jsHeapSizeLimit } } : {};
+}
+
+async function uaMemory(): Promise<Pick<MemoryReport, 'userAgentSpecific'>> {
+  const perf = globalThis.performance as unknown as { measureUserAgentSpecificMemory?: () => Promise<unknown> };
+  if (typeof perf.measureUserAgentSpecificMemory !== 'function' || !globalThis.crossOriginIsolated) return {};
+  try {
+    return { userAgentSpecific: await perf.measureUserAgentSpecificMemory() };
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Loads a GGUF model into a new engine worker.
+ * `source`: a URL (fetched in chunks and kept in the origin's storage), a Blob/File (read in slices),
+ * or the bytes (ArrayBuffer/Uint8Array; copied into the worker).
+ */
+export async function load(source: ModelSource, options: LoadOptions = {}): Promise<TabfitEngine> {
+  const signal = options.signal;
+  if (signal?.aborted) throw abortError('load');
+  const profile = await resolveProfile(options.profile, options.profilesBaseUrl);
+  const requested = options.build ?? 'auto';
+  const possible = detectBuild();
+  if (requested === 'threads' && possible !== 'threads') {
+    throw new TabfitError('unsupported', 'the threads build needs a cross-origin isolated page (serve it with ' +
+      '"Cross-Origin-Opener-Policy: same-origin" and "Cross-Origin-Embedder-Policy: require-corp"); ' +
+      'or use build: "baseline"');
+  }
+  const build = requested === 'auto' ? possible : requested;
+  const eo = engineOptions(profile, options, build);
+  if (options.nCtx === undefined && profile.max_context) eo.n_ctx = 0;  // the engine caps at the model's (<= 4096)
+  const chunkBytes = Math.max(64 * 1024, Math.min(options.chunkBytes ?? 16 * MiB, eo.max_buffer_bytes));
+
+  const workerUrl = options.workerUrl ?? new URL('./worker.js', import.meta.url);
+  const wasmBase = options.wasmBaseUrl ?? new URL('./wasm/', import.meta.url);
+  const wasmUrl = new URL(`tabfit-${build === 'threads' ? 'mt' : 'st'}.mjs`, wasmBase).toString();
+  const link = new WorkerLink(new Worker(workerUrl, { type: 'module', name: 'tabfit-engine' }));
+  const cancel = typeof SharedArrayBuffer === 'function' && globalThis.crossOriginIsolated
+    ? new SharedArrayBuffer(4) : undefined;
+  let loadId = 0;
+  const onAbort = () => {
+    if (cancel) Atomics.store(new Int32Array(cancel), 0, 1);
+    if (loadId) link.send({ op: 'abort', target: loadId }).catch(() => {});
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await link.send({ op: 'init', build, wasmUrl, threads: eo.threads, cancelFlag: cancel });
+    if (signal?.aborted) throw abortError('load');
+    let req: WorkerRequest;
+    const transfer: Transferable[] = [];
+    loadId = link.reserveId();
+    const base = { id: loadId, op: 'load' as const, options: eo, chunkBytes, manifest: options.manifest,
+      cache: options.cache ?? true };
+    if (typeof source === 'string' || source instanceof URL) {
+      const url = new URL(source.toString(), globalThis.location?.href).toString();
+      req = { ...base, url, name: url.split('/').pop() || url };
+    } else if (source instanceof Blob) {
+      req = { ...base, blob: source, name: (source as File).name || 'model.gguf' };
+    } else if (source instanceof ArrayBuffer || source instanceof Uint8Array) {
+      const copy = source instanceof ArrayBuffer ? source.slice(0) : source.slice().buffer;
+      transfer.push(copy);
+      req = { ...base, bytes: copy, name: 'model.gguf' };
+    } else {
+      throw new TabfitError('invalid_argument', 'load(source): give a URL, a Blob/File, or an ArrayBuffer');
+    }
+    const result = await link.request<LoadResult>(req, { onProgress: options.onProgress }, transfer);
+    return new TabfitEngine(link, result.info, result, profile);
+  } catch (e) {
+    link.terminate();
+    if (signal?.aborted && !(e instanceof TabfitError && e.type === 'aborted')) throw abortError('load');
+    throw e;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Removes models this origin stored (one URL, or all). Returns how many were removed. */
+export async function clearCache(url?: string | URL): Promise<number> {
+  const root = await navigator.storage.getDirectory();
+  let dir: FileSystemDirectoryHandle;
+  try {
+    dir = await root.getDirectoryHandle('tabfit-models');
+  } catch {
+    return 0;
+  }
+  const { clearStoredIn } = await import('./storage.js');
+  return clearStoredIn(dir, url === undefined ? undefined : new URL(url.toString(), location.href).toString());
+}

@@ -1,0 +1,417 @@
+// Model bytes inside the engine worker: download, store, and serve them to the
+// wasm loader with synchronous reads.
+//
+// Storage (per model URL):
+//  - OPFS (origin private file system) when the worker can open synchronous
+//    access handles: the response body is streamed in chunks of at most
+//    `chunkBytes` (the profile's max buffer) into one file, each chunk checked
+//    against the manifest's sha256 when one is given, then a small JSON record
+//    marks the file complete. A later load finds it and downloads nothing. The
+//    engine's reads go straight from the file into the wasm heap, so the page
+//    never holds the model in JS memory: peak ≈ the engine's weights + one chunk
+//    (during the download only).
+//  - Memory, when OPFS is unavailable (or cache: false): the chunks stay in JS
+//    until the engine's loader has read past them (it reads tensors in file
+//    order), then each is dropped. Nothing persists.
+//  - A Blob / File source is read with FileReaderSync, slice by slice.
+
+import { TabfitError } from './errors.js';
+import type { ChunkManifest, LoadProgress } from './protocol.js';
+
+/** Synchronous random access to the model file for the wasm loader. */
+export interface ModelBytes {
+  readonly name: string;
+  readonly size: number;
+  readonly storage: 'opfs' | 'memory';
+  readonly fromCache: boolean;
+  readonly networkBytes: number;
+  /** Copies `n` bytes at `offset` into heap[dst .. dst+n). Throws on failure. */
+  read(offset: number, dst: number, n: number, heap: Uint8Array): void;
+  /** The engine has started reading tensors (header parsing is over). */
+  tensorPhase(): void;
+  close(): void;
+}
+
+export interface FetchOptions {
+  url: string;
+  name: string;
+  chunkBytes: number;
+  manifest?: ChunkManifest;
+  cache: boolean;
+  signal: AbortSignal;
+  onProgress: (p: LoadProgress) => void;
+}
+
+const DIR_NAME = 'tabfit-models';
+
+interface StoredRecord {
+  url: string;
+  size: number;
+  chunk_bytes: number;
+  sha256: string[] | null;
+  complete: boolean;
+  etag: string | null;
+  stored_at: string;
+}
+
+// Minimal typings for the OPFS sync API (not in every TS DOM lib).
+interface SyncAccessHandle {
+  read(buffer: ArrayBufferView, options?: { at: number }): number;
+  write(buffer: ArrayBufferView, options?: { at: number }): number;
+  truncate(size: number): void;
+  getSize(): number;
+  flush(): void;
+  close(): void;
+}
+type SyncFileHandle = FileSystemFileHandle & {
+  createSyncAccessHandle(options?: { mode?: string }): Promise<SyncAccessHandle>;
+};
+
+function hex(buf: ArrayBuffer): string {
+  return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function sha256Hex(data: Uint8Array): Promise<string> {
+  return hex(await crypto.subtle.digest('SHA-256', data as Uint8Array<ArrayBuffer>));
+}
+
+async function keyFor(url: string): Promise<string> {
+  return (await sha256Hex(new TextEncoder().encode(url))).slice(0, 32);
+}
+
+function throwIfAborted(signal: AbortSignal, what: string): void {
+  if (signal.aborted) throw new TabfitError('aborted', `${what} aborted by the caller`);
+}
+
+async function opfsDir(): Promise<FileSystemDirectoryHandle | null> {
+  try {
+    if (!navigator.storage?.getDirectory) return null;
+    const root = await navigator.storage.getDirectory();
+    const dir = await root.getDirectoryHandle(DIR_NAME, { create: true });
+    // Sync access handles exist only in dedicated workers of some browsers.
+    const probe = (await dir.getFileHandle('.probe', { create: true })) as SyncFileHandle;
+    if (typeof probe.createSyncAccessHandle !== 'function') return null;
+    return dir;
+  } catch {
+    return null;
+  }
+}
+
+async function readRecord(dir: FileSystemDirectoryHandle, key: string): Promise<StoredRecord | null> {
+  try {
+    const fh = await dir.getFileHandle(`${key}.json`);
+    return JSON.parse(await (await fh.getFile()).text()) as StoredRecord;
+  } catch {
+    return null;
+  }
+}
+
+async function writeRecord(dir: FileSystemDirectoryHandle, key: string, rec: StoredRecord): Promise<void> {
+  const fh = (await dir.getFileHandle(`${key}.json`, { create: true })) as SyncFileHandle;
+  const h = await fh.createSyncAccessHandle();
+  try {
+    const bytes = new TextEncoder().encode(JSON.stringify(rec));
+    h.truncate(0);
+    h.write(bytes, { at: 0 });
+    h.flush();
+  } finally {
+    h.close();
+  }
+}
+
+function checkManifest(m: ChunkManifest | undefined, chunkBytes: number): void {
+  if (!m) return;
+  if (!(m.chunk_bytes > 0) || !Array.isArray(m.sha256) || !(m.size >= 0)) {
+    throw new TabfitError('invalid_argument', 'manifest: needs {size, chunk_bytes, sha256: [hex per chunk]}');
+  }
+  if (m.sha256.length !== Math.ceil(m.size / m.chunk_bytes)) {
+    throw new TabfitError('invalid_argument',
+      `manifest: ${m.sha256.length} hashes for ${m.size} bytes in chunks of ${m.chunk_bytes} ` +
+      `(expected ${Math.ceil(m.size / m.chunk_bytes)}); regenerate it with web/tools/make-manifest.mjs`);
+  }
+  if (m.chunk_bytes > chunkBytes) {
+    throw new TabfitError('buffer_limit',
+      `manifest chunks of ${m.chunk_bytes} bytes exceed the profile's max buffer (${chunkBytes} bytes); ` +
+      'regenerate the manifest with a smaller --chunk');
+  }
+}
+
+/**
+ * Streams `url` chunk by chunk, handing each completed chunk (a view valid only
+ * during the call) to `sink`. Verifies chunk hashes when a manifest is given.
+ */
+async function streamChunks(o: FetchOptions, chunkBytes: number,
+  sink: (chunk: Uint8Array, offset: number, index: number) => Promise<void> | void):
+  Promise<{ size: number; etag: string | null; hashes: string[] | null }> {
+  let resp: Response;
+  try {
+    resp = await fetch(o.url, { signal: o.signal });
+  } catch (e) {
+    throwIfAborted(o.signal, `download of ${o.url}`);
+    throw new TabfitError('network', `${o.url}: fetch failed (${(e as Error).message}); check the URL, ` +
+      'that the server is running and that it allows this origin (CORS / Cross-Origin-Resource-Policy)');
+  }
+  if (!resp.ok || !resp.body) {
+    throw new TabfitError(resp.status === 404 ? 'not_found' : 'network',
+      `${o.url}: HTTP ${resp.status} ${resp.statusText}; check the model URL`);
+  }
+  const lengthHeader = Number(resp.headers.get('content-length'));
+  const total = o.manifest?.size ?? (Number.isFinite(lengthHeader) && lengthHeader > 0 ? lengthHeader : 0);
+  const unit = o.manifest ? o.manifest.chunk_bytes : chunkBytes;
+  const buf = new Uint8Array(unit);  // the one chunk held in JS during the download
+  let fill = 0, offset = 0, index = 0;
+  const hashes: string[] | null = o.manifest ? [] : null;
+  const flush = async () => {
+    const chunk = buf.subarray(0, fill);
+    if (o.manifest) {
+      const want = o.manifest.sha256[index];
+      const got = await sha256Hex(chunk);
+      if (got !== want?.toLowerCase()) {
+        throw new TabfitError('corrupt_data',
+          `${o.url}: chunk ${index} (bytes ${offset}..${offset + fill}) has sha256 ${got}, the manifest says ` +
+          `${want}; the download was corrupted or the manifest belongs to another file — load again or fix the manifest`);
+      }
+      hashes!.push(got);
+    }
+    await sink(chunk, offset, index);
+    offset += fill;
+    fill = 0;
+    index++;
+  };
+  const reader = resp.body.getReader();
+  for (;;) {
+    let r: ReadableStreamReadResult<Uint8Array>;
+    try {
+      r = await reader.read();
+    } catch (e) {
+      throwIfAborted(o.signal, `download of ${o.url}`);
+      throw new TabfitError('network', `${o.url}: the download broke off after ${offset + fill} bytes ` +
+        `(${(e as Error).message}); load again`);
+    }
+    if (r.done) break;
+    let v = r.value;
+    while (v.length > 0) {
+      const take = Math.min(v.length, unit - fill);
+      buf.set(v.subarray(0, take), fill);
+      fill += take;
+      v = v.subarray(take);
+      if (fill === unit) await flush();
+    }
+    o.onProgress({ phase: 'download', loaded: offset + fill, total: total || offset + fill, component: 'network' });
+  }
+  if (fill > 0) await flush();
+  if (o.manifest && offset !== o.manifest.size) {
+    throw new TabfitError('corrupt_data', `${o.url}: got ${offset} bytes, the manifest says ${o.manifest.size}`);
+  }
+  if (total && offset !== total) {
+    throw new TabfitError('network', `${o.url}: got ${offset} of ${total} bytes; the download was cut short, load again`);
+  }
+  return { size: offset, etag: resp.headers.get('etag'), hashes };
+}
+
+class OpfsBytes implements ModelBytes {
+  readonly storage = 'opfs' as const;
+  private copyBuf: Uint8Array | null = null;
+  private directOk = true;
+  constructor(readonly name: string, readonly size: number, private handle: SyncAccessHandle,
+    readonly fromCache: boolean, readonly networkBytes: number) {}
+  read(offset: number, dst: number, n: number, heap: Uint8Array): void {
+    let done = 0;
+    while (done < n) {
+      const want = Math.min(n - done, 64 << 20);
+      let got: number;
+      if (this.directOk) {
+        try {
+          got = this.handle.read(heap.subarray(dst + done, dst + done + want), { at: offset + done });
+        } catch (e) {
+          // Some engines refuse views on a SharedArrayBuffer (the threads build's heap).
+          if (!(e instanceof TypeError)) throw e;
+          this.directOk = false;
+          continue;
+        }
+      } else {
+        if (!this.copyBuf || this.copyBuf.length < want) this.copyBuf = new Uint8Array(want);
+        const tmp = this.copyBuf.subarray(0, want);
+        got = this.handle.read(tmp, { at: offset + done });
+        heap.set(tmp.subarray(0, got), dst + done);
+      }
+      if (got <= 0) throw new Error(`${this.name}: stored copy ends at ${offset + done} (size ${this.size})`);
+      done += got;
+    }
+  }
+  tensorPhase(): void {}
+  close(): void {
+    try { this.handle.close(); } catch { /* already closed */ }
+    this.copyBuf = null;
+  }
+}
+
+class MemoryChunks implements ModelBytes {
+  readonly storage = 'memory' as const;
+  readonly fromCache = false;
+  private tensors = false;
+  private lowestLive = 0;
+  constructor(readonly name: string, readonly size: number, private chunks: (Uint8Array | null)[],
+    private starts: number[], readonly networkBytes: number) {}
+  read(offset: number, dst: number, n: number, heap: Uint8Array): void {
+    let i = this.find(offset);
+    let done = 0;
+    while (done < n) {
+      const c = this.chunks[i];
+      if (!c) {
+        throw new Error(`${this.name}: chunk ${i} was already released (the loader read out of order)`);
+      }
+      const at = offset + done - this.starts[i];
+      const take = Math.min(n - done, c.length - at);
+      heap.set(c.subarray(at, at + take), dst + done);
+      done += take;
+      i++;
+    }
+    // Reads move forward through the tensor data: drop the chunks behind this one.
+    if (this.tensors) {
+      const cur = this.find(offset);
+      for (let k = this.lowestLive; k < cur; k++) this.chunks[k] = null;
+      this.lowestLive = Math.max(this.lowestLive, cur);
+    }
+  }
+  private find(offset: number): number {
+    let lo = 0, hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.starts[mid] <= offset) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+  }
+  /** Chunks still held (for tests / memory reports). */
+  liveChunks(): number { return this.chunks.filter((c) => c !== null).length; }
+  tensorPhase(): void { this.tensors = true; }
+  close(): void { this.chunks = []; }
+}
+
+class BlobBytes implements ModelBytes {
+  readonly storage = 'memory' as const;
+  readonly fromCache = true;
+  readonly networkBytes = 0;
+  // FileReaderSync exists only in workers (not in the DOM lib's types).
+  private reader = new (globalThis as unknown as {
+    FileReaderSync: new () => { readAsArrayBuffer(b: Blob): ArrayBuffer };
+  }).FileReaderSync();
+  constructor(readonly name: string, private blob: Blob) {}
+  get size(): number { return this.blob.size; }
+  read(offset: number, dst: number, n: number, heap: Uint8Array): void {
+    for (let done = 0; done < n;) {
+      const take = Math.min(n - done, 64 << 20);
+      const part = this.reader.readAsArrayBuffer(this.blob.slice(offset + done, offset + done + take));
+      heap.set(new Uint8Array(part), dst + done);
+      done += take;
+    }
+  }
+  tensorPhase(): void {}
+  close(): void {}
+}
+
+/** Model bytes already in memory (an ArrayBuffer the caller transferred). */
+export function bytesFromBuffer(name: string, buffer: ArrayBuffer, chunkBytes: number): ModelBytes {
+  const chunks: Uint8Array[] = [];
+  const starts: number[] = [];
+  for (let off = 0; off < buffer.byteLength; off += chunkBytes) {
+    starts.push(off);
+    chunks.push(new Uint8Array(buffer, off, Math.min(chunkBytes, buffer.byteLength - off)));
+  }
+  if (chunks.length === 0) { chunks.push(new Uint8Array(0)); starts.push(0); }
+  return new MemoryChunks(name, buffer.byteLength, chunks, starts, 0);
+}
+
+export function bytesFromBlob(name: string, blob: Blob): ModelBytes {
+  return new BlobBytes(name, blob);
+}
+
+/** Fetches (or finds in OPFS) the model at o.url. */
+export async function openUrl(o: FetchOptions): Promise<ModelBytes> {
+  const chunkBytes = Math.max(4096, Math.floor(o.chunkBytes));
+  checkManifest(o.manifest, chunkBytes);
+  const dir = o.cache ? await opfsDir() : null;
+  if (dir) {
+    const key = await keyFor(o.url);
+    const rec = await readRecord(dir, key);
+    const manifestMatches = !o.manifest ||
+      (rec?.sha256 != null && rec.chunk_bytes === o.manifest.chunk_bytes &&
+       rec.sha256.join() === o.manifest.sha256.map((s) => s.toLowerCase()).join());
+    if (rec && rec.complete && rec.url === o.url && manifestMatches) {
+      const fh = (await dir.getFileHandle(`${key}.bin`)) as SyncFileHandle;
+      let h: SyncAccessHandle;
+      try {
+        h = await fh.createSyncAccessHandle({ mode: 'read-only' });
+      } catch {
+        h = await fh.createSyncAccessHandle();
+      }
+      if (h.getSize() === rec.size) {
+        o.onProgress({ phase: 'cache', loaded: rec.size, total: rec.size, component: 'storage' });
+        return new OpfsBytes(o.name, rec.size, h, true, 0);
+      }
+      h.close();  // size mismatch: stored copy is damaged; fetch again
+    }
+    const fh = (await dir.getFileHandle(`${key}.bin`, { create: true })) as SyncFileHandle;
+    let h: SyncAccessHandle;
+    try {
+      h = await fh.createSyncAccessHandle();
+    } catch (e) {
+      throw new TabfitError('io', `${o.url}: the stored copy is open elsewhere (${(e as Error).message}); ` +
+        'unload the other engine or close the other tab, then load again');
+    }
+    try {
+      await dir.removeEntry(`${key}.json`).catch(() => {});
+      h.truncate(0);
+      const got = await streamChunks(o, chunkBytes, (chunk, offset) => {
+        if (h.write(chunk, { at: offset }) !== chunk.length) {
+          throw new TabfitError('io', `${o.url}: storage refused ${chunk.length} bytes at ${offset} ` +
+            '(quota?); free space with clearCache() or use cache: false');
+        }
+      });
+      h.flush();
+      await writeRecord(dir, key, {
+        url: o.url, size: got.size, chunk_bytes: o.manifest?.chunk_bytes ?? chunkBytes, sha256: got.hashes,
+        complete: true, etag: got.etag, stored_at: new Date().toISOString(),
+      });
+      return new OpfsBytes(o.name, got.size, h, false, got.size);
+    } catch (e) {
+      h.close();
+      await dir.removeEntry(`${key}.bin`).catch(() => {});
+      throw e;
+    }
+  }
+  const chunks: Uint8Array[] = [];
+  const starts: number[] = [];
+  const got = await streamChunks(o, chunkBytes, (chunk, offset) => {
+    chunks.push(chunk.slice());
+    starts.push(offset);
+  });
+  if (chunks.length === 0) { chunks.push(new Uint8Array(0)); starts.push(0); }
+  return new MemoryChunks(o.name, got.size, chunks, starts, got.size);
+}
+
+/** Removes stored models: one URL, or all when url is undefined. Returns how many were removed. */
+export async function clearStored(url?: string): Promise<number> {
+  const dir = await opfsDir();
+  return dir ? clearStoredIn(dir, url) : 0;
+}
+
+/** Same, in a given directory (usable on the page's main thread too: only async OPFS calls). */
+export async function clearStoredIn(dir: FileSystemDirectoryHandle, url?: string): Promise<number> {
+  const keys: string[] = [];
+  if (url !== undefined) {
+    keys.push(await keyFor(url));
+  } else {
+    for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) {
+      if (name.endsWith('.json')) keys.push(name.slice(0, -5));
+    }
+  }
+  let removed = 0;
+  for (const k of keys) {
+    let had = false;
+    await dir.removeEntry(`${k}.json`).then(() => { had = true; }, () => {});
+    await dir.removeEntry(`${k}.bin`).then(() => { had = true; }, () => {});
+    if (had) removed++;
+  }
+  return removed;
+}

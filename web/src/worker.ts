@@ -1,0 +1,315 @@
+// The engine's dedicated Web Worker: owns the wasm module (and so the wasm
+// heap), the model bytes, and one engine handle. Speaks protocol.ts.
+//
+// Generation yields to the event loop after every token (a MessageChannel
+// task, not a clamped setTimeout), so an 'abort' message is seen between
+// tokens; the engine then ends the generation and stays usable.
+// An engine load is one synchronous wasm call: it sees an abort through the
+// shared cancel flag when the page is cross-origin isolated, otherwise the
+// abort takes effect as soon as that call returns (the model is then unloaded).
+
+import { TabfitError, errorTypeForStatus, toPayload } from './errors.js';
+import type { LoadProgress, LoadResult, MemoryJson, WorkerRequest, WorkerResponse } from './protocol.js';
+import { bytesFromBlob, bytesFromBuffer, clearStored, openUrl, type ModelBytes } from './storage.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Ptr = number;
+interface WasmModule {
+  _malloc(n: number): Ptr;
+  _free(p: Ptr): void;
+  _tabfit_engine_create(opts: Ptr, out: Ptr): number;
+  _tabfit_engine_destroy(h: Ptr): void;
+  _tabfit_last_error(h: Ptr): Ptr;
+  _tabfit_engine_unload(h: Ptr): number;
+  _tabfit_engine_info_json(h: Ptr, out: Ptr): number;
+  _tabfit_engine_ledger_json(h: Ptr, out: Ptr): number;
+  _tabfit_generate_begin(h: Ptr, prompt: Ptr, opts: Ptr): number;
+  _tabfit_generate_next(h: Ptr, piece: Ptr, token: Ptr, done: Ptr): number;
+  _tabfit_generate_end(h: Ptr, out: Ptr): number;
+  _tabfit_tokenize_json(h: Ptr, text: Ptr, addBos: number, out: Ptr): number;
+  _tabfit_token_pieces_json(h: Ptr, ids: Ptr, n: number, out: Ptr): number;
+  _tfw_load_js(h: Ptr, sourceId: number, size: number, name: Ptr): number;
+  _tfw_heap_bytes(): number;
+  UTF8ToString(p: Ptr): string;
+  stringToUTF8(s: string, p: Ptr, max: number): void;
+  lengthBytesUTF8(s: string): number;
+  HEAPU8?: Uint8Array;
+  tabfitSources: Map<number, JsSource>;
+}
+interface JsSource {
+  read(offset: number, dst: number, n: number, heap: Uint8Array): boolean;
+  progress(done: number, total: number, component: string): boolean;
+  error?: unknown;
+}
+
+const scope = self as unknown as {
+  postMessage(msg: WorkerResponse): void;
+  onmessage: ((e: MessageEvent<WorkerRequest>) => void) | null;
+};
+
+let mod: WasmModule | null = null;
+let build: 'threads' | 'baseline' = 'baseline';
+let handle: Ptr = 0;
+let slots: Ptr = 0;  // 4 x 4-byte out parameters
+let cancelFlag: Int32Array | null = null;
+let model: ModelBytes | null = null;
+let generating = 0;  // request id of the running generation, 0 if none
+let loading = 0;
+const aborted = new Set<number>();
+const controllers = new Map<number, AbortController>();
+
+function post(msg: WorkerResponse): void { scope.postMessage(msg); }
+
+// ---- small helpers over the C API ----
+function M(): WasmModule {
+  if (!mod) throw new TabfitError('bad_state', 'the engine worker is not initialised');
+  return mod;
+}
+function withString<T>(s: string, fn: (p: Ptr) => T): T {
+  const m = M();
+  const n = m.lengthBytesUTF8(s) + 1;
+  const p = m._malloc(n);
+  try {
+    m.stringToUTF8(s, p, n);
+    return fn(p);
+  } finally {
+    m._free(p);
+  }
+}
+// The current heap (the threads build's shared memory grows in place; the
+// baseline's Module.HEAPU8 is replaced on growth).
+function heapBuffer(): ArrayBufferLike {
+  const m = M() as WasmModule & { wasmMemory?: WebAssembly.Memory };
+  return m.wasmMemory ? m.wasmMemory.buffer : m.HEAPU8!.buffer;
+}
+function readI32(p: Ptr): number {
+  return new DataView(heapBuffer()).getInt32(p, true);
+}
+function check(rc: number, what: string): void {
+  if (rc === 0) return;
+  const msg = M().UTF8ToString(M()._tabfit_last_error(handle));
+  throw new TabfitError(errorTypeForStatus(rc), msg || `${what} failed with status ${rc}`);
+}
+function jsonOut(fn: (out: Ptr) => number, what: string): any {
+  check(fn(slots), what);
+  return JSON.parse(M().UTF8ToString(readI32(slots)));
+}
+
+// A task boundary that lets queued messages (abort) run, without setTimeout's 4 ms clamp.
+const channel = new MessageChannel();
+const waiting: (() => void)[] = [];
+channel.port1.onmessage = () => waiting.shift()?.();
+function nextTask(): Promise<void> {
+  return new Promise((resolve) => { waiting.push(resolve); channel.port2.postMessage(0); });
+}
+
+async function init(req: Extract<WorkerRequest, { op: 'init' }>): Promise<unknown> {
+  if (mod) throw new TabfitError('bad_state', 'the engine worker is already initialised');
+  build = req.build;
+  cancelFlag = req.cancelFlag ? new Int32Array(req.cancelFlag) : null;
+  const url = req.wasmUrl;
+  let factory: (m: object) => Promise<WasmModule>;
+  try {
+    factory = (await import(/* @vite-ignore */ url)).default;
+  } catch (e) {
+    throw new TabfitError('not_found', `could not import the wasm module ${url} (${(e as Error).message}); ` +
+      'run scripts/build-wasm.sh, and serve web/dist/wasm/ next to the package');
+  }
+  const moduleArg = {
+    tabfitSources: new Map<number, JsSource>(),
+    // Workers for the engine's threads (the calling thread is one of them).
+    tabfitPoolSize: Math.max(1, req.threads - 1),
+    locateFile: (path: string) => new URL(path, url).toString(),
+    print: (s: string) => console.log(s),
+    printErr: (s: string) => console.warn(s),
+  };
+  try {
+    mod = await factory(moduleArg);
+  } catch (e) {
+    throw new TabfitError('unsupported', `the ${build} wasm build failed to start (${String(e)}); ` +
+      (build === 'threads' ? 'the threads build needs crossOriginIsolated (COOP/COEP headers); try build: "baseline"'
+        : 'this browser may lack WebAssembly SIMD'));
+  }
+  mod.tabfitSources = moduleArg.tabfitSources;
+  slots = mod._malloc(16);
+  return { build };
+}
+
+function createHandle(optionsJson: string): void {
+  const m = M();
+  if (handle) { m._tabfit_engine_destroy(handle); handle = 0; }
+  const rc = withString(optionsJson, (p) => m._tabfit_engine_create(p, slots));
+  handle = readI32(slots);
+  check(rc, 'tabfit_engine_create');
+}
+
+function closeModel(): void {
+  model?.close();
+  model = null;
+}
+
+async function load(req: Extract<WorkerRequest, { op: 'load' }>): Promise<LoadResult> {
+  if (generating) throw new TabfitError('bad_state', 'a generation is running; abort it or wait before loading');
+  if (loading) throw new TabfitError('bad_state', 'a load is already running in this engine');
+  const m = M();
+  const ctl = new AbortController();
+  controllers.set(req.id, ctl);
+  loading = req.id;
+  const progress = (p: LoadProgress) => post({ id: req.id, type: 'progress', progress: p });
+  try {
+    const t0 = performance.now();
+    closeModel();
+    if (req.url) {
+      model = await openUrl({ url: req.url, name: req.name, chunkBytes: req.chunkBytes, manifest: req.manifest,
+        cache: req.cache, signal: ctl.signal, onProgress: progress });
+    } else if (req.blob) {
+      model = bytesFromBlob(req.name, req.blob);
+    } else if (req.bytes) {
+      model = bytesFromBuffer(req.name, req.bytes, req.chunkBytes);
+    } else {
+      throw new TabfitError('invalid_argument', 'load: no url, blob or bytes given');
+    }
+    if (ctl.signal.aborted) throw new TabfitError('aborted', 'load aborted by the caller');
+    const t1 = performance.now();
+    createHandle(JSON.stringify(req.options));
+    const src = model;
+    let lastPost = 0, lastComponent = '';
+    const id = req.id;
+    if (cancelFlag) Atomics.store(cancelFlag, 0, 0);
+    m.tabfitSources.set(id, {
+      read(offset, dst, n, heap) {
+        src.read(offset, dst, n, heap);
+        return true;
+      },
+      progress(done, total, component) {
+        src.tensorPhase();
+        const now = performance.now();
+        if (component !== lastComponent || now - lastPost > 50 || done === total) {
+          lastPost = now;
+          lastComponent = component;
+          progress({ phase: 'load', loaded: done, total, component });
+        }
+        return !(cancelFlag && Atomics.load(cancelFlag, 0) !== 0) && !ctl.signal.aborted;
+      },
+    });
+    let rc: number;
+    try {
+      rc = withString(req.name, (p) => m._tfw_load_js(handle, id, src.size, p));
+    } finally {
+      const s = m.tabfitSources.get(id);
+      m.tabfitSources.delete(id);
+      if (s?.error && rc! !== 0 && rc! !== 8) {
+        const e = s.error as Error;
+        throw new TabfitError('io', `${req.name}: reading the model failed: ${e?.message ?? String(e)}`);
+      }
+    }
+    if (rc === 8 || ctl.signal.aborted || aborted.has(id)) {
+      m._tabfit_engine_unload(handle);
+      throw new TabfitError('aborted', 'load aborted by the caller; the engine holds no model');
+    }
+    check(rc, 'load');
+    // The engine holds its own copy of every weight now.
+    const fromCache = src.fromCache, networkBytes = src.networkBytes, storage = src.storage;
+    closeModel();
+    const info = jsonOut((o) => m._tabfit_engine_info_json(handle, o), 'info');
+    return { info, build, fromCache, networkBytes, storage, fetchSeconds: (t1 - t0) / 1000,
+      engineSeconds: (performance.now() - t1) / 1000 };
+  } finally {
+    closeModel();
+    controllers.delete(req.id);
+    aborted.delete(req.id);
+    loading = 0;
+  }
+}
+
+async function generate(req: Extract<WorkerRequest, { op: 'generate' }>): Promise<unknown> {
+  const m = M();
+  if (!handle) throw new TabfitError('bad_state', 'no model is loaded; call load() first');
+  if (generating) throw new TabfitError('bad_state', 'another generation is running on this engine; ' +
+    'wait for it or abort it (engines run one generation at a time)');
+  if (loading) throw new TabfitError('bad_state', 'the model is still loading');
+  generating = req.id;
+  try {
+    const rc = withString(req.prompt, (p) => withString(JSON.stringify(req.options), (o) =>
+      m._tabfit_generate_begin(handle, p, o)));
+    check(rc, 'generate');
+    for (;;) {
+      if (aborted.has(req.id)) break;
+      const r = m._tabfit_generate_next(handle, slots, slots + 4, slots + 8);
+      if (r !== 0) {
+        m._tabfit_generate_end(handle, 0);
+        check(r, 'generate');
+      }
+      const text = m.UTF8ToString(readI32(slots));
+      const token = readI32(slots + 4);
+      const done = readI32(slots + 8);
+      if (text.length > 0 || token >= 0) post({ id: req.id, type: 'token', text, token });
+      if (done) break;
+      await nextTask();
+    }
+    return jsonOut((o) => m._tabfit_generate_end(handle, o), 'generate_end');
+  } finally {
+    generating = 0;
+    aborted.delete(req.id);
+  }
+}
+
+function memory(): MemoryJson {
+  const m = M();
+  let ledger;
+  if (handle) {
+    ledger = jsonOut((o) => m._tabfit_engine_ledger_json(handle, o), 'ledger');
+  } else {
+    ledger = { loaded: false, total_current: 0, total_peak: 0, budget_bytes: 0, max_buffer_bytes: 0, components: [] };
+  }
+  return { ledger, wasmHeapBytes: m._tfw_heap_bytes() };
+}
+
+function unload(): MemoryJson {
+  if (generating) aborted.add(generating);
+  const m = M();
+  if (handle) {
+    m._tabfit_generate_end(handle, 0);
+    check(m._tabfit_engine_unload(handle), 'unload');
+  }
+  const report = memory();
+  return report;
+}
+
+async function handleRequest(req: WorkerRequest): Promise<unknown> {
+  switch (req.op) {
+    case 'init': return init(req);
+    case 'load': return load(req);
+    case 'generate': return generate(req);
+    case 'abort':
+      aborted.add(req.target);
+      controllers.get(req.target)?.abort();
+      return true;
+    case 'info': return handle ? jsonOut((o) => M()._tabfit_engine_info_json(handle, o), 'info') : { loaded: false };
+    case 'memory': return memory();
+    case 'tokenize':
+      return withString(req.text, (p) => jsonOut((o) => M()._tabfit_tokenize_json(handle, p, req.addBos ? 1 : 0, o),
+        'tokenize'));
+    case 'pieces': {
+      const m = M();
+      const p = m._malloc(Math.max(4, req.ids.length * 4));
+      try {
+        const dv = new DataView(heapBuffer());
+        req.ids.forEach((id, i) => dv.setInt32(p + 4 * i, id, true));
+        return jsonOut((o) => m._tabfit_token_pieces_json(handle, p, req.ids.length, o), 'pieces');
+      } finally {
+        m._free(p);
+      }
+    }
+    case 'unload': return unload();
+    case 'clearCache': return clearStored(req.url);
+  }
+}
+
+scope.onmessage = (e: MessageEvent<WorkerRequest>) => {
+  const req = e.data;
+  handleRequest(req).then(
+    (value) => post({ id: req.id, type: 'result', value }),
+    (err) => post({ id: req.id, type: 'error', error: toPayload(err) }),
+  );
+};
