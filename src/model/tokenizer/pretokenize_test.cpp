@@ -4,10 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "model/tokenizer/unicode.h"
+#include "test_util.h"
 
 namespace tabfit {
 namespace {
@@ -123,6 +126,39 @@ TEST(PreTokenize, DefaultSequence) {
   // Punctuation runs are cut first; then numbers split from their space and into groups of three.
   EXPECT_EQ(Split(p, "a 1234567"), (Words{"a", " ", "123", "456", "7"}));
   EXPECT_EQ(Split(p, "x<=y"), (Words{"x", "<=", "y"}));
+}
+
+std::string Unhex(const std::string& h) {
+  std::string out;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
+// Reference splits from a real backtracking regex engine (Python `re` with the
+// Unicode classes spelled out), made by gen_pretokenize_cases.py.
+TEST(PreTokenize, MatchesRegexEngineReference) {
+  const std::string path = testing::SourceDir() + "/src/model/tokenizer/testdata/pretokenize_cases.txt";
+  std::ifstream f(path);
+  ASSERT_TRUE(f.good()) << "missing " << path;
+  std::string line;
+  int n = 0;
+  while (std::getline(f, line)) {
+    std::istringstream ls(line);
+    std::string name, input_hex, words_hex;
+    std::getline(ls, name, '\t');
+    std::getline(ls, input_hex, '\t');
+    std::getline(ls, words_hex);
+    PreTokenizer p;
+    ASSERT_TRUE(PreTokenizerFromName(name, &p)) << name;
+    Words expected;
+    std::istringstream ws(words_hex);
+    std::string w;
+    while (std::getline(ws, w, '|')) expected.push_back(Unhex(w));
+    const std::string input = Unhex(input_hex);
+    EXPECT_EQ(Split(p, input), expected) << name << " on '" << input << "'";
+    ++n;
+  }
+  EXPECT_EQ(n, 600);
 }
 
 TEST(PreTokenize, Names) {
