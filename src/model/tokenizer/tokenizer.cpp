@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <unordered_map>
 
 #include "model/tokenizer/unicode.h"
 
@@ -475,14 +476,15 @@ void Tokenizer::EncodeBpe(std::string_view text, std::vector<int32_t>* out) cons
   std::string word;
   std::string scratch;
   Heap<BpeBigram, BpeCmp> queue;
-  for (std::string_view raw : PreTokenize(pre_, text)) {
+
+  auto encode_word = [&](std::string_view raw) {
     word.clear();
     for (char c : raw) word += unicode::ByteToUnicode(static_cast<uint8_t>(c));
     if (ignore_merges_) {
       const int32_t id = FindAny(word);
       if (id >= 0) {
         out->push_back(id);
-        continue;
+        return;
       }
     }
     SplitSymbols(word, &syms);
@@ -494,6 +496,7 @@ void Tokenizer::EncodeBpe(std::string_view text, std::vector<int32_t>* out) cons
       if (rank < 0) return;
       queue.push({rank, left, right, syms[left].n + syms[right].n});
     };
+    queue.clear();
     for (int32_t i = 1; i < static_cast<int32_t>(syms.size()); ++i) add_pair(i - 1, i);
     MergeLoop(syms, queue, add_pair);
     for (int32_t i = 0; !syms.empty() && i != -1; i = syms[i].next) {
@@ -513,6 +516,27 @@ void Tokenizer::EncodeBpe(std::string_view text, std::vector<int32_t>* out) cons
         }
       }
     }
+  };
+
+  // Words repeat (Zipf): remember where a short word's ids were first written
+  // to *out during this call and copy them when it comes again.
+  constexpr size_t kMaxCachedWord = 64;
+  std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;
+  for (std::string_view raw : PreTokenize(pre_, text)) {
+    const bool cacheable = raw.size() <= kMaxCachedWord;
+    if (cacheable) {
+      auto hit = seen.find(raw);
+      if (hit != seen.end()) {
+        for (size_t k = 0; k < hit->second.second; ++k) {
+          const int32_t id = (*out)[hit->second.first + k];
+          out->push_back(id);
+        }
+        continue;
+      }
+    }
+    const size_t first = out->size();
+    encode_word(raw);
+    if (cacheable) seen.emplace(raw, std::make_pair(first, out->size() - first));
   }
 }
 
