@@ -61,8 +61,7 @@ for t in "${targets[@]}"; do
     mt|st) build_variant "$t" ;;
     ts) (cd "$ROOT/web" && [[ -d node_modules ]] || { echo "run scripts/setup-web.sh first" >&2; exit 1; }
          cd "$ROOT/web" && npx --no-install tsc -p tsconfig.json &&
-         mkdir -p dist/profiles && cp "$ROOT"/profiles/*.json dist/profiles/ &&
-         echo "build-wasm: ts -> web/dist/*.js, profiles -> web/dist/profiles/") ;;
+         echo "build-wasm: ts -> web/dist/*.js") ;;
     *) echo "unknown target '$t' (mt, st, ts)" >&2; exit 2 ;;
   esac
 done

@@ -9,6 +9,7 @@
 //   await engine.unload();
 
 import { renderChat, type ChatMessage, type ChatFormat } from './chat.js';
+import { PROFILES, detectCapabilities, detectProfile, type BuiltinProfileName, type ProfileData } from './profiles.js';
 import { TabfitError, fromPayload } from './errors.js';
 import type {
   ChunkManifest, EngineOptionsJson, GenerateOptionsJson, GenerateStats, LedgerJson, LoadProgress, LoadResult,
@@ -23,26 +24,16 @@ export type {
   ChunkManifest, GenerateStats, LedgerJson, LedgerComponent, LoadProgress, LoadResult, ModelInfo,
 } from './protocol.js';
 
-/** A browser profile (profiles/*.json; schema in profiles/schema.json). */
-export interface BrowserProfile {
-  name: string;
-  description?: string;
-  memory_budget_bytes: number;
-  max_buffer_bytes: number;
-  threads: number | 'auto';
-  simd: boolean;
-  wasm_fallback?: boolean;
-  weight_precision: string;
-  kv_precision: string;
-  max_context?: number;
-  [key: string]: unknown;
-}
+/** A browser profile (profiles/*.json; schema in profiles/schema.json; data and detection in profiles.ts). */
+export type BrowserProfile = ProfileData;
+export { PROFILES, detectProfile, detectCapabilities } from './profiles.js';
+export type { Capabilities, DetectedProfile, BuiltinProfileName } from './profiles.js';
 
 export type ModelSource = string | URL | Blob | ArrayBuffer | Uint8Array;
 
 export interface LoadOptions {
   /** A built-in profile name ("chrome", "firefox", "safari", "edge", "mobile", "custom"), a profile
-   * object, or "auto" (default: picked from the user agent). */
+   * object, or "auto" (default: detectProfile() — from the user agent, adjusted to what the page can do). */
   profile?: string | BrowserProfile;
   /** Weight precision ("keep", "f32", "f16", "q8_0", "q4_0", "tf_q4"...), or weights and KV cache separately.
    * Overrides the profile. */
@@ -65,8 +56,6 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Where tabfit-mt.mjs / tabfit-st.mjs live (default: ./wasm/ next to this file). */
   wasmBaseUrl?: string | URL;
-  /** Where the built-in profiles' JSON lives (default: ./profiles/ next to this file). */
-  profilesBaseUrl?: string | URL;
   /** The worker script (default: ./worker.js next to this file). */
   workerUrl?: string | URL;
 }
@@ -142,7 +131,6 @@ export interface ChatCompletion {
 }
 
 const MiB = 1 << 20;
-const BUILTIN_PROFILES = ['chrome', 'edge', 'firefox', 'safari', 'mobile', 'custom'];
 
 /** Which wasm build this page can run. */
 export function detectBuild(): 'threads' | 'baseline' {
@@ -150,38 +138,20 @@ export function detectBuild(): 'threads' | 'baseline' {
   return g.crossOriginIsolated === true && typeof g.SharedArrayBuffer === 'function' ? 'threads' : 'baseline';
 }
 
-/** Built-in profile name for this browser, from the user agent. */
-export function detectProfileName(userAgent = globalThis.navigator?.userAgent ?? ''): string {
-  const ua = userAgent;
-  if (/Android|iPhone|iPad|Mobile/i.test(ua)) return 'mobile';
-  if (/Edg\//.test(ua)) return 'edge';
-  if (/Firefox\//.test(ua)) return 'firefox';
-  if (/Chrom(e|ium)\//.test(ua)) return 'chrome';
-  if (/Safari\//.test(ua)) return 'safari';
-  return 'custom';
-}
-
-/** Resolves a profile option to a profile object (fetching a built-in one's JSON). */
-export async function resolveProfile(profile: string | BrowserProfile | undefined,
-  baseUrl: string | URL = new URL('./profiles/', import.meta.url)): Promise<BrowserProfile> {
-  if (profile && typeof profile === 'object') return profile;
-  const name = !profile || profile === 'auto' ? detectProfileName() : profile.toLowerCase();
-  if (!BUILTIN_PROFILES.includes(name)) {
-    throw new TabfitError('not_found', `unknown profile "${profile}"; use one of ${BUILTIN_PROFILES.join(', ')}, ` +
+/** Resolves a profile option to a profile object (a copy) and the reasons for it. */
+export function resolveProfile(profile: string | BrowserProfile | undefined): { profile: BrowserProfile; reasons: string[] } {
+  if (profile && typeof profile === 'object') return { profile: { ...profile }, reasons: ['profile given by the caller'] };
+  if (!profile || profile === 'auto') {
+    const d = detectProfile();
+    return { profile: d.profile, reasons: d.reasons };
+  }
+  const name = profile.toLowerCase() as BuiltinProfileName;
+  const p = PROFILES[name];
+  if (!p) {
+    throw new TabfitError('not_found', `unknown profile "${profile}"; use one of ${Object.keys(PROFILES).join(', ')}, ` +
       '"auto", or pass a profile object');
   }
-  const url = new URL(`${name}.json`, baseUrl);
-  let resp: Response;
-  try {
-    resp = await fetch(url);
-  } catch (e) {
-    throw new TabfitError('network', `profile ${url}: ${(e as Error).message}`);
-  }
-  if (!resp.ok) {
-    throw new TabfitError('not_found', `profile ${url}: HTTP ${resp.status}; serve web/dist/profiles/ ` +
-      '(scripts/build-wasm.sh copies profiles/*.json there) or pass profilesBaseUrl / a profile object');
-  }
-  return (await resp.json()) as BrowserProfile;
+  return { profile: JSON.parse(JSON.stringify(p)) as BrowserProfile, reasons: [`profile "${name}" chosen by the caller`] };
 }
 
 function engineOptions(p: BrowserProfile, o: LoadOptions, build: 'threads' | 'baseline'): EngineOptionsJson {
@@ -275,7 +245,7 @@ export class TabfitEngine {
 
   /** @internal */
   constructor(private link: WorkerLink, readonly info: ModelInfo, readonly loadResult: LoadResult,
-    readonly profile: BrowserProfile) {
+    readonly profile: BrowserProfile, readonly profileReasons: string[]) {
     const self = this;
     this.chat = {
       completions: {
@@ -432,7 +402,11 @@ async function uaMemory(): Promise<Pick<MemoryReport, 'userAgentSpecific'>> {
 export async function load(source: ModelSource, options: LoadOptions = {}): Promise<TabfitEngine> {
   const signal = options.signal;
   if (signal?.aborted) throw abortError('load');
-  const profile = await resolveProfile(options.profile, options.profilesBaseUrl);
+  const { profile, reasons } = resolveProfile(options.profile);
+  if (!detectCapabilities().wasmSimd) {
+    throw new TabfitError('unsupported', 'this browser lacks WebAssembly SIMD128, which both tabfit wasm builds ' +
+      'use; update the browser (Chrome 91+, Firefox 89+, Safari 16.4+)');
+  }
   const requested = options.build ?? 'auto';
   const possible = detectBuild();
   if (requested === 'threads' && possible !== 'threads') {
@@ -442,7 +416,6 @@ export async function load(source: ModelSource, options: LoadOptions = {}): Prom
   }
   const build = requested === 'auto' ? possible : requested;
   const eo = engineOptions(profile, options, build);
-  if (options.nCtx === undefined && profile.max_context) eo.n_ctx = 0;  // the engine caps at the model's (<= 4096)
   const chunkBytes = Math.max(64 * 1024, Math.min(options.chunkBytes ?? 16 * MiB, eo.max_buffer_bytes));
 
   const workerUrl = options.workerUrl ?? new URL('./worker.js', import.meta.url);
@@ -478,7 +451,7 @@ export async function load(source: ModelSource, options: LoadOptions = {}): Prom
       throw new TabfitError('invalid_argument', 'load(source): give a URL, a Blob/File, or an ArrayBuffer');
     }
     const result = await link.request<LoadResult>(req, { onProgress: options.onProgress }, transfer);
-    return new TabfitEngine(link, result.info, result, profile);
+    return new TabfitEngine(link, result.info, result, profile, reasons);
   } catch (e) {
     link.terminate();
     if (signal?.aborted && !(e instanceof TabfitError && e.type === 'aborted')) throw abortError('load');
