@@ -1,0 +1,136 @@
+// `tabfit convert`: a GGUF (or a package) -> a tabfit package directory,
+// optionally re-quantizing the weights (see docs/package-format.md).
+#include <chrono>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+
+#include "cli/commands.h"
+#include "model/gguf/gguf.h"
+#include "model/package/package.h"
+#include "model/package/synth.h"
+#include "quant/kernels.h"
+
+namespace tabfit::cli {
+
+namespace {
+
+double Now() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::string Shape(const std::vector<int64_t>& ne) {
+  std::string s;
+  for (size_t i = 0; i < ne.size(); ++i) s += (i ? " x " : "") + std::to_string(ne[i]);
+  return s;
+}
+
+Command MakeConvertCommand() {
+  struct State {
+    std::string input;
+    std::string out_dir;
+    std::string weight_type;
+    std::string max_chunk = "64MiB";
+    int threads = 0;
+    bool verify = false;
+    bool quiet = false;
+  };
+  auto st = std::make_shared<State>();
+  Command c;
+  c.setup = [st](CLI::App& app) {
+    CLI::App* sub = app.add_subcommand(
+        "convert", "write a model as a tabfit package (chunked GGUF + manifest.json), optionally re-quantized");
+    sub->add_option("model", st->input, "GGUF file or tabfit package to convert")->required();
+    sub->add_option("out_dir", st->out_dir, "output directory (created; must be empty or a previous package)")
+        ->required();
+    sub->add_option("--weight-type", st->weight_type,
+                    "type of every 2-D weight: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2 "
+                    "(default: keep the file's types)");
+    sub->add_option("--max-chunk", st->max_chunk, "largest chunk file, e.g. 64MiB (at most 2GiB)")
+        ->default_val("64MiB");
+    sub->add_option("-t,--threads", st->threads, "conversion threads (default: all cores)");
+    sub->add_flag("--verify", st->verify, "re-read every chunk afterwards and check its sha256");
+    sub->add_flag("-q,--quiet", st->quiet, "print only the totals");
+    return sub;
+  };
+  c.run = [st]() -> int {
+    PackageOptions po;
+    auto mc = ParseBytes(st->max_chunk);
+    if (!mc.ok()) return Fail(mc.status());
+    po.max_chunk_bytes = *mc;
+    po.threads = st->threads;
+    if (!st->weight_type.empty()) {
+      auto t = ParseTensorTypeName(st->weight_type);
+      if (!t.ok()) return Fail(t.status());
+      if (!CanQuantize(*t)) return Fail(Unsupported("this build cannot write type " + st->weight_type));
+      // Hook for per-tensor precision (e.g. a --precision config): any
+      // TensorTypeFn works here; UniformWeightType is the uniform policy.
+      po.target_type = UniformWeightType(*t);
+    }
+    auto src = OpenModelSource(st->input);
+    if (!src.ok()) return Fail(src.status());
+    auto g = GgufFile::Parse(std::move(*src));
+    if (!g.ok()) return Fail(g.status());
+    int last_pct = -1;
+    if (!st->quiet && isatty(fileno(stderr))) {
+      po.progress = [&last_pct](uint64_t done, uint64_t total, const std::string& tensor) {
+        int pct = total ? static_cast<int>(100 * done / total) : 100;
+        if (pct != last_pct) {
+          last_pct = pct;
+          std::fprintf(stderr, "\r%3d%% %-40s", pct, tensor.c_str());
+          std::fflush(stderr);
+        }
+      };
+    }
+    double t0 = Now();
+    auto sum = WritePackageWithSummary(*g, st->out_dir, po);
+    if (last_pct >= 0) std::fprintf(stderr, "\r%-48s\r", "");
+    if (!sum.ok()) return Fail(sum.status());
+    const double secs = Now() - t0;
+
+    std::map<std::string, std::pair<uint64_t, uint64_t>> by_type;  // type -> (bytes, elements)
+    if (!st->quiet) {
+      std::printf("%-32s %-12s %-14s %-13s %12s %s\n", "tensor", "component", "shape", "type", "bytes", "chunks");
+    }
+    for (const auto& t : sum->tensors) {
+      uint64_t n = 1;
+      for (int64_t d : t.ne) n *= static_cast<uint64_t>(d);
+      auto& bt = by_type[std::string(TensorTypeName(t.type))];
+      bt.first += t.nbytes;
+      bt.second += n;
+      if (st->quiet) continue;
+      std::string types = std::string(TensorTypeName(t.type));
+      if (t.type != t.source_type) types = std::string(TensorTypeName(t.source_type)) + "->" + types;
+      std::string files;
+      for (const auto& p : t.parts) files += (files.empty() ? "" : ",") + p.file.substr(0, p.file.find('.'));
+      std::printf("%-32s %-12s %-14s %-13s %12llu %s\n", t.name.c_str(), t.component.c_str(), Shape(t.ne).c_str(),
+                  types.c_str(), static_cast<unsigned long long>(t.nbytes), files.c_str());
+    }
+    std::printf("\n%s -> %s: %zu tensors, %zu chunk files (max %s), %.1f s\n", st->input.c_str(),
+                st->out_dir.c_str(), sum->tensors.size(), sum->chunks.size(), FormatBytes(po.max_chunk_bytes).c_str(),
+                secs);
+    for (const auto& [type, v] : by_type) {
+      std::printf("  %-6s %12s  %6.3f bits/weight\n", type.c_str(), FormatBytes(v.first).c_str(),
+                  v.second ? 8.0 * v.first / v.second : 0.0);
+    }
+    std::printf("  total  %12s tensor data (%llu bytes) in %s on disk; %.3f bits per weight over %.1fM weights\n",
+                FormatBytes(sum->tensor_bytes).c_str(), static_cast<unsigned long long>(sum->tensor_bytes),
+                FormatBytes(sum->total_bytes).c_str(),
+                sum->n_weights ? 8.0 * sum->tensor_bytes / sum->n_weights : 0.0, sum->n_weights / 1e6);
+    if (st->verify) {
+      Status v = VerifyPackage(st->out_dir);
+      if (!v.ok()) return Fail(v);
+      std::printf("  verified: every chunk's sha256 matches the manifest\n");
+    }
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace
+
+static const bool kRegistered = RegisterCommand(MakeConvertCommand, 40);
+
+}  // namespace tabfit::cli
