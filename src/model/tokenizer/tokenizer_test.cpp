@@ -365,6 +365,42 @@ TEST(SpmTokenizer, ConcurrentUseGivesSameResults) {
   }
 }
 
+std::string Unhex(const std::string& h) {
+  std::string out;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
+// Ids from the real SentencePiece library for the models behind the shared
+// GGUF files (gen_spm_cases.py), including BabyLlama's <unk> runs.
+TEST(SpmTokenizer, MatchesSentencePieceLibrary) {
+  const std::string path = testing::SourceDir() + "/src/model/tokenizer/testdata/spm_reference_cases.txt";
+  std::ifstream f(path);
+  ASSERT_TRUE(f.good()) << "missing " << path;
+  std::string line;
+  std::map<std::string, int> per_model;
+  while (std::getline(f, line)) {
+    std::istringstream ls(line);
+    std::string model, text_hex, ids_text;
+    std::getline(ls, model, '\t');
+    std::getline(ls, text_hex, '\t');
+    std::getline(ls, ids_text);
+    const std::string gguf = testing::SharedModel(model);
+    if (!std::filesystem::exists(gguf)) continue;
+    auto tok = LoadTokenizer(gguf);
+    ASSERT_TRUE(tok);
+    std::vector<int32_t> expected;
+    std::istringstream is(ids_text);
+    int32_t id;
+    while (is >> id) expected.push_back(id);
+    const std::string text = Unhex(text_hex);
+    EXPECT_EQ(tok->Encode(text, false), expected) << model << ": '" << text << "'";
+    ++per_model[model];
+  }
+  if (per_model.empty()) GTEST_SKIP() << "no shared models present";
+  for (const auto& [model, n] : per_model) EXPECT_EQ(n, 46) << model;
+}
+
 // ------------------------------------------------------------- StreamDecoder
 
 TEST(StreamDecoder, HoldsSplitCharacterUntilComplete) {
