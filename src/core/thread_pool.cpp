@@ -30,7 +30,7 @@ void ThreadPool::WorkerLoop(int index) {
   for (;;) {
     // Spin a little, then sleep until the generation changes.
     int spins = 0;
-    while (generation_.load(std::memory_order_acquire) == seen && spins < 20000) {
+    while (generation_.load(std::memory_order_acquire) == seen && spins < 4000) {
       TF_CPU_RELAX();
       ++spins;
     }
@@ -41,7 +41,10 @@ void ThreadPool::WorkerLoop(int index) {
     seen = generation_.load(std::memory_order_acquire);
     if (stop_.load()) return;
     (*job_)(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(done_mu_);
+      done_cv_.notify_one();
+    }
   }
 }
 
@@ -58,7 +61,16 @@ void ThreadPool::RunOnAll(const std::function<void(int)>& fn) {
   }
   cv_.notify_all();
   fn(0);
-  while (pending_.load(std::memory_order_acquire) != 0) TF_CPU_RELAX();
+  // Spin briefly (the common case: workers finish within microseconds), then
+  // sleep so an oversubscribed machine is not made slower by our spinning.
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0;) {
+    if (++spins < 4000) {
+      TF_CPU_RELAX();
+    } else {
+      std::unique_lock<std::mutex> lock(done_mu_);
+      done_cv_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
+  }
   job_ = nullptr;
 }
 

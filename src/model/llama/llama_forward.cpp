@@ -63,11 +63,13 @@ Result<ForwardScratch> LlamaModel::CreateScratch(MemoryLedger& ledger, int max_t
 }
 
 void LlamaModel::MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y,
-                        ForwardScratch& s) const {
+                        ForwardScratch& s, bool reuse_packed) const {
   if (s.observe_input) s.observe_input(w, x, n);
   const size_t prb = PackedActivationRowBytes(w.type, w.cols);
   uint8_t* packed = s.packed.as<uint8_t>();
-  if (n == 1) {
+  if (reuse_packed) {
+    // The previous MatMul packed the same x for the same type and width.
+  } else if (n == 1) {
     PackActivations(w.type, x, 1, w.cols, packed);
   } else {
     pool.ParallelFor(n, [&](size_t b, size_t e, int) {
@@ -160,9 +162,10 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
     const LayerWeights& L = layers_[il];
     // Attention block.
     for (int t = 0; t < n; ++t) RmsNorm(x + t * D, L.attn_norm.as<float>(), xb + t * D, D, hp.rms_eps);
+    // q, k and v read the same input: pack it once when their types agree.
     MatMul(pool, L.wq, xb, n, q, s);
-    MatMul(pool, L.wk, xb, n, k, s);
-    MatMul(pool, L.wv, xb, n, v, s);
+    MatMul(pool, L.wk, xb, n, k, s, L.wk.type == L.wq.type);
+    MatMul(pool, L.wv, xb, n, v, s, L.wv.type == L.wk.type);
     if (hp.qkv_bias) {
       for (int t = 0; t < n; ++t) {
         for (int i = 0; i < QD; ++i) q[t * QD + i] += L.bq.as<float>()[i];
@@ -191,7 +194,7 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
     // Feed-forward block (SwiGLU).
     for (int t = 0; t < n; ++t) RmsNorm(x + t * D, L.ffn_norm.as<float>(), xb + t * D, D, hp.rms_eps);
     MatMul(pool, L.w_gate, xb, n, hb, s);
-    MatMul(pool, L.w_up, xb, n, hb2, s);
+    MatMul(pool, L.w_up, xb, n, hb2, s, L.w_up.type == L.w_gate.type);
     for (int i = 0; i < n * FF; ++i) {
       const float g = hb[i];
       hb[i] = g / (1.0f + std::exp(-g)) * hb2[i];

@@ -100,7 +100,10 @@ class LlamaModel {
 
  private:
   LlamaModel() = default;
-  void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y, ForwardScratch& s) const;
+  // y[n][w.rows] = x[n][w.cols] * W^T. reuse_packed: x was packed for the same
+  // type by the previous call (q/k/v and gate/up share their input).
+  void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y, ForwardScratch& s,
+              bool reuse_packed = false) const;
 
   LlamaHParams hp_;
   WeightMatrix tok_embd_;
