@@ -53,7 +53,7 @@ export async function startServer(root, { isolate = true } = {}) {
   return {
     origin: `http://127.0.0.1:${port}`,
     stats,
-    count(p) { return stats.get(p) ?? { requests: 0, bytes: 0 }; },
+    count(p) { return { ...(stats.get(p) ?? { requests: 0, bytes: 0 }) }; },
     close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); }),
   };
 }

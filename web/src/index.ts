@@ -451,6 +451,8 @@ export async function load(source: ModelSource, options: LoadOptions = {}): Prom
       throw new TabfitError('invalid_argument', 'load(source): give a URL, a Blob/File, or an ArrayBuffer');
     }
     const result = await link.request<LoadResult>(req, { onProgress: options.onProgress }, transfer);
+    // The abort may have raced the end of the load: it still wins.
+    if (signal?.aborted) throw abortError('load');
     return new TabfitEngine(link, result.info, result, profile, reasons);
   } catch (e) {
     link.terminate();
