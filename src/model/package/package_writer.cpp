@@ -20,7 +20,7 @@ namespace tabfit {
 namespace {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 uint64_t AlignUp(uint64_t x, uint64_t a) { return x + (a - x % a) % a; }
 
