@@ -117,10 +117,13 @@ Result<Tokenizer> Tokenizer::FromVocab(Vocab v) {
     t.ignore_merges_ = t.pre_ == PreTokenizer::kLlama3;
   }
 
+  t.tokens_ = std::move(v.tokens);
+  const std::vector<std::string>& tokens = t.tokens_;
+  auto token_of = [&tokens](int32_t id) { return std::string_view(tokens[id]); };
   t.types_.resize(n, TokenType::kNormal);
   for (size_t i = 0; i < v.types.size(); ++i) {
     if (v.types[i] < 0 || v.types[i] > 6) {
-      return CorruptData("token " + std::to_string(i) + " " + Quote(v.tokens[i]) + " has type " +
+      return CorruptData("token " + std::to_string(i) + " " + Quote(tokens[i]) + " has type " +
                          std::to_string(v.types[i]) + " (tokenizer.ggml.token_type must be 0..6)");
     }
     t.types_[i] = static_cast<TokenType>(v.types[i]);
@@ -129,8 +132,8 @@ Result<Tokenizer> Tokenizer::FromVocab(Vocab v) {
 
   // Lookup maps.
   for (size_t i = 0; i < n; ++i) {
-    const std::string& s = v.tokens[i];
-    t.any_.Insert(s, static_cast<int32_t>(i), /*overwrite=*/true);
+    const std::string& s = tokens[i];
+    t.any_.Insert(s, static_cast<int32_t>(i), /*overwrite=*/true, token_of);
     if (t.types_[i] == TokenType::kByte && t.is_spm_ && ParseByteToken(s) < 0) {
       return CorruptData("token " + std::to_string(i) + " " + Quote(s) +
                          " has type byte but is not spelled <0xXX>; the vocab metadata is malformed");
@@ -166,8 +169,8 @@ Result<Tokenizer> Tokenizer::FromVocab(Vocab v) {
     for (size_t i = 0; i < n; ++i) {
       const TokenType ty = t.types_[i];
       if (ty != TokenType::kNormal && ty != TokenType::kUserDefined && ty != TokenType::kUndefined) continue;
-      const std::string& piece = v.tokens[i];
-      t.mergeable_.Insert(piece, static_cast<int32_t>(i), /*overwrite=*/true);
+      const std::string& piece = tokens[i];
+      t.mergeable_.Insert(piece, static_cast<int32_t>(i), /*overwrite=*/true, token_of);
       t.max_mergeable_len_ = std::max(t.max_mergeable_len_, piece.size());
       size_t lead = 0;
       while (piece.compare(lead, kSpmSpace.size(), kSpmSpace) == 0) lead += kSpmSpace.size();
@@ -182,6 +185,9 @@ Result<Tokenizer> Tokenizer::FromVocab(Vocab v) {
     }
   } else {
     std::fill(std::begin(t.byte_tokens_), std::end(t.byte_tokens_), -1);
+    if (v.merges.size() > 0x7FFFFFFF) return CorruptData("too many merges (tokenizer.ggml.merges)");
+    t.merge_offsets_.reserve(v.merges.size() + 1);
+    t.merge_offsets_.push_back(0);
     for (size_t r = 0; r < v.merges.size(); ++r) {
       const std::string& m = v.merges[r];
       const size_t sp = m.size() > 1 ? m.find(' ', 1) : std::string::npos;
@@ -189,7 +195,14 @@ Result<Tokenizer> Tokenizer::FromVocab(Vocab v) {
         return CorruptData("merge #" + std::to_string(r) + " " + Quote(m) +
                            " is not of the form 'left right' (tokenizer.ggml.merges is malformed)");
       }
-      t.merge_ranks_.Insert(m, static_cast<int32_t>(r), /*overwrite=*/false);  // lowest rank wins
+      if (t.merges_text_.size() + m.size() > 0xFFFFFFFFu) return CorruptData("tokenizer.ggml.merges is too large");
+      t.merges_text_ += m;
+      t.merge_offsets_.push_back(static_cast<uint32_t>(t.merges_text_.size()));
+    }
+    auto merge_of = [&t](int32_t r) { return t.MergeText(r); };
+    for (size_t r = 0; r < v.merges.size(); ++r) {
+      t.merge_ranks_.Insert(t.MergeText(static_cast<int32_t>(r)), static_cast<int32_t>(r), /*overwrite=*/false,
+                            merge_of);  // lowest rank wins
     }
   }
 
@@ -197,17 +210,17 @@ Result<Tokenizer> Tokenizer::FromVocab(Vocab v) {
   for (size_t i = 0; i < n; ++i) {
     const TokenType ty = t.types_[i];
     if ((ty == TokenType::kControl || ty == TokenType::kUserDefined || ty == TokenType::kUnknown) &&
-        !v.tokens[i].empty()) {
+        !tokens[i].empty()) {
       t.specials_.push_back(static_cast<int32_t>(i));
     }
   }
   std::stable_sort(t.specials_.begin(), t.specials_.end(),
-                   [&](int32_t a, int32_t b) { return v.tokens[a].size() > v.tokens[b].size(); });
+                   [&](int32_t a, int32_t b) { return tokens[a].size() > tokens[b].size(); });
 
   // Decoded pieces.
   t.pieces_.resize(n);
   for (size_t i = 0; i < n; ++i) {
-    const std::string& s = v.tokens[i];
+    const std::string& s = tokens[i];
     switch (t.types_[i]) {
       case TokenType::kControl:
       case TokenType::kUnknown:
@@ -230,7 +243,6 @@ Result<Tokenizer> Tokenizer::FromVocab(Vocab v) {
   }
 
   t.model_ = v.model;
-  t.tokens_ = std::move(v.tokens);
   t.bos_ = v.bos_id;
   t.eos_ = v.eos_id;
   t.unk_ = v.unk_id;
@@ -243,11 +255,11 @@ Result<Tokenizer> Tokenizer::FromVocab(Vocab v) {
 }
 
 int32_t Tokenizer::FindAny(std::string_view piece) const {
-  return any_.Find(piece);
+  return any_.Find(piece, [this](int32_t id) { return std::string_view(tokens_[id]); });
 }
 
 int32_t Tokenizer::FindMergeable(std::string_view piece) const {
-  return mergeable_.Find(piece);
+  return mergeable_.Find(piece, [this](int32_t id) { return std::string_view(tokens_[id]); });
 }
 
 int32_t Tokenizer::PieceToId(std::string_view text) const { return FindAny(text); }
@@ -256,7 +268,7 @@ int32_t Tokenizer::MergeRank(std::string_view left, std::string_view right, std:
   scratch->assign(left);
   scratch->push_back(' ');
   scratch->append(right);
-  return merge_ranks_.Find(*scratch);
+  return merge_ranks_.Find(*scratch, [this](int32_t r) { return MergeText(r); });
 }
 
 std::vector<Tokenizer::Fragment> Tokenizer::Partition(std::string_view text, bool parse_special) const {
@@ -585,6 +597,17 @@ const std::string& Tokenizer::TokenText(int32_t id) const {
 
 TokenType Tokenizer::token_type(int32_t id) const {
   return id >= 0 && id < n_vocab() ? types_[id] : TokenType::kUndefined;
+}
+
+size_t Tokenizer::MemoryBytes() const {
+  size_t n = sizeof(*this);
+  for (const std::string& s : tokens_) n += sizeof(s) + (s.size() > 15 ? s.capacity() : 0);
+  for (const std::string& s : pieces_) n += sizeof(s) + (s.size() > 15 ? s.capacity() : 0);
+  n += scores_.capacity() * sizeof(float) + types_.capacity() * sizeof(TokenType);
+  n += specials_.capacity() * sizeof(int32_t) + eog_.capacity() / 8;
+  n += any_.MemoryBytes() + mergeable_.MemoryBytes() + merge_ranks_.MemoryBytes();
+  n += merges_text_.capacity() + merge_offsets_.capacity() * sizeof(uint32_t);
+  return n;
 }
 
 float Tokenizer::score(int32_t id) const { return id >= 0 && id < n_vocab() ? scores_[id] : 0.0f; }

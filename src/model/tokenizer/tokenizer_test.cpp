@@ -65,6 +65,8 @@ TEST(SpmTokenizer, HelloWorldOnLlamaVocab) {
   EXPECT_EQ(tok->Encode("Hello world", true), Ids({1, 15043, 3186}));
   EXPECT_EQ(tok->Encode("", false), Ids({}));
   EXPECT_EQ(tok->Encode("", true), Ids({1}));
+  EXPECT_GT(tok->MemoryBytes(), 32000u * 3 * 8);
+  EXPECT_LT(tok->MemoryBytes(), 8u << 20);
   EXPECT_TRUE(tok->IsEog(2));
   EXPECT_FALSE(tok->IsEog(1));
   EXPECT_FALSE(tok->IsEog(15043));

@@ -21,7 +21,7 @@ int main(int argc, char** argv){
   auto tok=Tokenizer::FromVocab(std::move(v));
   auto t1=std::chrono::steady_clock::now();
   if(!tok.ok()){ std::cerr<<tok.status().ToString()<<"\n"; return 1; }
-  printf("load %.1f ms\n", std::chrono::duration<double,std::milli>(t1-t0).count());
+  printf("load %.1f ms, %zu bytes\n", std::chrono::duration<double,std::milli>(t1-t0).count(), tok->MemoryBytes());
   std::ifstream fc(prefix + "cases.txt"); int n=0,bad=0; double ms=0; size_t bytes=0;
   while(std::getline(fc,line)){
     auto tab=line.find('\t'); std::string text=unhex(line.substr(0,tab));
