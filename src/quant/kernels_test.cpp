@@ -301,6 +301,18 @@ TEST(MatMul, AllKernelsMatchScalarOnRandomData) {
   }
 }
 
+// Enough tokens x columns that the packed activations exceed the driver's L2 chunk
+// (192 KiB), so several token chunks with ragged tails are walked.
+TEST(MatMul, LongPrefillAcrossTokenChunksMatchesScalar) {
+  for (TensorType t : {TensorType::kF16, TensorType::kQ4_0, TensorType::kTF_Q4}) {
+    const FormatTraits& f = *FindFormat(t);
+    const int64_t cols = 8192, nt = 53;
+    ASSERT_GT(PackedActivationRowBytes(t, cols) * nt, 2u * 192 * 1024) << f.name;
+    MatMulCase c = MakeCase(f, 7, cols, nt, 77);
+    CheckKernelsOn(f, c, "long prefill");
+  }
+}
+
 TEST(MatMul, AllKernelsMatchScalarOnRealWeights) {
   const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
   TABFIT_REQUIRE_FILE(path);
