@@ -10,13 +10,16 @@ const TYPES = {
   '.json': 'application/json', '.wasm': 'application/wasm', '.gguf': 'application/octet-stream',
 };
 
-export async function startServer(root, { isolate = true } = {}) {
+// mounts: { '/pkg/': '/some/dir' } serves other folders under a URL prefix.
+export async function startServer(root, { isolate = true, mounts = {} } = {}) {
   const stats = new Map();  // path -> { requests, bytes }
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     const rel = decodeURIComponent(url.pathname);
-    const file = path.join(root, rel);
-    if (!file.startsWith(root)) { res.writeHead(403).end(); return; }
+    const mount = Object.keys(mounts).find((m) => rel.startsWith(m));
+    const base = mount ? mounts[mount] : root;
+    const file = path.join(base, mount ? rel.slice(mount.length) : rel);
+    if (!file.startsWith(base)) { res.writeHead(403).end(); return; }
     const st = stats.get(rel) ?? { requests: 0, bytes: 0 };
     stats.set(rel, st);
     st.requests++;

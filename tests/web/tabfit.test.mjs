@@ -168,6 +168,8 @@ test('unload() returns the ledger to zero and ends the engine', { skip, timeout:
   assert.equal(r.before.ledger.total_current,
     r.before.ledger.components.reduce((s, c) => s + c.current_bytes, 0), 'components sum to the total');
   assert.ok(r.before.wasmHeapBytes >= r.before.ledger.total_current, 'the wasm heap holds the ledger');
+  assert.ok(r.before.wasmHeapBytes < r.before.ledger.total_current + MODEL_SIZE,
+    `no second copy of the model file in the wasm heap (heap ${r.before.wasmHeapBytes}, ledger ${r.before.ledger.total_current})`);
   assert.ok(r.before.jsHeap && r.before.jsHeap.jsHeapSizeLimit > 0, 'performance.memory is reported in Chromium');
   assert.equal(r.after.ledger.loaded, false);
   assert.equal(r.after.ledger.total_current, 0);
@@ -220,7 +222,8 @@ test('chunk hashes: a matching manifest loads, a wrong one fails as corrupt_data
       out.bad = { type: e.type, message: e.message };
     }
     const engine = await t.load(model, { precision: 'keep', cache: false, manifest: good });
-    out.good = { storage: engine.loadResult.storage, text: await engine.generate('The king said',
+    out.good = { storage: engine.loadResult.storage, held: engine.loadResult.heldChunksAfterLoad,
+      text: await engine.generate('The king said',
       { maxTokens: 4, temperature: 0 }).text() };
     await engine.unload();
     return out;
@@ -228,6 +231,7 @@ test('chunk hashes: a matching manifest loads, a wrong one fails as corrupt_data
   assert.equal(r.bad.type, 'corrupt_data');
   assert.match(r.bad.message, /chunk 2 .*sha256/);
   assert.equal(r.good.storage, 'memory');
+  assert.equal(r.good.held, 0, 'every JS chunk was dropped once the loader had read it');
   assert.ok(expectedContinuation(demoGolden()[0]).startsWith(r.good.text));
 });
 

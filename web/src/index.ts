@@ -396,8 +396,9 @@ async function uaMemory(): Promise<Pick<MemoryReport, 'userAgentSpecific'>> {
 
 /**
  * Loads a GGUF model into a new engine worker.
- * `source`: a URL (fetched in chunks and kept in the origin's storage), a Blob/File (read in slices),
- * or the bytes (ArrayBuffer/Uint8Array; copied into the worker).
+ * `source`: a URL of a GGUF file (fetched as a stream in chunks and kept in the origin's storage) or of a
+ * tabfit package's manifest.json (each chunk file fetched and checked against its sha256), a Blob/File
+ * (read in slices), or the bytes (ArrayBuffer/Uint8Array; copied into the worker).
  */
 export async function load(source: ModelSource, options: LoadOptions = {}): Promise<TabfitEngine> {
   const signal = options.signal;
@@ -440,7 +441,10 @@ export async function load(source: ModelSource, options: LoadOptions = {}): Prom
       cache: options.cache ?? true };
     if (typeof source === 'string' || source instanceof URL) {
       const url = new URL(source.toString(), globalThis.location?.href).toString();
-      req = { ...base, url, name: url.split('/').pop() || url };
+      const parts = new URL(url).pathname.split('/').filter(Boolean);
+      // A package is named by its folder, a GGUF by its file name.
+      const name = parts.at(-1) === 'manifest.json' && parts.length > 1 ? parts.at(-2)! : parts.at(-1) ?? url;
+      req = { ...base, url, name };
     } else if (source instanceof Blob) {
       req = { ...base, blob: source, name: (source as File).name || 'model.gguf' };
     } else if (source instanceof ArrayBuffer || source instanceof Uint8Array) {

@@ -103,6 +103,8 @@ export interface LoadResult {
   networkBytes: number;
   /** Where the model bytes are stored: 'opfs' (persistent) or 'memory' (this load only). */
   storage: 'opfs' | 'memory';
+  /** Model chunks still held in JS when the engine finished loading (memory storage drops each once read). */
+  heldChunksAfterLoad: number;
   /** Seconds spent fetching / reading storage, and in the engine's load. */
   fetchSeconds: number;
   engineSeconds: number;

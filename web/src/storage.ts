@@ -29,6 +29,8 @@ export interface ModelBytes {
   read(offset: number, dst: number, n: number, heap: Uint8Array): void;
   /** The engine has started reading tensors (header parsing is over). */
   tensorPhase(): void;
+  /** Model chunks still held in JS memory (0 for storage-backed sources). */
+  heldChunks(): number;
   close(): void;
 }
 
@@ -209,6 +211,109 @@ async function streamChunks(o: FetchOptions, chunkBytes: number,
   return { size: offset, etag: resp.headers.get('etag'), hashes };
 }
 
+/** tabfit package manifest (src/model/package/package.h): the chunks' concatenation is a GGUF. */
+interface PackageManifest {
+  format: string;
+  version: number;
+  gguf: { size: number };
+  chunks: { file: string; offset: number; size: number; sha256: string; components?: string[] }[];
+}
+
+export function isPackageUrl(url: string): boolean {
+  return /\/manifest\.json(\?.*)?$/.test(new URL(url).pathname + new URL(url).search);
+}
+
+async function fetchChecked(url: string, signal: AbortSignal): Promise<Response> {
+  let resp: Response;
+  try {
+    resp = await fetch(url, { signal });
+  } catch (e) {
+    throwIfAborted(signal, `download of ${url}`);
+    throw new TabfitError('network', `${url}: fetch failed (${(e as Error).message}); check the URL, ` +
+      'that the server is running and that it allows this origin (CORS / Cross-Origin-Resource-Policy)');
+  }
+  if (!resp.ok || !resp.body) {
+    throw new TabfitError(resp.status === 404 ? 'not_found' : 'network',
+      `${url}: HTTP ${resp.status} ${resp.statusText}; check the model URL`);
+  }
+  return resp;
+}
+
+async function fetchPackageManifest(url: string, signal: AbortSignal): Promise<PackageManifest> {
+  const resp = await fetchChecked(url, signal);
+  let m: PackageManifest;
+  try {
+    m = await resp.json();
+  } catch (e) {
+    throwIfAborted(signal, `download of ${url}`);
+    throw new TabfitError('corrupt_data', `${url}: not JSON (${(e as Error).message}); point load() at a package's manifest.json`);
+  }
+  if (m?.format !== 'tabfit-package' || !Array.isArray(m.chunks) || !(m.gguf?.size >= 0)) {
+    throw new TabfitError('corrupt_data', `${url}: not a tabfit package manifest (format "${m?.format}")`);
+  }
+  if (m.version > 1) {
+    throw new TabfitError('unsupported', `${url}: package format version ${m.version} is newer than this tabfit (1); update tabfit`);
+  }
+  let off = 0;
+  for (const [i, c] of m.chunks.entries()) {
+    if (c.offset !== off || !(c.size >= 0) || typeof c.file !== 'string' || !/^[0-9a-f]{64}$/i.test(c.sha256)) {
+      throw new TabfitError('corrupt_data', `${url}: chunk ${i} (${c.file}) is malformed or not contiguous ` +
+        `(offset ${c.offset}, expected ${off}); rewrite the package with tabfit convert`);
+    }
+    off += c.size;
+  }
+  if (off !== m.gguf.size) {
+    throw new TabfitError('corrupt_data', `${url}: chunks add up to ${off} bytes, the manifest says ${m.gguf.size}`);
+  }
+  return m;
+}
+
+/** Fetches each package chunk (one request per chunk file), checks its sha256, hands it to `sink`. */
+async function streamPackage(o: FetchOptions, m: PackageManifest, chunkBytes: number,
+  sink: (chunk: Uint8Array, offset: number, index: number) => void): Promise<number> {
+  let done = 0;
+  for (const [i, c] of m.chunks.entries()) {
+    if (c.size > chunkBytes) {
+      throw new TabfitError('buffer_limit', `${o.url}: chunk ${c.file} is ${c.size} bytes, more than the profile's ` +
+        `max buffer (${chunkBytes}); rewrite the package with tabfit convert --max-chunk ${chunkBytes}`);
+    }
+    const url = new URL(c.file, o.url).toString();
+    const resp = await fetchChecked(url, o.signal);
+    const buf = new Uint8Array(c.size);
+    let fill = 0;
+    const reader = resp.body!.getReader();
+    const component = c.components?.join(',') || c.file;
+    for (;;) {
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await reader.read();
+      } catch (e) {
+        throwIfAborted(o.signal, `download of ${url}`);
+        throw new TabfitError('network', `${url}: the download broke off (${(e as Error).message}); load again`);
+      }
+      if (r.done) break;
+      if (fill + r.value.length > c.size) {
+        throw new TabfitError('corrupt_data', `${url}: longer than the ${c.size} bytes the manifest says`);
+      }
+      buf.set(r.value, fill);
+      fill += r.value.length;
+      o.onProgress({ phase: 'download', loaded: done + fill, total: m.gguf.size, component });
+    }
+    if (fill !== c.size) {
+      throw new TabfitError('corrupt_data', `${url}: got ${fill} bytes, the manifest says ${c.size}; load again`);
+    }
+    const got = await sha256Hex(buf);
+    if (got !== c.sha256.toLowerCase()) {
+      throw new TabfitError('corrupt_data', `${url}: sha256 is ${got}, the manifest says ${c.sha256}; the chunk ` +
+        'is damaged or from another package version — clear the server cache or rewrite the package');
+    }
+    sink(buf, c.offset, i);
+    done += c.size;
+  }
+  o.onProgress({ phase: 'download', loaded: done, total: m.gguf.size, component: 'network' });
+  return done;
+}
+
 class OpfsBytes implements ModelBytes {
   readonly storage = 'opfs' as const;
   private copyBuf: Uint8Array | null = null;
@@ -240,39 +345,68 @@ class OpfsBytes implements ModelBytes {
     }
   }
   tensorPhase(): void {}
+  heldChunks(): number { return 0; }
   close(): void {
     try { this.handle.close(); } catch { /* already closed */ }
     this.copyBuf = null;
   }
 }
 
+// Chunks held in JS memory. A chunk is released once the loader has read all of
+// it — apart from gaps of at most MAX_PADDING bytes, which are the alignment
+// padding between tensors that no one reads — and the tensor phase has begun
+// (the header is parsed twice before that). The loader's order does not matter
+// (a package stores tensors in load-priority order, not the loader's).
+const MAX_PADDING = 64;
+
 class MemoryChunks implements ModelBytes {
   readonly storage = 'memory' as const;
   readonly fromCache = false;
   private tensors = false;
-  private lowestLive = 0;
+  private covered: [number, number][][];  // per chunk: merged [begin, end) ranges read, chunk-relative
   constructor(readonly name: string, readonly size: number, private chunks: (Uint8Array | null)[],
-    private starts: number[], readonly networkBytes: number) {}
+    private starts: number[], readonly networkBytes: number) {
+    this.covered = chunks.map(() => []);
+  }
   read(offset: number, dst: number, n: number, heap: Uint8Array): void {
     let i = this.find(offset);
     let done = 0;
+    const touched: number[] = [];
     while (done < n) {
       const c = this.chunks[i];
-      if (!c) {
-        throw new Error(`${this.name}: chunk ${i} was already released (the loader read out of order)`);
-      }
+      if (!c) throw new Error(`${this.name}: chunk ${i} was already released, but the loader read it again`);
       const at = offset + done - this.starts[i];
       const take = Math.min(n - done, c.length - at);
       heap.set(c.subarray(at, at + take), dst + done);
+      this.cover(i, at, at + take);
+      touched.push(i);
       done += take;
       i++;
     }
-    // Reads move forward through the tensor data: drop the chunks behind this one.
-    if (this.tensors) {
-      const cur = this.find(offset);
-      for (let k = this.lowestLive; k < cur; k++) this.chunks[k] = null;
-      this.lowestLive = Math.max(this.lowestLive, cur);
+    if (this.tensors) for (const k of touched) this.maybeRelease(k);
+  }
+  private cover(i: number, b: number, e: number): void {
+    const list = this.covered[i];
+    list.push([b, e]);
+    list.sort((x, y) => x[0] - y[0]);
+    const merged: [number, number][] = [];
+    for (const r of list) {
+      const last = merged[merged.length - 1];
+      if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]); else merged.push([r[0], r[1]]);
     }
+    this.covered[i] = merged;
+  }
+  private maybeRelease(i: number): void {
+    const c = this.chunks[i];
+    if (!c) return;
+    let pos = 0;
+    for (const [b, e] of this.covered[i]) {
+      if (b - pos > MAX_PADDING) return;
+      pos = e;
+    }
+    if (c.length - pos > MAX_PADDING) return;
+    this.chunks[i] = null;
+    this.covered[i] = [];
   }
   private find(offset: number): number {
     let lo = 0, hi = this.starts.length - 1;
@@ -282,9 +416,12 @@ class MemoryChunks implements ModelBytes {
     }
     return lo;
   }
-  /** Chunks still held (for tests / memory reports). */
-  liveChunks(): number { return this.chunks.filter((c) => c !== null).length; }
-  tensorPhase(): void { this.tensors = true; }
+  heldChunks(): number { return this.chunks.filter((c) => c !== null).length; }
+  tensorPhase(): void {
+    if (this.tensors) return;
+    this.tensors = true;
+    for (let i = 0; i < this.chunks.length; i++) this.maybeRelease(i);
+  }
   close(): void { this.chunks = []; }
 }
 
@@ -307,6 +444,7 @@ class BlobBytes implements ModelBytes {
     }
   }
   tensorPhase(): void {}
+  heldChunks(): number { return 0; }
   close(): void {}
 }
 
@@ -330,6 +468,9 @@ export function bytesFromBlob(name: string, blob: Blob): ModelBytes {
 export async function openUrl(o: FetchOptions): Promise<ModelBytes> {
   const chunkBytes = Math.max(4096, Math.floor(o.chunkBytes));
   checkManifest(o.manifest, chunkBytes);
+  if (o.manifest && isPackageUrl(o.url)) {
+    throw new TabfitError('invalid_argument', `${o.url}: a tabfit package carries its own hashes; drop the manifest option`);
+  }
   const dir = o.cache ? await opfsDir() : null;
   if (dir) {
     const key = await keyFor(o.url);
@@ -351,6 +492,7 @@ export async function openUrl(o: FetchOptions): Promise<ModelBytes> {
       }
       h.close();  // size mismatch: stored copy is damaged; fetch again
     }
+    const pkg = isPackageUrl(o.url) ? await fetchPackageManifest(o.url, o.signal) : null;
     const fh = (await dir.getFileHandle(`${key}.bin`, { create: true })) as SyncFileHandle;
     let h: SyncAccessHandle;
     try {
@@ -362,12 +504,15 @@ export async function openUrl(o: FetchOptions): Promise<ModelBytes> {
     try {
       await dir.removeEntry(`${key}.json`).catch(() => {});
       h.truncate(0);
-      const got = await streamChunks(o, chunkBytes, (chunk, offset) => {
+      const write = (chunk: Uint8Array, offset: number) => {
         if (h.write(chunk, { at: offset }) !== chunk.length) {
           throw new TabfitError('io', `${o.url}: storage refused ${chunk.length} bytes at ${offset} ` +
             '(quota?); free space with clearCache() or use cache: false');
         }
-      });
+      };
+      const got = pkg
+        ? { size: await streamPackage(o, pkg, chunkBytes, write), etag: null, hashes: pkg.chunks.map((c) => c.sha256) }
+        : await streamChunks(o, chunkBytes, write);
       h.flush();
       await writeRecord(dir, key, {
         url: o.url, size: got.size, chunk_bytes: o.manifest?.chunk_bytes ?? chunkBytes, sha256: got.hashes,
@@ -382,10 +527,12 @@ export async function openUrl(o: FetchOptions): Promise<ModelBytes> {
   }
   const chunks: Uint8Array[] = [];
   const starts: number[] = [];
-  const got = await streamChunks(o, chunkBytes, (chunk, offset) => {
-    chunks.push(chunk.slice());
+  const pkg = isPackageUrl(o.url) ? await fetchPackageManifest(o.url, o.signal) : null;
+  const keep = (chunk: Uint8Array, offset: number) => {
+    chunks.push(pkg ? chunk : chunk.slice());  // streamChunks reuses its buffer; streamPackage does not
     starts.push(offset);
-  });
+  };
+  const got = pkg ? { size: await streamPackage(o, pkg, chunkBytes, keep) } : await streamChunks(o, chunkBytes, keep);
   if (chunks.length === 0) { chunks.push(new Uint8Array(0)); starts.push(0); }
   return new MemoryChunks(o.name, got.size, chunks, starts, got.size);
 }

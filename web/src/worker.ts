@@ -210,9 +210,10 @@ async function load(req: Extract<WorkerRequest, { op: 'load' }>): Promise<LoadRe
     check(rc, 'load');
     // The engine holds its own copy of every weight now.
     const fromCache = src.fromCache, networkBytes = src.networkBytes, storage = src.storage;
+    const heldChunksAfterLoad = src.heldChunks();
     closeModel();
     const info = jsonOut((o) => m._tabfit_engine_info_json(handle, o), 'info');
-    return { info, build, fromCache, networkBytes, storage, fetchSeconds: (t1 - t0) / 1000,
+    return { info, build, fromCache, networkBytes, storage, heldChunksAfterLoad, fetchSeconds: (t1 - t0) / 1000,
       engineSeconds: (performance.now() - t1) / 1000 };
   } finally {
     closeModel();
