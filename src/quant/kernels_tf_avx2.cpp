@@ -56,10 +56,11 @@ struct DecQ3 {
     __m256i qh;
   };
   static Ctx Prepare(const Block& b) { return {LoadU(b.qh)}; }
+  // Bit g of each qh byte moved to bit 2 (16-bit shifts are safe: for |shift| <= 5 the
+  // masked bit 2 of each byte comes from the same byte).
   static __m256i Codes(const Block& b, int g, const Ctx& c) {
-    const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << g));
-    const __m256i hi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(c.qh, bit), bit), _mm256_set1_epi8(4));
-    return _mm256_or_si256(Low2(b.ql, g), hi);
+    const __m256i moved = g >= 2 ? _mm256_srli_epi16(c.qh, g - 2) : _mm256_slli_epi16(c.qh, 2 - g);
+    return _mm256_or_si256(Low2(b.ql, g), _mm256_and_si256(moved, _mm256_set1_epi8(4)));
   }
 };
 
