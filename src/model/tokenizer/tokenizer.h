@@ -28,8 +28,9 @@
 // gpt-3-encoder on the real Llama 3 and GPT-2 vocabs.
 //
 // Memory: the vocab text is held twice (raw and decoded), the merges once,
-// plus key-less hash indexes (8 bytes a slot); MemoryBytes() reports it (0.4 MB for the 4k demo vocab, 3.4 MB for a 32k
-// SentencePiece vocab, 21 MB for Llama 3's 128k tokens + 280k merges). It is
+// plus key-less hash indexes (8 bytes a slot). MemoryBytes() reports it:
+// 0.4 MB for the 4k demo vocab, 3.4 MB for a 32k SentencePiece vocab, 21 MB
+// for Llama 3's 128k tokens + 280k merges. It is
 // host-side and not charged to a ledger.
 //
 // Thread-safety: a Tokenizer is immutable after construction; every const
