@@ -42,6 +42,10 @@ struct EngineFlags {
   std::string kv_type = "f16";
   std::string weight_type;
   std::string profile;
+  bool adapt = false;
+  // Which flags the user gave (a profile fills in only the others).
+  CLI::Option *o_threads = nullptr, *o_budget = nullptr, *o_max_buffer = nullptr, *o_kv = nullptr,
+              *o_weight = nullptr, *o_ctx = nullptr;
   void Add(CLI::App* app);
   // Resolves defaults (bundled model) and sizes into EngineOptions.
   Result<EngineOptions> ToOptions();

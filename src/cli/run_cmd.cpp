@@ -3,20 +3,26 @@
 
 #include "cli/commands.h"
 #include "core/rss.h"
+#include "engine/profile.h"
 #include "model/tokenizer/tokenizer.h"
 
 namespace tabfit::cli {
 
 void EngineFlags::Add(CLI::App* app) {
   app->add_option("-m,--model", model, "GGUF model file or tabfit package (default: the bundled demo model)");
-  app->add_option("-t,--threads", threads, "threads (default: all cores)");
-  app->add_option("-c,--ctx-size", n_ctx, "context size in tokens (default: the model's, at most 4096)");
+  o_threads = app->add_option("-t,--threads", threads, "threads (default: all cores)");
+  o_ctx = app->add_option("-c,--ctx-size", n_ctx, "context size in tokens (default: the model's, at most 4096)");
   app->add_option("-b,--batch-size", n_batch, "prompt tokens per forward step")->default_val(64);
-  app->add_option("--budget", budget, "memory budget, e.g. 1.5GB; allocations past it fail with advice");
-  app->add_option("--max-buffer", max_buffer, "largest single buffer (browsers cap ArrayBuffers)")->default_val("1GiB");
-  app->add_option("--kv-type", kv_type, "KV cache element type: f16 or f32")->default_val("f16");
-  app->add_option("--weight-type", weight_type,
-                  "convert weights at load time: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2");
+  o_budget = app->add_option("--budget", budget, "memory budget, e.g. 1.5GB; allocations past it fail with advice");
+  o_max_buffer = app->add_option("--max-buffer", max_buffer, "largest single buffer (browsers cap ArrayBuffers)")
+                     ->default_val("1GiB");
+  o_kv = app->add_option("--kv-type", kv_type, "KV cache element type: f16 or f32")->default_val("f16");
+  o_weight = app->add_option("--weight-type", weight_type,
+                             "convert weights at load time: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2");
+  app->add_option("--profile", profile,
+                  "browser profile (chrome, edge, firefox, safari, mobile, custom, or a JSON file): its memory "
+                  "budget, buffer limit, threads and precisions apply where no flag overrides them");
+  app->add_flag("--adapt", adapt, "with --profile: lower the weight precision if the model does not fit");
 }
 
 Result<EngineOptions> EngineFlags::ToOptions() {
@@ -31,6 +37,19 @@ Result<EngineOptions> EngineFlags::ToOptions() {
     TF_ASSIGN_OR_RETURN(o.budget_bytes, ParseBytes(budget));
   }
   TF_ASSIGN_OR_RETURN(o.max_buffer_bytes, ParseBytes(max_buffer));
+  if (!profile.empty()) {
+    TF_ASSIGN_OR_RETURN(BrowserProfile p, LoadProfile(profile));
+    if (!o_budget->count()) o.budget_bytes = p.memory_budget_bytes;
+    if (!o_max_buffer->count()) o.max_buffer_bytes = p.max_buffer_bytes;
+    if (!o_threads->count() && p.threads > 0) o.threads = p.threads;
+    if (!o_kv->count() && (p.kv_precision == "f16" || p.kv_precision == "f32")) o.kv_type = p.kv_precision;
+    if (!o_weight->count()) o.weight_type = p.engine_weight_type();
+    if (!o_ctx->count() && p.max_context > 0) o.n_ctx = 0;  // the engine caps it at the profile's max_context
+    o.profile = std::make_shared<BrowserProfile>(std::move(p));
+    o.adapt_precision = adapt;
+  } else if (adapt) {
+    return InvalidArgument("--adapt needs --profile (the profile's budget is what the precision adapts to)");
+  }
   if (threads < 0) return InvalidArgument("-t must be >= 0");
   if (n_ctx < 0) return InvalidArgument("-c must be >= 0");
   if (n_batch <= 0) return InvalidArgument("-b must be > 0");
@@ -107,6 +126,7 @@ Command MakeRunCommand() {
     if (st->n_predict < 0) return Fail(InvalidArgument("-n must be >= 0"));
     auto engine = Engine::LoadFile(st->flags.model, *opts);
     if (!engine.ok()) return Fail(engine.status());
+    if (!st->quiet && !(*engine)->load_report().empty()) std::fputs((*engine)->load_report().c_str(), stderr);
     GenerateOptions go;
     go.max_tokens = st->n_predict;
     go.sampler.temperature = st->temp;

@@ -6,7 +6,9 @@
 
 #include "core/thread_pool.h"
 #include "kv/plain_kv_cache.h"
+#include "engine/profile.h"
 #include "model/gguf/gguf.h"
+#include "model/package/package.h"
 #include "model/llama/kv_cache.h"
 #include "model/llama/llama_model.h"
 #include "model/tokenizer/tokenizer.h"
@@ -45,6 +47,20 @@ Result<std::optional<TensorType>> ParseWeightType(const std::string& name) {
   return InvalidArgument("unknown weight type '" + name + "'; use f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3 or tf_q2");
 }
 
+// Bytes the weights take once loaded as `wtype` (nullopt keeps the file's types),
+// counted from the tensor table with the same rule LlamaModel::Load applies.
+uint64_t PlannedWeightBytes(const GgufFile& g, std::optional<TensorType> wtype) {
+  uint64_t sum = 0;
+  for (const auto& t : g.tensors()) {
+    if (wtype && t.ne.size() == 2 && IsSupported(*wtype) && RowBytes(*wtype, t.ne[0]) != 0) {
+      sum += RowBytes(*wtype, t.ne[0]) * static_cast<uint64_t>(t.ne[1]);
+    } else {
+      sum += t.nbytes;
+    }
+  }
+  return sum;
+}
+
 // Length of the longest suffix of `text` that is a proper prefix of some stop string.
 size_t HeldBackForStops(const std::string& text, const std::vector<std::string>& stops) {
   size_t hold = 0;
@@ -73,7 +89,8 @@ void Engine::Unload() {
 
 Result<std::unique_ptr<Engine>> Engine::LoadFile(const std::string& path, const EngineOptions& options,
                                                  LoadProgressFn progress) {
-  TF_ASSIGN_OR_RETURN(auto source, OpenFileSource(path));
+  // A GGUF file or a tabfit package directory (a chunked GGUF + manifest).
+  TF_ASSIGN_OR_RETURN(auto source, OpenModelSource(path));
   return Load(std::move(source), options, std::move(progress));
 }
 
@@ -90,6 +107,50 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
   TF_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::FromGguf(gguf));
   e->tokenizer_ = std::make_unique<Tokenizer>(std::move(tok));
 
+  TF_ASSIGN_OR_RETURN(LlamaHParams hp0, ReadLlamaHParams(gguf));
+  if (options.profile) {
+    const BrowserProfile& prof = *options.profile;
+    int ctx = options.n_ctx > 0 ? options.n_ctx : std::min(hp0.n_ctx_train, 4096);
+    if (prof.max_context > 0) ctx = std::min(ctx, prof.max_context);
+    e->options_.n_ctx = ctx;
+    const uint64_t kv_elem = options.kv_type == "f32" ? 4 : 2;
+    PlanRequest plan;
+    plan.kv_bytes = 2ull * hp0.n_layer * ctx * hp0.kv_dim() * kv_elem;
+    plan.activation_bytes = static_cast<uint64_t>(options.n_batch) * 4 *
+                                (3ull * hp0.n_embd + 2ull * hp0.q_dim() + 2ull * hp0.kv_dim() + 2ull * hp0.n_ff) +
+                            4ull * hp0.n_vocab + 4ull * e->options_.threads * ctx;
+    plan.n_params = hp0.ParameterCount(gguf.FindTensor("output.weight") != nullptr);
+    plan.n_ctx = ctx;
+    plan.weight_bytes = PlannedWeightBytes(gguf, wtype);
+    plan.weight_precision = options.weight_type;
+    std::string advice;
+    Status fit = CheckPlan(prof, plan, &advice);
+    if (!fit.ok() && options.adapt_precision) {
+      for (const char* cand : {"q8_0", "tf_q4", "q4_0", "tf_q3", "tf_q2"}) {
+        auto t = ParseWeightType(cand);
+        if (!t.ok() || !*t) continue;
+        PlanRequest p2 = plan;
+        p2.weight_bytes = PlannedWeightBytes(gguf, *t);
+        p2.weight_precision = cand;
+        if (p2.weight_bytes >= plan.weight_bytes) continue;
+        std::string adv2;
+        if (CheckPlan(prof, p2, &adv2).ok()) {
+          e->load_report_ += "profile " + prof.name + ": the model does not fit at its own precision; adapted "
+                             "weights to " + std::string(cand) + " (" + adv2 + ")\n";
+          wtype = *t;
+          e->options_.weight_type = cand;
+          fit = Status::Ok();
+          break;
+        }
+      }
+    }
+    if (!fit.ok()) {
+      return Status(fit.code(), gguf.source().name() + ": " + fit.message() +
+                                    (options.adapt_precision ? "" : " (or allow adapting the precision: --adapt)"));
+    }
+    if (e->load_report_.empty()) e->load_report_ = "profile " + prof.name + ": plan fits (" + advice + ")\n";
+  }
+
   ModelLoadOptions mo;
   mo.weight_type = wtype;
   mo.progress = progress;
@@ -99,7 +160,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
     return CorruptData(gguf.source().name() + ": tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
                        " tokens but the model's vocabulary is " + std::to_string(hp.n_vocab));
   }
-  int n_ctx = options.n_ctx > 0 ? options.n_ctx : std::min(hp.n_ctx_train, 4096);
+  int n_ctx = e->options_.n_ctx > 0 ? e->options_.n_ctx : std::min(hp.n_ctx_train, 4096);
   e->options_.n_ctx = n_ctx;
   e->options_.n_batch = std::clamp(options.n_batch, 1, n_ctx);
 

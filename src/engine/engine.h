@@ -25,6 +25,7 @@
 namespace tabfit {
 
 class ByteSource;
+struct BrowserProfile;
 class Tokenizer;
 class LlamaModel;
 class KvCache;
@@ -40,6 +41,13 @@ struct EngineOptions {
   // Weight type to convert to at load time: "" keeps the file's types;
   // "f32", "f16", "q8_0", "q4_0" (and tabfit formats once the quant module has them).
   std::string weight_type;
+  // A browser profile to check the plan against before loading (weights at
+  // the chosen precision + KV at n_ctx + activations must fit its budget).
+  // When it does not fit: with adapt_precision, the engine picks the highest
+  // weight precision that fits (and says so in load_report()); without, Load
+  // fails with kOutOfMemory naming what would fit.
+  std::shared_ptr<const BrowserProfile> profile;
+  bool adapt_precision = false;
 };
 
 // Called while loading: bytes done / total and the component being loaded.
@@ -101,11 +109,14 @@ class Engine {
   const LlamaModel& model() const;
   MemoryLedger& ledger() { return ledger_; }
   const EngineOptions& options() const { return options_; }
+  // What Load decided (profile check, adapted precision), one line each; may be empty.
+  const std::string& load_report() const { return load_report_; }
   int threads() const;
 
  private:
   Engine() = default;
   EngineOptions options_;
+  std::string load_report_;
   MemoryLedger ledger_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/rss.h"
+#include "engine/profile.h"
 #include "model/gguf/gguf.h"
 #include "model/llama/llama_model.h"
 #include "model/tokenizer/tokenizer.h"
@@ -158,6 +159,50 @@ TEST(Engine, LedgerMatchesResidentMemoryGrowth) {
   double kv = static_cast<double>((*e)->ledger().component_bytes("kv_cache"));
   EXPECT_LE(growth, ledger * 1.10 + 8.0 * (1 << 20)) << "rss growth " << growth << " ledger " << ledger;
   EXPECT_GE(growth, (ledger - kv) * 0.90 - 8.0 * (1 << 20)) << "rss growth " << growth << " ledger " << ledger;
+}
+
+}  // namespace
+}  // namespace tabfit
+
+namespace tabfit {
+namespace {
+
+std::shared_ptr<const BrowserProfile> TinyProfile(uint64_t budget) {
+  std::string json = R"({"name":"tiny","description":"test","memory_budget_bytes":)" + std::to_string(budget) +
+                     R"(,"max_buffer_bytes":1073741824,"threads":"auto","simd":true,"wasm_fallback":false,
+      "weight_precision":"keep","kv_precision":"f16","load_threshold":0.25,"unload_threshold":0.9,
+      "pressure":{"warning":0.7,"critical":0.85,"emergency":0.95},"max_context":0,"notes":{}})";
+  auto p = ParseProfile(json, "test");
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  return std::make_shared<BrowserProfile>(*p);
+}
+
+TEST(EngineProfile, PlanThatDoesNotFitIsRefusedWithWhatFits) {
+  EngineOptions o = TwoThreads();
+  o.profile = TinyProfile(12 << 20);  // the demo model needs ~19 MiB at F16
+  auto e = Engine::LoadFile(testing::DemoModel(), o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), StatusCode::kOutOfMemory);
+  const std::string& m = e.status().message();
+  EXPECT_NE(m.find("tiny"), std::string::npos) << m;
+  EXPECT_NE(m.find("q8_0 weights"), std::string::npos) << m;  // names a precision that fits
+  EXPECT_NE(m.find("--adapt"), std::string::npos) << m;
+}
+
+TEST(EngineProfile, AdaptLowersPrecisionToFitAndStaysInBudget) {
+  EngineOptions o = TwoThreads();
+  o.profile = TinyProfile(12 << 20);
+  o.adapt_precision = true;
+  auto e = Engine::LoadFile(testing::DemoModel(), o);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_NE((*e)->load_report().find("adapted"), std::string::npos) << (*e)->load_report();
+  EXPECT_LE((*e)->ledger().peak_bytes(), 12u << 20);
+  GenerateOptions go;
+  go.max_tokens = 8;
+  go.sampler.temperature = 0;
+  std::string out;
+  ASSERT_TRUE((*e)->Generate("The king said", go, [&](const std::string& p, int32_t) { out += p; return true; }).ok());
+  EXPECT_FALSE(out.empty());
 }
 
 }  // namespace

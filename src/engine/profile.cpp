@@ -329,7 +329,7 @@ Status CheckPlan(const BrowserProfile& profile, const PlanRequest& plan, std::st
     int ctx = static_cast<int>(room / per_token);
     ctx = ctx / 256 * 256;
     if (ctx >= 256 && ctx < plan.n_ctx)
-      fixes.push_back("a context of " + std::to_string(ctx) + " tokens would fit: use --ctx " + std::to_string(ctx));
+      fixes.push_back("a context of " + std::to_string(ctx) + " tokens would fit: use --ctx-size " + std::to_string(ctx));
   }
   if (profile.kv_precision == "f32" && plan.kv_bytes > 0 && need - plan.kv_bytes / 2 <= budget)
     fixes.push_back("an f16 KV cache would fit: use --kv-type f16");

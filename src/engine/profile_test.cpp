@@ -236,7 +236,7 @@ TEST(ProfileTest, CheckPlanRefusesAndSaysWhatFits) {
   kv.n_ctx = 8192;
   s = CheckPlan(safari, kv, &advice);
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(advice.find("--ctx 4096"), std::string::npos) << advice;  // (1.5 GiB - 1 GiB) / 128 KiB
+  EXPECT_NE(advice.find("--ctx-size 4096"), std::string::npos) << advice;  // (1.5 GiB - 1 GiB) / 128 KiB
 }
 
 TEST(ProfileTest, CheckPlanWithNothingThatFits) {
