@@ -371,10 +371,13 @@ export class TabfitEngine {
   /** Frees the model: the ledger returns to zero (reported), then the worker and its wasm heap are ended. */
   async unload(): Promise<MemoryReport> {
     if (this.unloaded) throw new TabfitError('bad_state', 'unload() was already called');
-    const m = (await this.link.send({ op: 'unload' })) as MemoryJson;
     this.unloaded = true;
-    this.link.terminate();
-    return { ...m, ...browserMemory() };
+    try {
+      const m = (await this.link.send({ op: 'unload' })) as MemoryJson;
+      return { ...m, ...browserMemory() };
+    } finally {
+      this.link.terminate();  // also when the engine crashed: ending the worker frees its heap
+    }
   }
 }
 

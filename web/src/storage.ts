@@ -484,7 +484,12 @@ export async function openUrl(o: FetchOptions): Promise<ModelBytes> {
       try {
         h = await fh.createSyncAccessHandle({ mode: 'read-only' });
       } catch {
-        h = await fh.createSyncAccessHandle();
+        try {
+          h = await fh.createSyncAccessHandle();
+        } catch (e) {
+          throw new TabfitError('io', `${o.url}: the stored copy is open in another engine (${(e as Error).message}); ` +
+            'unload that engine (or close the other tab) first, or load with cache: false');
+        }
       }
       if (h.getSize() === rec.size) {
         o.onProgress({ phase: 'cache', loaded: rec.size, total: rec.size, component: 'storage' });

@@ -277,6 +277,24 @@ function unload(): MemoryJson {
   return report;
 }
 
+let crashed: TabfitError | null = null;
+
+// A trap inside wasm (a bug, or the heap exhausted where malloc cannot fail
+// softly) leaves the module unusable: report it and refuse further calls.
+async function guarded(req: WorkerRequest): Promise<unknown> {
+  if (crashed && req.op !== 'abort') throw crashed;
+  try {
+    return await handleRequest(req);
+  } catch (e) {
+    if (e instanceof WebAssembly.RuntimeError) {
+      crashed = new TabfitError('worker', `the wasm engine crashed (${e.message}); this engine is unusable: ` +
+        'unload it and load again (with a smaller model or precision if memory ran out)');
+      throw crashed;
+    }
+    throw e;
+  }
+}
+
 async function handleRequest(req: WorkerRequest): Promise<unknown> {
   switch (req.op) {
     case 'init': return init(req);
@@ -309,7 +327,7 @@ async function handleRequest(req: WorkerRequest): Promise<unknown> {
 
 scope.onmessage = (e: MessageEvent<WorkerRequest>) => {
   const req = e.data;
-  handleRequest(req).then(
+  guarded(req).then(
     (value) => post({ id: req.id, type: 'result', value }),
     (err) => post({ id: req.id, type: 'error', error: toPayload(err) }),
   );
