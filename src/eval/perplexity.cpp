@@ -16,7 +16,8 @@ namespace tabfit {
 namespace {
 
 constexpr char kMagic[4] = {'T', 'F', 'L', 'G'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
+size_t RecordBytes(uint32_t version, uint32_t n_vocab) { return (version >= 2 ? 12 : 4) + 2ull * n_vocab; }
 constexpr size_t kHeaderBytes = 4 + 4 * 5 + 8 + 4;
 
 double Now() {
@@ -85,17 +86,19 @@ Result<std::unique_ptr<ReferenceFileWriter>> ReferenceFileWriter::Create(const s
   return w;
 }
 
-Status ReferenceFileWriter::AddChunk(const float* lp, int n_scored, int n_vocab) {
+Status ReferenceFileWriter::AddChunk(const float* lp, const int32_t* targets, int n_scored, int n_vocab) {
   if (static_cast<uint32_t>(n_vocab) != h_.n_vocab || n_scored != static_cast<int>(h_.n_ctx - 1 - h_.first)) {
     return Internal("reference writer: chunk shape does not match the header");
   }
-  std::vector<uint8_t> rec(4 + 2 * static_cast<size_t>(n_vocab));
+  std::vector<uint8_t> rec(RecordBytes(kVersion, n_vocab));
   const float inv = 1.f / h_.step;
   for (int i = 0; i < n_scored; ++i) {
     const float* row = lp + static_cast<size_t>(i) * n_vocab;
     float mx = *std::max_element(row, row + n_vocab);
     uint8_t* p = rec.data();
     PutLe<float>(p, mx);
+    PutLe<int32_t>(p, targets[i]);
+    PutLe<float>(p, row[targets[i]]);
     for (int v = 0; v < n_vocab; ++v) {
       float c = std::nearbyint((mx - row[v]) * inv);
       PutLe<uint16_t>(p, static_cast<uint16_t>(std::clamp(c, 0.f, 65535.f)));
@@ -137,9 +140,10 @@ Result<std::unique_ptr<ReferenceFileReader>> ReferenceFileReader::Open(const std
   }
   const uint8_t* p = buf + 4;
   uint32_t version = GetLe<uint32_t>(p);
-  if (version != kVersion) {
-    return Unsupported(path + ": reference logits version " + std::to_string(version) + " (this build reads 1)");
+  if (version != 1 && version != 2) {
+    return Unsupported(path + ": reference logits version " + std::to_string(version) + " (this build reads 1 and 2)");
   }
+  r->version_ = version;
   ReferenceHeader& h = r->h_;
   h.n_vocab = GetLe<uint32_t>(p);
   h.n_ctx = GetLe<uint32_t>(p);
@@ -151,7 +155,7 @@ Result<std::unique_ptr<ReferenceFileReader>> ReferenceFileReader::Open(const std
     return CorruptData(path + ": invalid header (n_vocab " + std::to_string(h.n_vocab) + ", n_ctx " +
                        std::to_string(h.n_ctx) + ", first " + std::to_string(h.first) + ")");
   }
-  const uint64_t per_pos = 4 + 2ull * h.n_vocab;
+  const uint64_t per_pos = RecordBytes(version, h.n_vocab);
   const uint64_t want = kHeaderBytes + per_pos * (h.n_ctx - 1 - h.first) * static_cast<uint64_t>(h.n_chunks);
   if (size != want) {
     return CorruptData(path + ": " + std::to_string(size) + " bytes but the header implies " + std::to_string(want) +
@@ -169,7 +173,7 @@ Result<const float*> ReferenceFileReader::Chunk(int chunk, int n_scored, int n_v
     return InvalidArgument(path_ + ": made with vocab " + std::to_string(h_.n_vocab) + ", n_ctx " +
                            std::to_string(h_.n_ctx) + "; this run differs");
   }
-  const uint64_t per_pos = 4 + 2ull * n_vocab;
+  const uint64_t per_pos = RecordBytes(version_, n_vocab);
   raw_.resize(per_pos * n_scored);
   lp_.resize(static_cast<size_t>(n_scored) * n_vocab);
   f_.seekg(static_cast<std::streamoff>(kHeaderBytes + per_pos * n_scored * static_cast<uint64_t>(chunk)));
@@ -179,13 +183,24 @@ Result<const float*> ReferenceFileReader::Chunk(int chunk, int n_scored, int n_v
   for (int i = 0; i < n_scored; ++i) {
     const uint8_t* p = raw_.data() + per_pos * i;
     float mx = GetLe<float>(p);
+    int32_t target = -1;
+    float lp_target = 0;
+    if (version_ >= 2) {
+      target = GetLe<int32_t>(p);
+      lp_target = GetLe<float>(p);
+      if (target < 0 || target >= n_vocab) {
+        return CorruptData(path_ + ": chunk " + std::to_string(chunk) + " position " + std::to_string(i) +
+                           " names target token " + std::to_string(target) + " outside the vocabulary");
+      }
+    }
     float* out = lp_.data() + static_cast<size_t>(i) * n_vocab;
     for (int v = 0; v < n_vocab; ++v) out[v] = mx - GetLe<uint16_t>(p) * h_.step;
+    if (target >= 0) out[target] = lp_target;
   }
   return lp_.data();
 }
 
-Status MemoryReference::AddChunk(const float* lp, int n_scored, int n_vocab) {
+Status MemoryReference::AddChunk(const float* lp, const int32_t*, int n_scored, int n_vocab) {
   chunks_.emplace_back(lp, lp + static_cast<size_t>(n_scored) * n_vocab);
   return Status::Ok();
 }
@@ -282,7 +297,7 @@ Result<PerplexityResult> PerplexityRunner::Run(const std::vector<int32_t>& token
               chunk.begin());
     chunk[0] = bos;
     TF_ASSIGN_OR_RETURN(const float* lp, ChunkLogProbs(chunk.data()));
-    if (save) TF_RETURN_IF_ERROR(save->AddChunk(lp, n_scored, n_vocab));
+    if (save) TF_RETURN_IF_ERROR(save->AddChunk(lp, chunk.data() + first_ + 1, n_scored, n_vocab));
     const float* rlp = nullptr;
     if (ref) {
       TF_ASSIGN_OR_RETURN(rlp, ref->Chunk(c, n_scored, n_vocab));

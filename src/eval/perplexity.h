@@ -9,15 +9,19 @@
 // KL(P_ref || P_model) over the full vocabulary and whether the arg-max agree.
 //
 // Reference logits file ("--save-logits"), little-endian:
-//   header: "TFLG", u32 version=1, u32 n_vocab, u32 n_ctx, u32 first, u32 n_chunks,
+//   header: "TFLG", u32 version=2, u32 n_vocab, u32 n_ctx, u32 first, u32 n_chunks,
 //           u64 tokens_hash (FNV-1a 64 over the int32 tokens of all scored chunks),
 //           f32 step (log-prob units per code; range = 65535 * step)
 //   per scored position (n_chunks * (n_ctx - 1 - first) of them, in order):
-//           f32 lp_max (the largest log-probability), u16 code[n_vocab]
+//           f32 lp_max (the largest log-probability), i32 target token,
+//           f32 lp_target (its exact log-probability), u16 code[n_vocab]
 //           log p_i = lp_max - code_i * step   (code 65535 = "at most lp_max - range")
+//           except log p_target = lp_target (so the reference's own PPL is exact).
 //   step = 24/65535 (range 24 nats): log-probs within 24 nats of the top token are
-//   stored to +-1.8e-4 absolute; lower ones (p < 4e-11 relative) saturate.
-// Size: 4 + 2 * n_vocab bytes per position (30M test model, 72 chunks: 150 MB).
+//   stored to +-1.8e-4 absolute; lower ones (p < 4e-11 relative) saturate, which
+//   changes KL by less than 1e-9 per position.
+//   Version 1 files (no target fields) are still read.
+// Size: 12 + 2 * n_vocab bytes per position (30M test model, 72 chunks: 150 MB).
 //
 // Thread-safety: a PerplexityRunner is used from one thread; it owns its
 // scratch, KV cache and thread pool.
@@ -52,7 +56,8 @@ struct PerplexityOptions {
 class ReferenceSink {
  public:
   virtual ~ReferenceSink() = default;
-  virtual Status AddChunk(const float* logprobs, int n_scored, int n_vocab) = 0;
+  // targets: [n_scored] the token each scored position predicts.
+  virtual Status AddChunk(const float* logprobs, const int32_t* targets, int n_scored, int n_vocab) = 0;
 };
 class ReferenceSource {
  public:
@@ -71,7 +76,7 @@ struct ReferenceHeader {
 class ReferenceFileWriter : public ReferenceSink {
  public:
   static Result<std::unique_ptr<ReferenceFileWriter>> Create(const std::string& path, const ReferenceHeader& h);
-  Status AddChunk(const float* logprobs, int n_scored, int n_vocab) override;
+  Status AddChunk(const float* logprobs, const int32_t* targets, int n_scored, int n_vocab) override;
   Status Finish();  // flushes and renames path.tmp -> path; checks the chunk count
  private:
   std::string path_;
@@ -89,6 +94,7 @@ class ReferenceFileReader : public ReferenceSource {
   std::string path_;
   std::ifstream f_;
   ReferenceHeader h_;
+  uint32_t version_ = 0;
   std::vector<uint8_t> raw_;
   std::vector<float> lp_;
 };
@@ -96,7 +102,7 @@ class ReferenceFileReader : public ReferenceSource {
 // Keeps every chunk's log-probs in memory (small evaluations, sensitivity runs).
 class MemoryReference : public ReferenceSink, public ReferenceSource {
  public:
-  Status AddChunk(const float* logprobs, int n_scored, int n_vocab) override;
+  Status AddChunk(const float* logprobs, const int32_t* targets, int n_scored, int n_vocab) override;
   Result<const float*> Chunk(int chunk, int n_scored, int n_vocab) override;
  private:
   std::vector<std::vector<float>> chunks_;

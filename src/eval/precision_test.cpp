@@ -295,8 +295,9 @@ TEST(ReferenceFile, RoundTripWithinStep) {
   std::vector<float> lp(10);
   LogSoftmax(logits.data(), 5, lp.data());
   LogSoftmax(logits.data() + 5, 5, lp.data() + 5);
-  ASSERT_TRUE((*w)->AddChunk(lp.data(), 2, 5).ok());
-  ASSERT_TRUE((*w)->AddChunk(lp.data(), 2, 5).ok());
+  const int32_t targets[2] = {4, 0};  // the second one lies beyond the 24-nat range
+  ASSERT_TRUE((*w)->AddChunk(lp.data(), targets, 2, 5).ok());
+  ASSERT_TRUE((*w)->AddChunk(lp.data(), targets, 2, 5).ok());
   ASSERT_TRUE((*w)->Finish().ok());
   auto r = ReferenceFileReader::Open(path);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -308,7 +309,9 @@ TEST(ReferenceFile, RoundTripWithinStep) {
       EXPECT_NEAR((*c)[i], lp[i], h.step) << i;
     }
   }
-  EXPECT_LT((*c)[5], -23.9f);  // saturated far tail
+  EXPECT_FLOAT_EQ((*c)[5], lp[5]);  // the target is stored exactly
+  EXPECT_LT((*c)[5], -30.f);
+  EXPECT_FLOAT_EQ((*c)[4], lp[4]);
   EXPECT_FALSE((*r)->Chunk(2, 2, 5).ok());
   EXPECT_FALSE((*r)->Chunk(0, 2, 6).ok());
   // Truncation is detected.
