@@ -58,7 +58,7 @@ constexpr FormatTraits kFormats[] = {
 constexpr PackTraits kPacks[] = {
     {PackType::kF32, "f32", 1, 4, {PackF32Scalar, nullptr, nullptr, nullptr}},
     {PackType::kQ8_0A, "q8_0a", 32, 36, {PackQ8_0AScalar, AVX2(PackQ8_0AAvx2), nullptr, nullptr}},
-    {PackType::kQ8_KA, "q8_ka", 256, 276, {PackQ8_KAScalar, AVX2(PackQ8_KAAvx2), nullptr, nullptr}},
+    {PackType::kQ8_KA, "q8_ka", 256, 292, {PackQ8_KAScalar, AVX2(PackQ8_KAAvx2), nullptr, nullptr}},
 };
 
 constexpr VecKernels kVec[] = {

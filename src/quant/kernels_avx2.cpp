@@ -211,8 +211,8 @@ void PackQ8_KAAvx2(const float* x, int64_t n_tokens, int64_t cols, void* out) {
       for (int k = 0; k < 4; ++k) {
         q[k] = _mm256_cvttps_epi32(RoundAway(_mm256_mul_ps(_mm256_loadu_ps(xb + g * 32 + 8 * k), idv)));
       }
-      const __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-      yb[i].bsums[g] = static_cast<int16_t>(HsumI32(s));
+      yb[i].bsums[2 * g] = static_cast<int16_t>(HsumI32(_mm256_add_epi32(q[0], q[1])));
+      yb[i].bsums[2 * g + 1] = static_cast<int16_t>(HsumI32(_mm256_add_epi32(q[2], q[3])));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(yb[i].qs + g * 32), PackI32ToI8(q[0], q[1], q[2], q[3]));
     }
   }

@@ -223,9 +223,9 @@ void PackQ8_KAScalar(const float* x, int64_t n_tokens, int64_t cols, void* out) 
     const float d = amax / 127;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     y[i].d = d;
-    for (int g = 0; g < kQKSuper / kQKGroup; ++g) {
+    for (int g = 0; g < kQKSuper / 16; ++g) {
       int sum = 0;
-      for (int j = g * kQKGroup; j < (g + 1) * kQKGroup; ++j) {
+      for (int j = g * 16; j < (g + 1) * 16; ++j) {
         const int q = RoundAway(xb[j] * id);
         y[i].qs[j] = static_cast<int8_t>(q);
         sum += q;

@@ -216,9 +216,9 @@ TEST(MatMul, ScalarKernelEqualsDequantizedDot) {
         for (int64_t b = 0; b < cols / 256; ++b) {
           BlockQ8_KA blk;
           std::memcpy(&blk, pr + b * sizeof(blk), sizeof(blk));
-          for (int g = 0; g < 8; ++g) {
+          for (int g = 0; g < 16; ++g) {
             int s = 0;
-            for (int j = 0; j < 32; ++j) s += blk.qs[g * 32 + j];
+            for (int j = 0; j < 16; ++j) s += blk.qs[g * 16 + j];
             ASSERT_EQ(s, blk.bsums[g]);
           }
           for (int j = 0; j < 256; ++j) xd[b * 256 + j] = blk.d * blk.qs[j];

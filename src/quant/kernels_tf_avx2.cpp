@@ -20,58 +20,10 @@ namespace tabfit::qk {
 namespace {
 using namespace avx2;
 
-// Group decoders: Codes(block, g, ctx) -> 32 codes (unsigned, except TF_Q8).
-struct DecQ4 {
-  using Block = BlockTfQ4;
-  static constexpr bool kSigned = false;
-  static constexpr bool kAffine = true;
-  struct Ctx {};
-  static Ctx Prepare(const Block&) { return {}; }
-  static __m256i Codes(const Block& b, int g, const Ctx&) {
-    const __m256i v = LoadU(b.qs + 32 * (g / 2));
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    return (g & 1) ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
-  }
-};
-
-inline __m256i Low2(const uint8_t* q64, int g) {
-  const __m256i v = LoadU(q64 + 32 * (g / 4));
-  return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(2 * (g % 4))), _mm256_set1_epi8(3));
+inline __m256i Low2(const uint8_t* q64, int c) {
+  const __m256i v = LoadU(q64 + 32 * (c / 4));
+  return _mm256_and_si256(_mm256_srli_epi16(v, 2 * (c % 4)), _mm256_set1_epi8(3));
 }
-
-struct DecQ2 {
-  using Block = BlockTfQ2;
-  static constexpr bool kSigned = false;
-  static constexpr bool kAffine = true;
-  struct Ctx {};
-  static Ctx Prepare(const Block&) { return {}; }
-  static __m256i Codes(const Block& b, int g, const Ctx&) { return Low2(b.qs, g); }
-};
-
-struct DecQ3 {
-  using Block = BlockTfQ3;
-  static constexpr bool kSigned = false;
-  static constexpr bool kAffine = true;
-  struct Ctx {
-    __m256i qh;
-  };
-  static Ctx Prepare(const Block& b) { return {LoadU(b.qh)}; }
-  // Bit g of each qh byte moved to bit 2 (16-bit shifts are safe: for |shift| <= 5 the
-  // masked bit 2 of each byte comes from the same byte).
-  static __m256i Codes(const Block& b, int g, const Ctx& c) {
-    const __m256i moved = g >= 2 ? _mm256_srli_epi16(c.qh, g - 2) : _mm256_slli_epi16(c.qh, 2 - g);
-    return _mm256_or_si256(Low2(b.ql, g), _mm256_and_si256(moved, _mm256_set1_epi8(4)));
-  }
-};
-
-struct DecQ8 {
-  using Block = BlockTfQ8;
-  static constexpr bool kSigned = true;
-  static constexpr bool kAffine = false;
-  struct Ctx {};
-  static Ctx Prepare(const Block&) { return {}; }
-  static __m256i Codes(const Block& b, int g, const Ctx&) { return LoadU(b.qs + 32 * g); }
-};
 
 // 6-bit sub-scales and mins of a superblock (formats.h layout) as two int16x8.
 inline void DecodeScales6(const uint8_t* s, __m128i* sc16, __m128i* m16) {
@@ -88,21 +40,125 @@ inline void DecodeScales6(const uint8_t* s, __m128i* sc16, __m128i* m16) {
   *m16 = _mm_or_si128(_mm_srli_epi16(lo16, 4), _mm_slli_epi16(_mm256_extracti128_si256(p, 1), 4));
 }
 
+// Per-row, per-superblock state every decoder fills:
+//   sc_a/sc_b: int16 sub-scales the chunk scale vectors are shuffled from,
+//   corr: int16x16 multiplied (madd) with the activation's 16 bsums -> summ,
+//   d, dmin: the SuperTerm factors.
+struct RowState {
+  __m256i sc_a, sc_b, corr, qh;
+  float d, dmin;
+};
+
+// int16 lane pair (2k, 2k+1) of a 128-bit lane -> broadcast to the 8 words of that lane.
+inline __m256i ShuffleWord(__m256i v, int lo_word, int hi_word) {
+  const __m128i ml = _mm_set1_epi16(static_cast<short>((2 * lo_word) | ((2 * lo_word + 1) << 8)));
+  const __m128i mh = _mm_set1_epi16(static_cast<short>((2 * hi_word) | ((2 * hi_word + 1) << 8)));
+  return _mm256_shuffle_epi8(v, _mm256_set_m128i(mh, ml));
+}
+
+// Affine 6-bit-scale formats (TF_Q4, TF_Q3) and TF_Q8: chunk c == group c (32 values).
+inline void AffineState(const uint16_t d, const uint16_t dmin, const uint8_t* scales, RowState* st) {
+  __m128i sc16, m16;
+  DecodeScales6(scales, &sc16, &m16);
+  st->sc_a = _mm256_broadcastsi128_si256(sc16);
+  st->corr = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+  st->d = _cvtsh_ss(d);
+  st->dmin = _cvtsh_ss(dmin);
+}
+
+struct DecQ4 {
+  using Block = BlockTfQ4;
+  static constexpr bool kSigned = false;
+  static void State(const Block& b, RowState* st) { AffineState(b.d, b.dmin, b.scales, st); }
+  static __m256i Scale(const RowState& st, int c) { return ShuffleWord(st.sc_a, c, c); }
+  static __m256i Codes(const Block& b, int c, const RowState&) {
+    const __m256i v = LoadU(b.qs + 32 * (c / 2));
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    return (c & 1) ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
+  }
+};
+
+struct DecQ3 {
+  using Block = BlockTfQ3;
+  static constexpr bool kSigned = false;
+  static void State(const Block& b, RowState* st) {
+    AffineState(b.d, b.dmin, b.scales, st);
+    st->qh = LoadU(b.qh);
+  }
+  static __m256i Scale(const RowState& st, int c) { return ShuffleWord(st.sc_a, c, c); }
+  // Bit c of each qh byte moved to bit 2 (16-bit shifts are safe: for |shift| <= 5 the
+  // masked bit 2 of each byte comes from the same byte).
+  static __m256i Codes(const Block& b, int c, const RowState& st) {
+    const __m256i moved = c >= 2 ? _mm256_srli_epi16(st.qh, c - 2) : _mm256_slli_epi16(st.qh, 2 - c);
+    return _mm256_or_si256(Low2(b.ql, c), _mm256_and_si256(moved, _mm256_set1_epi8(4)));
+  }
+};
+
+struct DecQ8 {
+  using Block = BlockTfQ8;
+  static constexpr bool kSigned = true;
+  static void State(const Block& b, RowState* st) {
+    st->sc_a = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales))));
+    st->corr = _mm256_setzero_si256();
+    st->d = _cvtsh_ss(b.d);
+    st->dmin = 0.0f;
+  }
+  static __m256i Scale(const RowState& st, int c) { return ShuffleWord(st.sc_a, c, c); }
+  static __m256i Codes(const Block& b, int c, const RowState&) { return LoadU(b.qs + 32 * c); }
+};
+
+// TF_Q2: chunk c = groups 2c (low 16 bytes) and 2c+1 (high 16 bytes).
+struct DecQ2 {
+  using Block = BlockTfQ2;
+  static constexpr bool kSigned = false;
+  static void State(const Block& b, RowState* st) {
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scz));
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m128i sc8 = _mm_unpacklo_epi8(_mm_and_si128(bytes, m4), _mm_and_si128(_mm_srli_epi16(bytes, 4), m4));
+    const __m128i sa = _mm_cvtepu8_epi16(sc8), sb = _mm_cvtepu8_epi16(_mm_srli_si128(sc8, 8));
+    st->sc_a = _mm256_broadcastsi128_si256(sa);  // groups 0..7
+    st->sc_b = _mm256_broadcastsi128_si256(sb);  // groups 8..15
+    uint32_t lo;
+    uint16_t hi;
+    std::memcpy(&lo, b.scz + 8, 4);
+    std::memcpy(&hi, b.scz + 12, 2);
+    const __m256i lov = _mm256_set1_epi32(static_cast<int>(lo)), hiv = _mm256_set1_epi32(hi);
+    const __m256i three = _mm256_set1_epi32(3), one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2);
+    const __m256i sh_lo0 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m256i sh_lo1 = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);
+    const __m256i sh_hi0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i sh_hi1 = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
+    auto z = [&](__m256i sl, __m256i shh) {
+      const __m256i l2 = _mm256_and_si256(_mm256_srlv_epi32(lov, sl), three);
+      const __m256i h1 = _mm256_slli_epi32(_mm256_and_si256(_mm256_srlv_epi32(hiv, shh), one), 2);
+      return _mm256_add_epi32(_mm256_or_si256(l2, h1), two);
+    };
+    // z for groups 0..15 as int16x16 in group order.
+    const __m256i z16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(z(sh_lo0, sh_hi0), z(sh_lo1, sh_hi1)), 0xD8);
+    st->corr = _mm256_mullo_epi16(_mm256_set_m128i(sb, sa), z16);
+    st->d = _cvtsh_ss(b.d);
+    st->dmin = st->d * 0.25f;
+  }
+  static __m256i Scale(const RowState& st, int c) {
+    return ShuffleWord(c < 4 ? st.sc_a : st.sc_b, (2 * c) % 8, (2 * c + 1) % 8);
+  }
+  static __m256i Codes(const Block& b, int c, const RowState&) { return Low2(b.qs, c); }
+};
+
 template <class Dec>
 struct TfKernel {
   using Block = typename Dec::Block;
   int64_t nsb;
 
-  template <int G, int R, int T>
-  static void Group(const Block* const* blk, const typename Dec::Ctx* ctx, const __m256i* sc2,
-                    const BlockQ8_KA* const* xb, __m256i (*acc)[T]) {
+  template <int C, int R, int T>
+  static void Chunk(const Block* const* blk, const RowState* st, const BlockQ8_KA* const* xb, __m256i (*acc)[T]) {
     __m256i q[R], scv[R];
     for (int r = 0; r < R; ++r) {
-      q[r] = Dec::Codes(*blk[r], G, ctx[r]);
-      scv[r] = _mm256_shuffle_epi8(sc2[r], _mm256_set1_epi16(static_cast<short>((2 * G) | ((2 * G + 1) << 8))));
+      q[r] = Dec::Codes(*blk[r], C, st[r]);
+      scv[r] = Dec::Scale(st[r], C);
     }
     for (int t = 0; t < T; ++t) {
-      const __m256i yv = LoadU(xb[t]->qs + 32 * G);
+      const __m256i yv = LoadU(xb[t]->qs + 32 * C);
       for (int r = 0; r < R; ++r) {
         __m256i p;
         if constexpr (Dec::kSigned) {
@@ -115,10 +171,10 @@ struct TfKernel {
     }
   }
 
-  template <int R, int T, int... G>
-  static void Groups(std::integer_sequence<int, G...>, const Block* const* blk, const typename Dec::Ctx* ctx,
-                     const __m256i* sc2, const BlockQ8_KA* const* xb, __m256i (*acc)[T]) {
-    (Group<G, R, T>(blk, ctx, sc2, xb, acc), ...);
+  template <int R, int T, int... C>
+  static void Chunks(std::integer_sequence<int, C...>, const Block* const* blk, const RowState* st,
+                     const BlockQ8_KA* const* xb, __m256i (*acc)[T]) {
+    (Chunk<C, R, T>(blk, st, xb, acc), ...);
   }
 
   template <int R, int T>
@@ -126,40 +182,26 @@ struct TfKernel {
     float sumf[R][T] = {};
     for (int64_t b = 0; b < nsb; ++b) {
       const Block* blk[R];
-      typename Dec::Ctx ctx[R];
-      __m256i sc2[R];  // int16 sub-scales in both 128-bit lanes
-      __m128i m16[R];
-      float d[R], dmin[R];
+      RowState st[R];
       for (int r = 0; r < R; ++r) {
         blk[r] = reinterpret_cast<const Block*>(w[r]) + b;
-        ctx[r] = Dec::Prepare(*blk[r]);
-        d[r] = _cvtsh_ss(blk[r]->d);
-        __m128i sc16;
-        if constexpr (Dec::kAffine) {
-          DecodeScales6(blk[r]->scales, &sc16, &m16[r]);
-          dmin[r] = _cvtsh_ss(blk[r]->dmin);
-        } else {
-          sc16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk[r]->scales)));
-          m16[r] = _mm_setzero_si128();
-          dmin[r] = 0.0f;
-        }
-        sc2[r] = _mm256_broadcastsi128_si256(sc16);
+        Dec::State(*blk[r], &st[r]);
       }
       const BlockQ8_KA* xb[T];
       for (int t = 0; t < T; ++t) xb[t] = reinterpret_cast<const BlockQ8_KA*>(x[t]) + b;
       __m256i acc[R][T];
       for (int r = 0; r < R; ++r)
         for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_si256();
-      Groups<R, T>(std::make_integer_sequence<int, 8>{}, blk, ctx, sc2, xb, acc);
-      for (int r = 0; r < R; ++r) {
-        for (int t = 0; t < T; ++t) {
+      Chunks<R, T>(std::make_integer_sequence<int, 8>{}, blk, st, xb, acc);
+      for (int t = 0; t < T; ++t) {
+        const __m256i bs = LoadU(xb[t]->bsums);
+        for (int r = 0; r < R; ++r) {
           // [sumi partials (4) | summ partials (4)] -> two hadds -> sumi, summ.
+          const __m256i m8 = _mm256_madd_epi16(st[r].corr, bs);
           const __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc[r][t]), _mm256_extracti128_si256(acc[r][t], 1));
-          const __m128i m4 = _mm_madd_epi16(m16[r], _mm_loadu_si128(reinterpret_cast<const __m128i*>(xb[t]->bsums)));
+          const __m128i m4 = _mm_add_epi32(_mm256_castsi256_si128(m8), _mm256_extracti128_si256(m8, 1));
           const __m128i h = _mm_hadd_epi32(_mm_hadd_epi32(a4, m4), _mm_setzero_si128());
-          const int32_t sumi = _mm_cvtsi128_si32(h);
-          const int32_t summ = _mm_extract_epi32(h, 1);
-          sumf[r][t] += SuperTerm(xb[t]->d, d[r], dmin[r], sumi, summ);
+          sumf[r][t] += SuperTerm(xb[t]->d, st[r].d, st[r].dmin, _mm_cvtsi128_si32(h), _mm_extract_epi32(h, 1));
         }
       }
     }

@@ -171,9 +171,44 @@ struct TfKernel {
             // codes <= 15 are valid signed int8 too.
             const v128_t p = wasm_i32x4_add(DotI8x16(c0, y0), DotI8x16(c1, y1));
             acc = wasm_i32x4_add(acc, wasm_i32x4_mul(p, wasm_i32x4_splat(sc[r][g])));
-            summ += mn[r][g] * xb->bsums[g];
+            summ += mn[r][g] * (xb->bsums[2 * g] + xb->bsums[2 * g + 1]);
           }
           sumf[r][t] += SuperTerm(xb->d, F16ToF32(blk[r]->d), F16ToF32(blk[r]->dmin), HsumI(acc), summ);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) out[r][t] = sumf[r][t];
+  }
+};
+
+// TF_Q2: 16 groups of 16, w = d*sc*(q - z/4).
+struct TfQ2Kernel {
+  int64_t nsb;
+  template <int R, int T>
+  void Run(const uint8_t* const* w, const uint8_t* const* x, float (*out)[T]) const {
+    float sumf[R][T] = {};
+    alignas(16) uint8_t codes[R][kQKSuper];
+    for (int64_t b = 0; b < nsb; ++b) {
+      uint8_t sc[R][16], z[R][16];
+      const BlockTfQ2* blk[R];
+      for (int r = 0; r < R; ++r) {
+        blk[r] = reinterpret_cast<const BlockTfQ2*>(w[r]) + b;
+        UnpackScz(blk[r]->scz, sc[r], z[r]);
+        DecodeTfQ2(*blk[r], codes[r]);
+      }
+      for (int t = 0; t < T; ++t) {
+        const auto* xb = reinterpret_cast<const BlockQ8_KA*>(x[t]) + b;
+        for (int r = 0; r < R; ++r) {
+          v128_t acc = wasm_i32x4_splat(0);
+          int32_t summ = 0;
+          for (int g = 0; g < 16; ++g) {
+            const v128_t p = DotI8x16(wasm_v128_load(codes[r] + 16 * g), wasm_v128_load(xb->qs + 16 * g));
+            acc = wasm_i32x4_add(acc, wasm_i32x4_mul(p, wasm_i32x4_splat(sc[r][g])));
+            summ += sc[r][g] * z[r][g] * xb->bsums[g];
+          }
+          const float d = F16ToF32(blk[r]->d);
+          sumf[r][t] += SuperTerm(xb->d, d, d * 0.25f, HsumI(acc), summ);
         }
       }
     }
@@ -205,8 +240,7 @@ void MatMulTfQ4Wasm(TF_MATMUL_ARGS) {
 }
 void MatMulTfQ2Wasm(TF_MATMUL_ARGS) {
   const int64_t nsb = cols / kQKSuper;
-  DriveTiles<2, 2>(TfKernel<BlockTfQ2, DecodeTfQ2>{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA),
-                   n_tokens, y, ldy);
+  DriveTiles<2, 2>(TfQ2Kernel{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA), n_tokens, y, ldy);
 }
 
 float DotF32Wasm(const float* a, const float* b, int64_t n) {

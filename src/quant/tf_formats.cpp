@@ -18,17 +18,17 @@ constexpr int kGroups = kQKSuper / kQKGroup;  // 8
 
 inline int Nearest(float v) { return static_cast<int>(std::lrintf(v)); }
 
-// Importance weights of one group: importance (floored so that no weight is 0) or 1.
-void GroupWeights(const float* imp, float* w) {
+// Importance weights of one group of n: importance (floored so that no weight is 0) or 1.
+void GroupWeights(const float* imp, float* w, int n = kQKGroup) {
   if (!imp) {
-    std::fill(w, w + kQKGroup, 1.0f);
+    std::fill(w, w + n, 1.0f);
     return;
   }
   float mean = 0.0f;
-  for (int i = 0; i < kQKGroup; ++i) mean += std::max(imp[i], 0.0f);
-  mean /= kQKGroup;
+  for (int i = 0; i < n; ++i) mean += std::max(imp[i], 0.0f);
+  mean /= n;
   const float floor = mean > 0.0f ? mean * 1e-3f : 1.0f;
-  for (int i = 0; i < kQKGroup; ++i) w[i] = std::max(imp[i], 0.0f) + floor;
+  for (int i = 0; i < n; ++i) w[i] = std::max(imp[i], 0.0f) + floor;
 }
 
 // Affine fit x ~ s*L + mn, L in [0, nmax], mn <= 0, minimising sum w (s L + mn - x)^2.
@@ -207,7 +207,7 @@ float DotAffine(const Block* x, const BlockQ8_KA* q, int64_t nsb, Decode decode)
       int32_t isum = 0;
       for (int i = 0; i < kQKGroup; ++i) isum += codes[g * kQKGroup + i] * q[b].qs[g * kQKGroup + i];
       sumi += sc[g] * isum;
-      summ += m[g] * q[b].bsums[g];
+      summ += m[g] * (q[b].bsums[2 * g] + q[b].bsums[2 * g + 1]);
     }
     sumf += SuperTerm(q[b].d, F16ToF32(x[b].d), F16ToF32(x[b].dmin), sumi, summ);
   }
@@ -252,15 +252,134 @@ void MatMulTfQ3Scalar(TF_MATMUL_ARGS) {
 }
 
 // ---------------------------------------------------------------- TF_Q2
+// w = d*sc*(q - z/4): per 16-group search over the 8 offsets z and a grid of scales
+// (each refined by weighted least squares), then 4-bit sub-scales against the fp16
+// superblock d, then the best offset and nearest codes again for the stored scale.
+namespace {
+
+constexpr int kQ2Groups = kQKSuper / kQ2Group;  // 16
+
+// Weighted error of the group for scale S and offset z4 (quarter steps), codes nearest.
+inline float Q2Error(const float* x, const float* w, float S, int z4, uint8_t* codes) {
+  const float z = z4 * 0.25f;
+  float e = 0.0f;
+  for (int i = 0; i < kQ2Group; ++i) {
+    const int l = S > 0.0f ? std::clamp(Nearest(x[i] / S + z), 0, 3) : 0;
+    if (codes) codes[i] = static_cast<uint8_t>(l);
+    const float d = S * (l - z) - x[i];
+    e += w[i] * d * d;
+  }
+  return e;
+}
+
+float FitQ2Group(const float* x, const float* w) {
+  float amax = 0.0f;
+  for (int i = 0; i < kQ2Group; ++i) amax = std::max(amax, std::fabs(x[i]));
+  if (amax == 0.0f) return 0.0f;
+  float best_s = 0.0f, best_e = INFINITY;
+  for (int z4 = 2; z4 <= 9; ++z4) {
+    const float z = z4 * 0.25f;
+    for (int is = 0; is < 12; ++is) {
+      float s = amax / std::max(3.0f - z, z) * (0.55f + 0.05f * is);
+      for (int it = 0; it < 2; ++it) {
+        float num = 0.0f, den = 0.0f;
+        for (int i = 0; i < kQ2Group; ++i) {
+          const float lz = std::clamp(Nearest(x[i] / s + z), 0, 3) - z;
+          num += w[i] * x[i] * lz;
+          den += w[i] * lz * lz;
+        }
+        if (den <= 0.0f || num <= 0.0f) break;
+        s = num / den;
+      }
+      const float e = Q2Error(x, w, s, z4, nullptr);
+      if (e < best_e) {
+        best_e = e;
+        best_s = s;
+      }
+    }
+  }
+  return best_s;
+}
+
+}  // namespace
+
 void FromFloatTfQ2(const float* src, void* dst, int64_t n, const float* imp) {
-  QuantizeAffineRow<BlockTfQ2, 3>(src, dst, n, imp, [](const uint8_t* c, BlockTfQ2* b) { EncodeTfQ2(c, b); });
+  auto* y = static_cast<BlockTfQ2*>(dst);
+  float w[kQKGroup];
+  uint8_t codes[kQKSuper];
+  for (int64_t b = 0; b < n / kQKSuper; ++b) {
+    const float* x = src + b * kQKSuper;
+    float s[kQ2Groups], smax = 0.0f;
+    for (int g = 0; g < kQ2Groups; ++g) {
+      GroupWeights(imp ? imp + b * kQKSuper + g * kQ2Group : nullptr, w, kQ2Group);
+      s[g] = FitQ2Group(x + g * kQ2Group, w);
+      smax = std::max(smax, s[g]);
+    }
+    y[b].d = F32ToF16(smax / 15);
+    const float d = F16ToF32(y[b].d);
+    uint8_t sc[kQ2Groups], z[kQ2Groups];
+    for (int g = 0; g < kQ2Groups; ++g) {
+      GroupWeights(imp ? imp + b * kQKSuper + g * kQ2Group : nullptr, w, kQ2Group);
+      sc[g] = static_cast<uint8_t>(d > 0.0f ? std::clamp(Nearest(s[g] / d), 0, 15) : 0);
+      const float S = d * sc[g];
+      float best_e = INFINITY;
+      z[g] = 6;
+      for (int z4 = 2; z4 <= 9; ++z4) {
+        const float e = Q2Error(x + g * kQ2Group, w, S, z4, nullptr);
+        if (e < best_e) {
+          best_e = e;
+          z[g] = static_cast<uint8_t>(z4);
+        }
+      }
+      Q2Error(x + g * kQ2Group, w, S, z[g], codes + g * kQ2Group);
+    }
+    PackScz(sc, z, y[b].scz);
+    EncodeTfQ2(codes, &y[b]);
+  }
 }
+
 void ToFloatTfQ2(const void* src, float* dst, int64_t n) {
-  DequantAffineRow<BlockTfQ2>(src, dst, n, [](const BlockTfQ2& b, uint8_t* c) { DecodeTfQ2(b, c); });
+  const auto* x = static_cast<const BlockTfQ2*>(src);
+  uint8_t codes[kQKSuper], sc[kQ2Groups], z[kQ2Groups];
+  for (int64_t b = 0; b < n / kQKSuper; ++b) {
+    const float d = F16ToF32(x[b].d);
+    UnpackScz(x[b].scz, sc, z);
+    DecodeTfQ2(x[b], codes);
+    for (int g = 0; g < kQ2Groups; ++g) {
+      const float S = d * sc[g], zf = z[g] * 0.25f;
+      for (int i = 0; i < kQ2Group; ++i) dst[b * kQKSuper + g * kQ2Group + i] = S * (codes[g * kQ2Group + i] - zf);
+    }
+  }
 }
+
+// Per superblock: sumi = sum_g sc*sum(q*y), summ = sum_g sc*z4*bsum16;
+// term = dy*(d*sumi - (d/4)*summ).
 void MatMulTfQ2Scalar(TF_MATMUL_ARGS) {
-  MatMulAffine<BlockTfQ2>(w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy,
-                          [](const BlockTfQ2& b, uint8_t* c) { DecodeTfQ2(b, c); });
+  const int64_t nsb = cols / kQKSuper;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* xb = static_cast<const BlockQ8_KA*>(xpacked);
+  uint8_t codes[kQKSuper], sc[kQ2Groups], z[kQ2Groups];
+  for (int64_t r = r0; r < r1; ++r) {
+    const auto* row = reinterpret_cast<const BlockTfQ2*>(wb + r * row_bytes);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const BlockQ8_KA* q = xb + t * nsb;
+      float sumf = 0.0f;
+      for (int64_t b = 0; b < nsb; ++b) {
+        UnpackScz(row[b].scz, sc, z);
+        DecodeTfQ2(row[b], codes);
+        int32_t sumi = 0, summ = 0;
+        for (int g = 0; g < kQ2Groups; ++g) {
+          int32_t isum = 0;
+          for (int i = 0; i < kQ2Group; ++i) isum += codes[g * kQ2Group + i] * q[b].qs[g * kQ2Group + i];
+          sumi += sc[g] * isum;
+          summ += sc[g] * z[g] * q[b].bsums[g];
+        }
+        const float d = F16ToF32(row[b].d);
+        sumf += SuperTerm(q[b].d, d, d * 0.25f, sumi, summ);
+      }
+      y[t * ldy + r] = sumf;
+    }
+  }
 }
 
 // ---------------------------------------------------------------- TF_Q8

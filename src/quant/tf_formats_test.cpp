@@ -17,7 +17,7 @@
 namespace tabfit {
 namespace {
 
-constexpr TensorType kAffine[] = {TensorType::kTF_Q4, TensorType::kTF_Q3, TensorType::kTF_Q2};
+constexpr TensorType kAffine[] = {TensorType::kTF_Q4, TensorType::kTF_Q3};
 
 int Nmax(TensorType t) { return t == TensorType::kTF_Q4 ? 15 : t == TensorType::kTF_Q3 ? 7 : 3; }
 
@@ -80,6 +80,41 @@ TEST(TfFormats, AffineCodesAreNearestGridPoint) {
   }
 }
 
+// TF_Q2: each element is the nearest of its group's 4 grid points S*(k - z/4), and the
+// stored offset z is the best of the 8 for the stored scale (squared error).
+TEST(TfFormats, Q2CodesNearestAndOffsetBest) {
+  auto x = Gaussian(256 * 64, 13, 0.7f);
+  for (int i = 0; i < 200; ++i) x[i * 37] *= 4.0f;
+  const Quantized q = RoundTrip(TensorType::kTF_Q2, x);
+  for (int64_t b = 0; b < 64; ++b) {
+    BlockTfQ2 blk;
+    std::memcpy(&blk, q.bytes.data() + b * sizeof(blk), sizeof(blk));
+    uint8_t sc[16], z[16];
+    UnpackScz(blk.scz, sc, z);
+    for (int g = 0; g < 16; ++g) {
+      ASSERT_GE(z[g], 2);
+      ASSERT_LE(z[g], 9);
+      const float S = F16ToF32(blk.d) * sc[g];
+      double err_stored = 0, err_best_other = INFINITY;
+      for (int zz = 2; zz <= 9; ++zz) {
+        double e = 0;
+        for (int i = 0; i < 16; ++i) {
+          const float v = x[b * 256 + g * 16 + i];
+          float best = INFINITY;
+          for (int c = 0; c <= 3; ++c) best = std::min(best, std::fabs(v - S * (c - zz * 0.25f)));
+          e += double(best) * best;
+          if (zz == z[g]) {
+            const float err = std::fabs(v - q.deq[b * 256 + g * 16 + i]);
+            ASSERT_LE(err, best + 1e-6f * (std::fabs(v) + 3 * S)) << "superblock " << b << " group " << g;
+          }
+        }
+        if (zz == z[g]) err_stored = e; else err_best_other = std::min(err_best_other, e);
+      }
+      EXPECT_LE(err_stored, err_best_other * (1 + 1e-5) + 1e-12) << "superblock " << b << " group " << g;
+    }
+  }
+}
+
 TEST(TfFormats, Q8ErrorWithinHalfStep) {
   auto x = Gaussian(256 * 32, 4, 2.0f);
   const Quantized q = RoundTrip(TensorType::kTF_Q8, x);
@@ -113,19 +148,20 @@ double Sse(const std::vector<float>& a, const std::vector<float>& b, const float
   return s;
 }
 
-// Plain min-max round-to-nearest with exact float scale/min per 32-group: the
+// Plain min-max round-to-nearest with exact float scale/min per group (the format's
+// group size): the
 // searched, 6-bit-scaled quantizer must beat it.
-double MinMaxRtnSse(const std::vector<float>& x, int nmax) {
+double MinMaxRtnSse(const std::vector<float>& x, int nmax, int gs) {
   double s = 0;
-  for (size_t g = 0; g < x.size() / 32; ++g) {
+  for (size_t g = 0; g < x.size() / gs; ++g) {
     float lo = INFINITY, hi = -INFINITY;
-    for (int i = 0; i < 32; ++i) {
-      lo = std::min(lo, x[g * 32 + i]);
-      hi = std::max(hi, x[g * 32 + i]);
+    for (int i = 0; i < gs; ++i) {
+      lo = std::min(lo, x[g * gs + i]);
+      hi = std::max(hi, x[g * gs + i]);
     }
     const float S = (hi - lo) / nmax;
-    for (int i = 0; i < 32; ++i) {
-      const float v = x[g * 32 + i];
+    for (int i = 0; i < gs; ++i) {
+      const float v = x[g * gs + i];
       const float d = S > 0 ? lo + S * std::round((v - lo) / S) - v : 0.0f;
       s += d * d;
     }
@@ -135,9 +171,9 @@ double MinMaxRtnSse(const std::vector<float>& x, int nmax) {
 
 TEST(TfFormats, SearchBeatsMinMaxRoundToNearest) {
   auto x = Gaussian(256 * 64, 5);
-  for (TensorType t : kAffine) {
+  for (TensorType t : {TensorType::kTF_Q4, TensorType::kTF_Q3, TensorType::kTF_Q2}) {
     const double ours = Sse(x, RoundTrip(t, x).deq);
-    const double rtn = MinMaxRtnSse(x, Nmax(t));
+    const double rtn = MinMaxRtnSse(x, Nmax(t), t == TensorType::kTF_Q2 ? 16 : 32);
     EXPECT_LT(ours, rtn) << TensorTypeName(t);
     // Uniform-step bound: rmse^2 <= step^2/12 with step = 2*2.5 sigma/nmax is loose for
     // any sane grid on N(0,1) groups of 32 (range ~ +-2 sigma).
