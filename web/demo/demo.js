@@ -8,7 +8,7 @@
 // and, when present, web/dist/profiles.js (detectProfile) for the "auto" profile.
 //
 // URL parameters: ?model=URL (preselect), &profile=NAME, &build=threads|baseline, &autoload=1.
-// For tests, window.tabfitDemo = { state, load(), send(text), stop(), unload(), ready }
+// For tests, window.tabfitDemo = { state, load(), send(text), stop(), unload(), memoryLog(), ready }
 // and the element ids in index.html (#load-btn, #chat-log, #memory-table ...).
 
 const $ = (id) => document.getElementById(id);
@@ -76,6 +76,7 @@ function setBusy() {
   $('prompt').disabled = s !== 'ready' && s !== 'generating';
   $('send-btn').disabled = s !== 'ready';
   $('stop-btn').disabled = s !== 'generating';
+  $('download-log-btn').disabled = state.samples.length === 0;
 }
 
 function setState(s) {
@@ -201,7 +202,7 @@ async function unloadModel() {
   state.pollToken++;
   try {
     const rep = await engine.unload();
-    recordMemory(rep);
+    recordMemory(rep, 'unload');
     drawMemory();
     setStatus(`unloaded: the ledger holds ${fmtBytes(rep.ledger.total_current)} ` +
       `(peak was ${fmtBytes(rep.ledger.total_peak)}); the worker and its wasm heap are gone`);
@@ -285,7 +286,7 @@ function stop() {
 
 // ---------- memory ----------
 
-function recordMemory(rep) {
+function recordMemory(rep, event = 'interval') {
   const groups = {};
   for (const c of rep.ledger.components) {
     const g = groupOf(c.name);
@@ -294,6 +295,7 @@ function recordMemory(rep) {
   }
   state.samples.push({
     t: performance.now() / 1000,
+    event,
     total: rep.ledger.total_current,
     peak: rep.ledger.total_peak,
     budget: rep.ledger.budget_bytes,
@@ -303,6 +305,7 @@ function recordMemory(rep) {
     components: rep.ledger.components,
   });
   if (state.samples.length > 2000) state.samples.splice(0, state.samples.length - 2000);
+  $('download-log-btn').disabled = false;
 }
 
 async function startMemoryPolling() {
@@ -428,6 +431,41 @@ function drawMemory() {
     ` · wasm heap ${fmtBytes(last.wasmHeap)}` + (last.jsHeap ? ` · page JS heap ${fmtBytes(last.jsHeap)}` : '');
 }
 
+// memory_log.json in the format of src/memory/report.h (version 1), so
+// `tabfit memory-report` renders browser runs like native ones. The browser
+// has no RSS; rss_bytes carries the wasm heap size (as core/rss.h does in wasm).
+function memoryLog() {
+  const s = state.samples;
+  const names = [];
+  for (const x of s) for (const c of x.components) if (!names.includes(c.name)) names.push(c.name);
+  const t0 = s.length ? s[0].t : 0;
+  return {
+    version: 1,
+    budget_bytes: s.length ? s[s.length - 1].budget : 0,
+    peak_total_bytes: Math.max(0, ...s.map((x) => x.peak)),
+    peak_rss_bytes: Math.max(0, ...s.map((x) => x.wasmHeap)),
+    dropped_samples: 0,
+    components: names.map((name) => ({ name, peak_bytes: state.peaks.get(name) || 0 })),
+    samples: s.map((x) => ({
+      t: Math.round((x.t - t0) * 1e6) / 1e6,
+      event: x.event,
+      total_bytes: x.total,
+      rss_bytes: x.wasmHeap,
+      components: Object.fromEntries(x.components.filter((c) => c.current_bytes > 0)
+        .map((c) => [c.name, c.current_bytes])),
+    })),
+  };
+}
+
+function downloadLog() {
+  const blob = new Blob([JSON.stringify(memoryLog(), null, 1)], { type: 'application/json' });
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = 'memory_log.json';
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
 // ---------- wiring ----------
 
 async function init() {
@@ -462,10 +500,11 @@ async function init() {
     if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); send(); }
   });
   $('stop-btn').addEventListener('click', stop);
+  $('download-log-btn').addEventListener('click', downloadLog);
   $('clear-btn').addEventListener('click', () => { state.messages = []; $('chat-log').textContent = ''; });
   setState('idle');
   if (params.get('autoload') === '1') await loadModel();
 }
 
 const ready = init();
-window.tabfitDemo = { state, load: loadModel, send, stop, unload: unloadModel, ready };
+window.tabfitDemo = { state, load: loadModel, send, stop, unload: unloadModel, memoryLog, ready };

@@ -5,7 +5,7 @@
 // loads it, sends one prompt, checks streamed text, the memory table, the
 // isolation of the page, then unloads and checks the ledger returned to 0.
 // Needs web/dist built (scripts/build-wasm.sh) and web/node_modules (playwright-core).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -62,6 +62,14 @@ try {
   const after = await page.evaluate(() => ({ status: window.tabfitDemo.state.status,
     total: window.tabfitDemo.state.samples.at(-1).total, text: document.getElementById('status').textContent }));
   console.log('unload:', after.text);
+  // The page's memory log renders with the native report tool.
+  const log = await page.evaluate(() => window.tabfitDemo.memoryLog());
+  const logPath = path.join(dir, 'memory_log.json');
+  fs.writeFileSync(logPath, JSON.stringify(log));
+  const rep = spawnSync(tabfit, ['memory-report', logPath, '-o', path.join(dir, 'memory_report.html')], { encoding: 'utf8' });
+  console.log('memory-report:', (rep.stdout + rep.stderr).trim());
+  if (rep.status !== 0) fail('tabfit memory-report rejected the page\'s memory log');
+  else if (!fs.readFileSync(path.join(dir, 'memory_report.html'), 'utf8').includes('kv_cache')) fail('report lacks kv_cache');
   if (after.status !== 'unloaded' || after.total !== 0) fail(`after unload: ${JSON.stringify(after)}`);
 } catch (e) {
   fail(e.message);
