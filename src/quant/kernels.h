@@ -10,7 +10,7 @@
 //   Q8_0 / Q4_0 weights      -> BlockQ8_0A per 32 values: exactly ggml's q8_0 activation
 //                               (d = fp16(amax/127), q = roundf(x/d)); dot products equal
 //                               ggml_vec_dot_{q8_0,q4_0}_q8_0 up to float summation order.
-//   TF_Q8/Q4/Q3/Q2 weights   -> BlockQ8_KA per 256 values (f32 scale, int8, per-32 sums).
+//   TF_Q8/Q4/Q3/Q2 weights   -> BlockQ8_KA per 256 values (f32 scale, int8, sums per 16).
 //
 // Shapes: cols must be a multiple of the weight type's block size (32 for Q8_0/Q4_0,
 // 256 for the TF formats, 1 for F32/F16/BF16); callers check with RowBytes() != 0.
