@@ -101,7 +101,7 @@ export const PROFILES: Readonly<Record<BuiltinProfileName, ProfileData>> = {
     },
     "max_context": 4096,
     "notes": {
-      "memory_budget_bytes": "3.0 GiB. SpiderMonkey allows 4 GiB wasm32 memories on 64-bit since Firefox 89 (MDN, WebAssembly.Memory maximum), so the cap is the same as Chrome's; NOT measured here (no Firefox on this machine), hence 0.5 GiB more margin than the measured Chrome profile. The spec's 'often more efficient memory use than Chrome' is not something tabfit can rely on: its memory is one wasm heap that the browser does not compress.",
+      "memory_budget_bytes": "3.0 GiB. wasm32 caps linear memory at 4 GiB (65536 pages) in every engine; SpiderMonkey on 64-bit desktop is documented to allow that full 4 GiB, but it was NOT measured here (no Firefox on this machine), hence 0.5 GiB more margin than the measured Chrome profile. The spec's 'often more efficient memory use than Chrome' is not something tabfit can rely on: its memory is one wasm heap that the browser does not compress.",
       "max_buffer_bytes": "256 MiB = WebGPU default maxBufferSize (W3C spec). Firefox ships WebGPU only on some platforms, see wasm_fallback.",
       "wasm_fallback": "true: WebGPU in Firefox is not available on every platform, so the wasm SIMD CPU path is the baseline.",
       "weight_precision": "q4_0. The spec says Firefox 'handles 2-bit tensors more efficiently'; nothing in Firefox's engine is specific to 2-bit data, and 2-bit weights cost quality, so tabfit does not recommend them by browser.",
@@ -127,7 +127,7 @@ export const PROFILES: Readonly<Record<BuiltinProfileName, ProfileData>> = {
     },
     "max_context": 2048,
     "notes": {
-      "memory_budget_bytes": "1.5 GiB. The spec's '~2GB per tab on desktop' is the commonly reported point where Safari warns that a page uses significant memory and may reload it; it is a claim, not measured here (no Safari on this Linux machine). WebKit itself allows 4 GiB wasm32 memories, so the limit is the tab process, not wasm. 0.5 GiB of the ~2 GB is left for the JS heap, wasm code/stack and the page.",
+      "memory_budget_bytes": "1.5 GiB. The spec's '~2GB per tab on desktop' matches what is commonly reported for Safari (it warns that a page uses significant memory and may reload it); it is a claim, not measured here (no Safari on this Linux machine). The limit is the tab process, not wasm32's 4 GiB address space. 0.5 GiB of the ~2 GB is left for the JS heap, wasm code/stack and the page.",
       "max_buffer_bytes": "256 MiB = WebGPU default maxBufferSize (W3C spec).",
       "weight_precision": "q4_0. The spec recommends 8-bit for Safari 'for numerical stability'; with the smallest budget of the desktop browsers that doubles weight memory, and tabfit's q4_0/q8_0 kernels are the same integer code in every browser, so nothing is more stable in Safari. We disagree with the spec here.",
       "load_threshold": "0.1 and unload 0.7: the spec's aggressive progressive-loading values for Safari.",
@@ -153,7 +153,7 @@ export const PROFILES: Readonly<Record<BuiltinProfileName, ProfileData>> = {
     },
     "max_context": 1024,
     "notes": {
-      "memory_budget_bytes": "768 MiB. The spec says '~1-2GB per tab, highly variable'; the low end is what a page can count on: iOS terminates WebContent processes that pass their jetsam limit (about 1-1.5 GB on 3-4 GB devices) and Android kills background/foreground renderers under memory pressure. Not measured here (no phone). 768 MiB of ledger plus the page stays near 1 GB.",
+      "memory_budget_bytes": "768 MiB. The spec says '~1-2GB per tab, highly variable'; the low end is what a page can count on. iOS is commonly reported to terminate WebContent processes past their jetsam limit (around 1-1.5 GB on 3-4 GB devices) and Android kills renderers under memory pressure. Not measured here (no phone). 768 MiB of ledger plus the page stays near 1 GB.",
       "max_buffer_bytes": "128 MiB = WebGPU default maxStorageBufferBindingSize (W3C spec), the most a mobile GPU is guaranteed to bind in one storage buffer; also keeps each ArrayBuffer small on 32-bit Android renderers.",
       "threads": "2: mobile big.LITTLE cores and thermal throttling make more than 2 workers rarely faster; hardwareConcurrency overstates usable cores.",
       "max_context": "1024 keeps a 1B model's f16 KV cache small (e.g. 22 layers x 2 x 4 kv heads x 64 dims x 2 B x 1024 = 23 MiB for TinyLlama-1.1B).",
