@@ -1,9 +1,12 @@
 // `tabfit run`: generate text, streaming tokens, then speed and memory by component.
 #include <cstdio>
+#include <optional>
 
 #include "cli/commands.h"
 #include "core/rss.h"
 #include "engine/profile.h"
+#include "memory/monitor.h"
+#include "memory/report.h"
 #include "model/tokenizer/tokenizer.h"
 
 namespace tabfit::cli {
@@ -100,6 +103,7 @@ Command MakeRunCommand() {
     std::vector<std::string> stop;
     bool no_bos = false;
     bool quiet = false;
+    std::string memory_log, memory_report;
   };
   auto st = std::make_shared<State>();
   Command c;
@@ -118,14 +122,46 @@ Command MakeRunCommand() {
     sub->add_option("--stop", st->stop, "stop string (repeatable)");
     sub->add_flag("--no-bos", st->no_bos, "do not prepend the BOS token");
     sub->add_flag("-q,--quiet", st->quiet, "print only the generated text");
+    sub->add_option("--memory-log", st->memory_log, "write the ledger timeline (every allocation) as JSON");
+    sub->add_option("--memory-report", st->memory_report, "write an HTML report with memory-by-component charts");
     return sub;
   };
   c.run = [st]() -> int {
     auto opts = st->flags.ToOptions();
     if (!opts.ok()) return Fail(opts.status());
     if (st->n_predict < 0) return Fail(InvalidArgument("-n must be >= 0"));
+    // The monitor records every ledger event from the first allocation; the
+    // engine detaches it (nullptr) before its ledger goes, keeping the timeline.
+    std::unique_ptr<MemoryMonitor> monitor;
+    std::optional<MemoryTimeline> timeline;
+    auto write_reports = [&]() -> Status {
+      if (!timeline) return Status::Ok();
+      if (!st->memory_log.empty()) TF_RETURN_IF_ERROR(WriteMemoryLog(*timeline, st->memory_log));
+      if (!st->memory_report.empty()) TF_RETURN_IF_ERROR(WriteMemoryReport(*timeline, st->memory_report));
+      return Status::Ok();
+    };
+    if (!st->memory_log.empty() || !st->memory_report.empty()) {
+      opts->ledger_hook = [&monitor, &timeline](MemoryLedger* ledger) {
+        if (ledger) {
+          MemoryMonitor::Options mo;
+          mo.interval_ms = 50;
+          monitor = std::make_unique<MemoryMonitor>(*ledger, mo);
+          monitor->Start();
+          monitor->Mark("load");
+        } else if (monitor) {
+          monitor->Mark("unload");
+          monitor->Stop();
+          timeline = monitor->Timeline();
+          monitor.reset();
+        }
+      };
+    }
     auto engine = Engine::LoadFile(st->flags.model, *opts);
-    if (!engine.ok()) return Fail(engine.status());
+    if (!engine.ok()) {
+      (void)write_reports();  // the timeline up to the failure helps explain an out-of-memory
+      return Fail(engine.status());
+    }
+    if (monitor) monitor->Mark("generate");
     if (!st->quiet && !(*engine)->load_report().empty()) std::fputs((*engine)->load_report().c_str(), stderr);
     GenerateOptions go;
     go.max_tokens = st->n_predict;
@@ -157,6 +193,11 @@ Command MakeRunCommand() {
                    stats.generated_tokens, stats.generate_seconds, stats.generate_tokens_per_second(),
                    stats.stop_reason.c_str());
       PrintMemoryReport(stderr, (*engine)->ledger());
+    }
+    if (monitor) {
+      engine->reset();  // unload: the timeline ends with the ledger back at zero
+      Status ws = write_reports();
+      if (!ws.ok()) return Fail(ws);
     }
     return 0;
   };

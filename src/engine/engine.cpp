@@ -77,7 +77,10 @@ size_t HeldBackForStops(const std::string& text, const std::vector<std::string>&
 
 }  // namespace
 
-Engine::~Engine() { Unload(); }
+Engine::~Engine() {
+  Unload();
+  if (options_.ledger_hook) options_.ledger_hook(nullptr);
+}
 
 void Engine::Unload() {
   // Free in dependency order: scratch and cache before the model.
@@ -101,6 +104,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
   if (e->options_.threads <= 0) e->options_.threads = std::max(1u, std::thread::hardware_concurrency());
   e->ledger_.set_budget(options.budget_bytes);
   e->ledger_.set_max_buffer_bytes(options.max_buffer_bytes);
+  if (options.ledger_hook) options.ledger_hook(&e->ledger_);
   TF_ASSIGN_OR_RETURN(std::optional<TensorType> wtype, ParseWeightType(options.weight_type));
 
   TF_ASSIGN_OR_RETURN(GgufFile gguf, GgufFile::Parse(std::move(source)));

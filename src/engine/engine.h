@@ -48,6 +48,10 @@ struct EngineOptions {
   // fails with kOutOfMemory naming what would fit.
   std::shared_ptr<const BrowserProfile> profile;
   bool adapt_precision = false;
+  // Called with the engine's ledger before anything is allocated (so a
+  // MemoryMonitor from src/memory can record the whole load), and with nullptr
+  // just before the ledger is destroyed (also when Load fails): detach then.
+  std::function<void(MemoryLedger*)> ledger_hook;
 };
 
 // Called while loading: bytes done / total and the component being loaded.
