@@ -16,6 +16,7 @@
 #include "engine/engine.h"
 #include "model/gguf/byte_source.h"
 #include "model/gguf/gguf.h"
+#include "model/llama/hparams.h"
 #include "model/llama/llama_model.h"
 #include "model/tokenizer/tokenizer.h"
 
@@ -132,6 +133,7 @@ struct Generation {
 
 struct tabfit_engine {
   tabfit::EngineOptions options;
+  int n_ctx_max = 0;  // caps the model's context when options.n_ctx is 0 (a profile's max_context)
   std::unique_ptr<tabfit::Engine> engine;
   std::optional<std::string> chat_template;
   std::string model_name;
@@ -232,11 +234,12 @@ Status CheckKeys(const json& j, std::initializer_list<const char*> allowed, cons
   return Status::Ok();
 }
 
-Status ParseEngineOptions(const char* text, tabfit::EngineOptions* o) {
+Status ParseEngineOptions(const char* text, tabfit::EngineOptions* o, int* n_ctx_max) {
   TF_ASSIGN_OR_RETURN(json j, ParseObject(text, "engine options"));
   TF_RETURN_IF_ERROR(CheckKeys(
-      j, {"threads", "n_ctx", "n_batch", "budget_bytes", "max_buffer_bytes", "kv_type", "weight_type"},
+      j, {"threads", "n_ctx", "n_ctx_max", "n_batch", "budget_bytes", "max_buffer_bytes", "kv_type", "weight_type"},
       "engine options"));
+  TF_RETURN_IF_ERROR(ReadField(j, "n_ctx_max", n_ctx_max));
   TF_RETURN_IF_ERROR(ReadField(j, "threads", &o->threads));
   TF_RETURN_IF_ERROR(ReadField(j, "n_ctx", &o->n_ctx));
   TF_RETURN_IF_ERROR(ReadField(j, "n_batch", &o->n_batch));
@@ -297,6 +300,7 @@ template <typename MakeSource>
 tabfit_status LoadWith(tabfit_engine* h, MakeSource make_source, tabfit_progress_fn progress, void* user) {
   tabfit_status rc = tabfit_engine_unload(h);
   if (rc != TABFIT_OK) return rc;
+  tabfit::EngineOptions options = h->options;
   {
     tabfit::Result<std::unique_ptr<tabfit::ByteSource>> src = make_source();
     if (!src.ok()) return FromStatus(h, src.status());
@@ -305,6 +309,12 @@ tabfit_status LoadWith(tabfit_engine* h, MakeSource make_source, tabfit_progress
     h->chat_template.reset();
     if (auto t = gguf->GetString("tokenizer.chat_template"); t.ok()) h->chat_template = *t;
     h->model_name = gguf->GetStringOr("general.name", "").ok() ? *gguf->GetStringOr("general.name", "") : "";
+    if (options.n_ctx == 0 && h->n_ctx_max > 0) {
+      // The engine's default (the model's context, at most 4096), capped further.
+      auto hp = tabfit::ReadLlamaHParams(*gguf);
+      if (!hp.ok()) return FromStatus(h, hp.status());
+      options.n_ctx = std::min({hp->n_ctx_train, 4096, h->n_ctx_max});
+    }
   }
   tabfit::Result<std::unique_ptr<tabfit::ByteSource>> src = make_source();
   if (!src.ok()) return FromStatus(h, src.status());
@@ -314,7 +324,7 @@ tabfit_status LoadWith(tabfit_engine* h, MakeSource make_source, tabfit_progress
       return progress(user, done, total, component.c_str()) != 0;
     };
   }
-  auto loaded = tabfit::Engine::Load(std::move(src).value(), h->options, fn);
+  auto loaded = tabfit::Engine::Load(std::move(src).value(), options, fn);
   if (!loaded.ok()) return FromStatus(h, loaded.status());
   h->engine = std::move(loaded).value();
   h->mirror = std::make_shared<LedgerMirror>();
@@ -348,7 +358,7 @@ tabfit_status tabfit_engine_create(const char* options_json, tabfit_engine** out
   *out = new (std::nothrow) tabfit_engine();
   if (!*out) return TABFIT_OUT_OF_MEMORY;
   tabfit_engine* h = *out;
-  return Guard(h, "tabfit_engine_create", [&] { return FromStatus(h, ParseEngineOptions(options_json, &h->options)); });
+  return Guard(h, "tabfit_engine_create", [&] { return FromStatus(h, ParseEngineOptions(options_json, &h->options, &h->n_ctx_max)); });
 }
 
 void tabfit_engine_destroy(tabfit_engine* h) {

@@ -155,6 +155,22 @@ TEST_F(CApi, GreedyStepwiseMatchesGolden) {
   }
 }
 
+TEST_F(CApi, ContextCapAndBudgetReachTheEngine) {
+  tabfit_engine* h = nullptr;
+  ASSERT_EQ(tabfit_engine_create(R"({"threads":1,"n_ctx_max":96})", &h), TABFIT_OK);
+  ASSERT_EQ(tabfit_engine_load_file(h, path_.c_str(), nullptr, nullptr), TABFIT_OK) << tabfit_last_error(h);
+  const char* info = nullptr;
+  ASSERT_EQ(tabfit_engine_info_json(h, &info), TABFIT_OK);
+  EXPECT_EQ(json::parse(info)["n_ctx"], 96);  // the demo model's own context is 512
+  tabfit_engine_destroy(h);
+
+  ASSERT_EQ(tabfit_engine_create(R"({"threads":1,"budget_bytes":4000000})", &h), TABFIT_OK);
+  EXPECT_EQ(tabfit_engine_load_file(h, path_.c_str(), nullptr, nullptr), TABFIT_OUT_OF_MEMORY);
+  EXPECT_NE(std::string(tabfit_last_error(h)).find("budget"), std::string::npos) << tabfit_last_error(h);
+  EXPECT_FALSE(Ledger(h)["loaded"]);
+  tabfit_engine_destroy(h);
+}
+
 TEST_F(CApi, CancelMidGenerationThenGenerateAgain) {
   ASSERT_EQ(tabfit_engine_load_file(h_, path_.c_str(), nullptr, nullptr), TABFIT_OK) << tabfit_last_error(h_);
   GenRun full = Generate(h_, "The king said", R"({"temperature":0,"max_tokens":12})");
