@@ -102,7 +102,7 @@ async function llamaOnce(nlc, llama, modelPath, threads, n) {
     try {
       const seq = context.getSequence();
       const prompt = model.tokenize("The quick brown fox");
-      const run1 = async () => {
+      const run1 = async (n) => {
         await seq.clearHistory();
         let count = 0;
         let tFirst = 0;
@@ -115,8 +115,8 @@ async function llamaOnce(nlc, llama, modelPath, threads, n) {
         }
         return ((count - 1) * 1000) / (tLast - tFirst);
       };
-      await run1();  // warm-up
-      return await run1();
+      await run1(8);  // warm-up
+      return await run1(n);
     } finally {
       await context.dispose();
     }
