@@ -1,6 +1,6 @@
 // WebAssembly SIMD128 kernels (built when compiling with -msimd128; WASM has no
 // run-time feature detection, so a SIMD build simply requires a SIMD-capable engine).
-// F32/F16 mat-mul, Q8_0/Q4_0 x Q8_0A, TF_Q4/TF_Q2 x Q8_KA, and vec ops.
+// F32/F16/BF16 mat-mul, Q8_0/Q4_0 x Q8_0A, TF_Q8/Q4/Q3/Q2 x Q8_KA, and vec ops.
 #if defined(__wasm_simd128__)
 
 #include <wasm_simd128.h>
@@ -65,6 +65,19 @@ struct F16W {
     uint16_t h;
     std::memcpy(&h, p + 2 * i, 2);
     return F16ToF32(h);
+  }
+};
+
+struct BF16W {
+  static void Load8(const uint8_t* p, int64_t i, v128_t* a, v128_t* b) {
+    const v128_t v = wasm_v128_load(p + 2 * i);
+    *a = wasm_i32x4_shl(wasm_u32x4_extend_low_u16x8(v), 16);
+    *b = wasm_i32x4_shl(wasm_u32x4_extend_high_u16x8(v), 16);
+  }
+  static float Scalar(const uint8_t* p, int64_t i) {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    return Bf16ToF32(h);
   }
 };
 
@@ -182,6 +195,34 @@ struct TfKernel {
   }
 };
 
+// TF_Q8: w = d*sc[g]*q, q int8.
+struct TfQ8Kernel {
+  int64_t nsb;
+  template <int R, int T>
+  void Run(const uint8_t* const* w, const uint8_t* const* x, float (*out)[T]) const {
+    float sumf[R][T] = {};
+    for (int64_t b = 0; b < nsb; ++b) {
+      const BlockTfQ8* blk[R];
+      for (int r = 0; r < R; ++r) blk[r] = reinterpret_cast<const BlockTfQ8*>(w[r]) + b;
+      for (int t = 0; t < T; ++t) {
+        const auto* xb = reinterpret_cast<const BlockQ8_KA*>(x[t]) + b;
+        for (int r = 0; r < R; ++r) {
+          v128_t acc = wasm_i32x4_splat(0);
+          for (int g = 0; g < 8; ++g) {
+            const v128_t p = wasm_i32x4_add(DotI8x16(wasm_v128_load(blk[r]->qs + 32 * g), wasm_v128_load(xb->qs + 32 * g)),
+                                            DotI8x16(wasm_v128_load(blk[r]->qs + 32 * g + 16),
+                                                     wasm_v128_load(xb->qs + 32 * g + 16)));
+            acc = wasm_i32x4_add(acc, wasm_i32x4_mul(p, wasm_i32x4_splat(blk[r]->scales[g])));
+          }
+          sumf[r][t] += SuperTerm(xb->d, F16ToF32(blk[r]->d), 0.0f, HsumI(acc), 0);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) out[r][t] = sumf[r][t];
+  }
+};
+
 // TF_Q2: 16 groups of 16, w = d*sc*(q - z/4).
 struct TfQ2Kernel {
   int64_t nsb;
@@ -224,6 +265,18 @@ void MatMulF32Wasm(TF_MATMUL_ARGS) {
 }
 void MatMulF16Wasm(TF_MATMUL_ARGS) {
   DriveTiles<4, 2>(FloatKernel<F16W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
+}
+void MatMulBF16Wasm(TF_MATMUL_ARGS) {
+  DriveTiles<4, 2>(FloatKernel<BF16W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
+}
+void MatMulTfQ8Wasm(TF_MATMUL_ARGS) {
+  const int64_t nsb = cols / kQKSuper;
+  DriveTiles<2, 2>(TfQ8Kernel{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA), n_tokens, y, ldy);
+}
+void MatMulTfQ3Wasm(TF_MATMUL_ARGS) {
+  const int64_t nsb = cols / kQKSuper;
+  DriveTiles<2, 2>(TfKernel<BlockTfQ3, DecodeTfQ3>{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA),
+                   n_tokens, y, ldy);
 }
 void MatMulQ8_0Wasm(TF_MATMUL_ARGS) {
   const int64_t nb = cols / kQK8_0;
