@@ -262,6 +262,19 @@ test('chat.completions.create streams OpenAI-shaped chunks (fallback format)', {
   assert.equal(r.whole.usage.total_tokens, r.whole.usage.prompt_tokens + r.whole.usage.completion_tokens);
 });
 
+test("a profile's max_context caps the context; precision converts weights", { skip, timeout: 60_000 }, async () => {
+  const r = await page.evaluate(async (model) => {
+    const t = await import('/web/dist/index.js');
+    const profile = { ...t.PROFILES.custom, max_context: 128, weight_precision: 'q8_0', memory_budget_bytes: 0 };
+    const e = await t.load(model, { profile });
+    const out = { n_ctx: e.info.n_ctx, weight_bytes: e.info.weight_bytes, profile: e.profile.name };
+    await e.unload();
+    return out;
+  }, MODEL);
+  assert.equal(r.n_ctx, 128);
+  assert.ok(r.weight_bytes < 10_000_000, `q8_0 weights are about half of f16 (${r.weight_bytes})`);
+});
+
 test('errors are TabfitErrors naming cause and remedy', { skip, timeout: 60_000 }, async () => {
   const r = await page.evaluate(async () => {
     const t = await import('/web/dist/index.js');
@@ -271,6 +284,7 @@ test('errors are TabfitErrors naming cause and remedy', { skip, timeout: 60_000 
       ['profile', () => t.load('/models/tabfit-demo-8m-f16.gguf', { profile: 'netscape' })],
       ['notGguf', () => t.load('/tests/web/page.html', { cache: false })],
       ['precision', () => t.load('/models/tabfit-demo-8m-f16.gguf', { precision: 'q9_9' })],
+      ['budget', () => t.load('/models/tabfit-demo-8m-f16.gguf', { precision: 'keep', budgetBytes: 4e6 })],
     ]) {
       try { await f(); out[k] = 'resolved'; } catch (e) { out[k] = { type: e.type, message: e.message, tf: e instanceof t.TabfitError }; }
     }
@@ -283,5 +297,35 @@ test('errors are TabfitErrors naming cause and remedy', { skip, timeout: 60_000 
   assert.equal(r.notGguf.type, 'corrupt_data');
   assert.equal(r.precision.type, 'invalid_argument');
   assert.match(r.precision.message, /q9_9/);
+  assert.equal(r.budget.type, 'out_of_memory');
+  assert.match(r.budget.message, /budget/);
   for (const v of Object.values(r)) assert.equal(v.tf, true);
+});
+
+test('without cross-origin isolation, auto picks the baseline build; threads is refused', { skip, timeout: 60_000 }, async () => {
+  const plain = await startServer(repoRoot, { isolate: false });
+  const p2 = await browser.context.newPage();
+  try {
+    await p2.goto(`${plain.origin}/tests/web/page.html`);
+    const r = await p2.evaluate(async (model) => {
+      const t = await import('/web/dist/index.js');
+      const out = { coi: crossOriginIsolated, detected: t.detectBuild() };
+      const e = await t.load(model, { precision: 'keep' });
+      out.build = e.build;
+      out.threads = e.info.threads;
+      out.text = await e.generate('The king said', { maxTokens: 8, temperature: 0 }).text();
+      await e.unload();
+      try { await t.load(model, { build: 'threads' }); out.forced = 'resolved'; } catch (err) { out.forced = err.type; }
+      return out;
+    }, MODEL);
+    assert.equal(r.coi, false);
+    assert.equal(r.detected, 'baseline');
+    assert.equal(r.build, 'baseline');
+    assert.equal(r.threads, 1);
+    assert.ok(expectedContinuation(demoGolden()[0]).startsWith(r.text));
+    assert.equal(r.forced, 'unsupported');
+  } finally {
+    await p2.close();
+    await plain.close();
+  }
 });

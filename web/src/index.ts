@@ -166,6 +166,7 @@ function engineOptions(p: BrowserProfile, o: LoadOptions, build: 'threads' | 'ba
   return {
     threads,
     n_ctx: o.nCtx ?? 0,
+    n_ctx_max: p.max_context ?? 0,
     budget_bytes: o.budgetBytes ?? p.memory_budget_bytes ?? 0,
     max_buffer_bytes: p.max_buffer_bytes ?? 1024 * MiB,
     kv_type: prec.kv ?? p.kv_precision ?? 'f16',

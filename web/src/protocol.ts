@@ -9,6 +9,8 @@ import type { ErrorPayload } from './errors.js';
 export interface EngineOptionsJson {
   threads: number;
   n_ctx: number;
+  /** Caps the model's context when n_ctx is 0 (the profile's max_context; 0 = no cap). */
+  n_ctx_max: number;
   n_batch?: number;
   budget_bytes: number;
   max_buffer_bytes: number;
