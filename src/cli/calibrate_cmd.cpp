@@ -73,6 +73,7 @@ Command MakeCalibrateCommand() {
     bool proxy = false;
     bool no_imatrix_quant = false;
     std::string sens_file;
+    std::string imatrix_in;
   };
   auto st = std::make_shared<State>();
   Command c;
@@ -84,7 +85,9 @@ Command MakeCalibrateCommand() {
                     "calibration text (default: ../shared/models/golden/calibration-tinystories-100k.txt)");
     sub->add_option("--eval-text", st->eval_file,
                     "the evaluation text, which calibration must not use (default: the golden WikiText file)");
-    sub->add_option("-o,--output", st->out, "statistics file: *.json or binary (anything else)")->required();
+    sub->add_option("-o,--output", st->out, "statistics file: *.json or binary (anything else)");
+    sub->add_option("--imatrix", st->imatrix_in,
+                    "reuse statistics from an earlier run instead of computing them (with --budget)");
     sub->add_option("-c,--ctx", st->n_ctx, "tokens per calibration chunk")->default_val(512);
     sub->add_option("--chunks", st->chunks, "use only the first N chunks (default: all)");
     sub->add_option("-t,--threads", st->threads, "threads (default: all cores)");
@@ -103,6 +106,12 @@ Command MakeCalibrateCommand() {
   };
   c.run = [st]() -> int {
     if (st->model.empty()) st->model = DefaultModelPath();
+    if (st->out.empty() == st->imatrix_in.empty()) {
+      return Fail(InvalidArgument("give either -o (compute statistics) or --imatrix (reuse them with --budget)"));
+    }
+    if (!st->imatrix_in.empty() && st->budget.empty()) {
+      return Fail(InvalidArgument("--imatrix without --budget has nothing to do"));
+    }
     if (st->calib_file.empty()) st->calib_file = SharedGolden("calibration-tinystories-100k.txt");
     if (st->eval_file.empty()) st->eval_file = SharedGolden("wikitext2-test-100k.txt");
     auto text = ReadText(st->calib_file);
@@ -123,38 +132,25 @@ Command MakeCalibrateCommand() {
     EvalModel& m = **em;
     const std::vector<int32_t> tokens = m.tokenizer->Encode(*text, true);
 
-    PerplexityOptions po;
-    po.n_ctx = std::min(st->n_ctx, m.model->hparams().n_ctx_train);
-    po.n_chunks = st->chunks;
-    po.threads = st->threads;
-    auto runner = PerplexityRunner::Create(*m.model, po);
-    if (!runner.ok()) return Fail(runner.status());
-    PerplexityRunner& r = **runner;
-    const int n_chunks = r.ChunksFor(tokens.size());
-    if (n_chunks < 1) {
-      return Fail(InvalidArgument("the calibration text has " + std::to_string(tokens.size()) +
-                                  " tokens, fewer than one chunk of " + std::to_string(po.n_ctx)));
+    ImportanceMap imp;
+    if (!st->imatrix_in.empty()) {
+      auto l = ImportanceMap::Load(st->imatrix_in);
+      if (!l.ok()) return Fail(l.status());
+      imp = std::move(*l);
+    } else {
+      auto computed = CollectImportance(*m.model, m.tokenizer->bos(), tokens, st->n_ctx, st->chunks, st->threads,
+                                        [](int done, int total) {
+                                          std::fprintf(stderr, "\rcalibration chunk %d/%d", done, total);
+                                          if (done == total) std::fprintf(stderr, "\n");
+                                        });
+      if (!computed.ok()) return Fail(computed.status());
+      imp = std::move(*computed);
+      imp.set_text_hash(HashBytes(text->data(), text->size()));
+      Status s = imp.Save(st->out);
+      if (!s.ok()) return Fail(s);
+      std::printf("wrote %s: %zu weight matrices, %llu tokens of %s\n", st->out.c_str(), imp.entries().size(),
+                  static_cast<unsigned long long>(imp.tokens()), st->calib_file.c_str());
     }
-    ImportanceCollector col;
-    col.Attach(r.scratch());
-    std::vector<int32_t> chunk(po.n_ctx);
-    for (int ci = 0; ci < n_chunks; ++ci) {
-      std::copy(tokens.begin() + static_cast<size_t>(ci) * po.n_ctx,
-                tokens.begin() + static_cast<size_t>(ci + 1) * po.n_ctx, chunk.begin());
-      chunk[0] = m.tokenizer->bos();
-      auto lp = r.ChunkLogProbs(chunk.data());
-      if (!lp.ok()) return Fail(lp.status());
-      col.AddTokens(po.n_ctx);
-      std::fprintf(stderr, "\rcalibration chunk %d/%d", ci + 1, n_chunks);
-    }
-    std::fprintf(stderr, "\n");
-    r.scratch().observe_input = nullptr;
-    ImportanceMap imp = col.Finish();
-    imp.set_text_hash(HashBytes(text->data(), text->size()));
-    Status s = imp.Save(st->out);
-    if (!s.ok()) return Fail(s);
-    std::printf("wrote %s: %zu weight matrices, %llu tokens of %s\n", st->out.c_str(), imp.entries().size(),
-                static_cast<unsigned long long>(imp.tokens()), st->calib_file.c_str());
     if (st->budget.empty()) return 0;
 
     // Adaptive plan.

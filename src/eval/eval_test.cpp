@@ -167,14 +167,10 @@ TEST_F(DemoEval, MixedPrecisionPlanAppliesPerTensor) {
 }
 
 TEST_F(DemoEval, CalibrationCollectsEveryMatrixInput) {
-  auto r = PerplexityRunner::Create(*f16_->model, po_);
-  ASSERT_TRUE(r.ok());
-  ImportanceCollector col;
-  col.Attach((*r)->scratch());
-  std::vector<int32_t> chunk(tokens_.begin(), tokens_.begin() + 128);
-  ASSERT_TRUE((*r)->ChunkLogProbs(chunk.data()).ok());
-  col.AddTokens(128);
-  ImportanceMap imp = col.Finish();
+  auto collected = CollectImportance(*f16_->model, f16_->tokenizer->bos(), tokens_, 128, 1, 0);
+  ASSERT_TRUE(collected.ok()) << collected.status().ToString();
+  const ImportanceMap& imp = *collected;
+  EXPECT_EQ(imp.tokens(), 128u);
   int matrices = 0;
   for (const auto& t : gguf_->tensors()) {
     if (!IdentifyTensor(t.name) || t.name == "token_embd.weight") continue;

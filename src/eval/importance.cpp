@@ -1,5 +1,6 @@
 #include "eval/importance.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -7,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eval/perplexity.h"
 #include "model/llama/llama_model.h"
 
 namespace tabfit {
@@ -225,6 +227,34 @@ ImportanceMap ImportanceCollector::Finish() const {
     m.Set(name, std::move(e));
   }
   return m;
+}
+
+Result<ImportanceMap> CollectImportance(const LlamaModel& model, int32_t bos, const std::vector<int32_t>& tokens,
+                                        int n_ctx, int chunks, int threads,
+                                        const std::function<void(int, int)>& progress) {
+  PerplexityOptions po;
+  po.n_ctx = std::min(n_ctx, model.hparams().n_ctx_train);
+  po.n_chunks = chunks;
+  po.threads = threads;
+  TF_ASSIGN_OR_RETURN(auto r, PerplexityRunner::Create(model, po));
+  const int n_chunks = r->ChunksFor(tokens.size());
+  if (n_chunks < 1) {
+    return InvalidArgument("the calibration text has " + std::to_string(tokens.size()) +
+                           " tokens, fewer than one chunk of " + std::to_string(po.n_ctx) + "; give more text");
+  }
+  ImportanceCollector col;
+  col.Attach(r->scratch());
+  std::vector<int32_t> chunk(po.n_ctx);
+  for (int ci = 0; ci < n_chunks; ++ci) {
+    std::copy(tokens.begin() + static_cast<size_t>(ci) * po.n_ctx,
+              tokens.begin() + static_cast<size_t>(ci + 1) * po.n_ctx, chunk.begin());
+    chunk[0] = bos;
+    TF_RETURN_IF_ERROR(r->ChunkLogProbs(chunk.data()).status());
+    col.AddTokens(po.n_ctx);
+    if (progress) progress(ci + 1, n_chunks);
+  }
+  r->scratch().observe_input = nullptr;
+  return col.Finish();
 }
 
 }  // namespace tabfit

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -84,5 +85,14 @@ class ImportanceCollector {
   std::map<std::string, Acc> acc_;
   uint64_t tokens_ = 0;
 };
+
+class LlamaModel;
+
+// Runs the calibration tokens (whole text with BOS) through `model` in chunks
+// of n_ctx tokens whose first token is replaced by `bos` (as perplexity does),
+// collecting the statistics. chunks 0: every complete chunk.
+Result<ImportanceMap> CollectImportance(const LlamaModel& model, int32_t bos, const std::vector<int32_t>& tokens,
+                                        int n_ctx, int chunks, int threads,
+                                        const std::function<void(int, int)>& progress = nullptr);
 
 }  // namespace tabfit
