@@ -2,8 +2,9 @@
 # Builds tabfit for the browser from the same C++ sources as the native build:
 #   web/dist/wasm/tabfit-mt.{mjs,wasm,worker.js}  SIMD128 + pthreads (needs crossOriginIsolated)
 #   web/dist/wasm/tabfit-st.{mjs,wasm}            SIMD128, no threads (baseline)
+#   web/dist/wasm/tabfit-scalar.{mjs,wasm}        no SIMD, no threads (browsers without wasm SIMD)
 # then compiles the TypeScript package (web/src -> web/dist).
-# Usage: scripts/build-wasm.sh [mt|st|ts ...]   (default: all). Needs scripts/setup-web.sh first.
+# Usage: scripts/build-wasm.sh [mt|st|scalar|ts ...]   (default: all). Needs scripts/setup-web.sh first.
 # Env: TABFIT_SOURCE (default: this checkout), TABFIT_WASM_BUILD_PREFIX (default: <root>/build-wasm),
 #      TABFIT_WASM_SIMD=0 builds both variants without SIMD128 (for engines without wasm SIMD).
 set -euo pipefail
@@ -15,7 +16,7 @@ export NODE_PATH=/usr/share/nodejs   # em++ needs Debian's node-acorn (NodeSourc
 JOBS="${JOBS:-2}"
 
 targets=("$@")
-((${#targets[@]})) || targets=(mt st ts)
+((${#targets[@]})) || targets=(mt st scalar ts)
 mkdir -p "$OUT"
 
 # nlohmann_json is header-only, but Emscripten's toolchain confines find_package
@@ -41,7 +42,7 @@ CFG
 
 build_variant() {
   local v="$1" flags="-fwasm-exceptions"
-  [[ "${TABFIT_WASM_SIMD:-1}" == 1 ]] && flags+=" -msimd128"
+  [[ "${TABFIT_WASM_SIMD:-1}" == 1 && "$v" != scalar ]] && flags+=" -msimd128"
   [[ "$v" == mt ]] && flags+=" -pthread"
   local dir="$PREFIX-$v"
   local launcher=()
@@ -58,10 +59,10 @@ build_variant() {
 
 for t in "${targets[@]}"; do
   case "$t" in
-    mt|st) build_variant "$t" ;;
+    mt|st|scalar) build_variant "$t" ;;
     ts) (cd "$ROOT/web" && [[ -d node_modules ]] || { echo "run scripts/setup-web.sh first" >&2; exit 1; }
          cd "$ROOT/web" && npx --no-install tsc -p tsconfig.json &&
          echo "build-wasm: ts -> web/dist/*.js") ;;
-    *) echo "unknown target '$t' (mt, st, ts)" >&2; exit 2 ;;
+    *) echo "unknown target '$t' (mt, st, scalar, ts)" >&2; exit 2 ;;
   esac
 done

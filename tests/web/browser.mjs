@@ -47,5 +47,5 @@ export function sharedDir() {
 
 export function haveBuild() {
   const d = path.join(repoRoot, 'web/dist');
-  return ['index.js', 'worker.js', 'wasm/tabfit-mt.mjs', 'wasm/tabfit-st.mjs'].every((f) => fs.existsSync(path.join(d, f)));
+  return ['index.js', 'worker.js', 'wasm/tabfit-mt.mjs', 'wasm/tabfit-st.mjs', 'wasm/tabfit-scalar.mjs'].every((f) => fs.existsSync(path.join(d, f)));
 }

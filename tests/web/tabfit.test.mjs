@@ -40,7 +40,7 @@ function expectedContinuation(g) {
   return g.output.slice(prefix.length).replace(/\n$/, '');
 }
 
-for (const build of ['threads', 'baseline']) {
+for (const build of ['threads', 'baseline', 'scalar']) {
   test(`greedy output of the demo model equals the golden text (${build} build)`, { skip, timeout: 120_000 }, async () => {
     const golden = demoGolden();
     assert.equal(golden.length, 4);

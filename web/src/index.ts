@@ -13,7 +13,7 @@ import { PROFILES, detectCapabilities, detectProfile, type BuiltinProfileName, t
 import { TabfitError, fromPayload } from './errors.js';
 import type {
   ChunkManifest, EngineOptionsJson, GenerateOptionsJson, GenerateStats, LedgerJson, LoadProgress, LoadResult,
-  MemoryJson, ModelInfo, WorkerRequest, WorkerResponse,
+  MemoryJson, ModelInfo, WasmBuild, WorkerRequest, WorkerResponse,
 } from './protocol.js';
 
 export { TabfitError } from './errors.js';
@@ -21,7 +21,7 @@ export type { TabfitErrorType } from './errors.js';
 export { renderChat, detectChatFormat } from './chat.js';
 export type { ChatMessage, ChatFormat, RenderedChat } from './chat.js';
 export type {
-  ChunkManifest, GenerateStats, LedgerJson, LedgerComponent, LoadProgress, LoadResult, ModelInfo,
+  ChunkManifest, GenerateStats, LedgerJson, LedgerComponent, LoadProgress, LoadResult, ModelInfo, WasmBuild,
 } from './protocol.js';
 
 /** A browser profile (profiles/*.json; schema in profiles/schema.json; data and detection in profiles.ts). */
@@ -44,8 +44,9 @@ export interface LoadOptions {
   nCtx?: number;
   /** Memory budget in bytes for the engine's ledger (0 = none). Overrides the profile. */
   budgetBytes?: number;
-  /** "auto" (default): threads when crossOriginIsolated and SharedArrayBuffer exist, else baseline. */
-  build?: 'auto' | 'threads' | 'baseline';
+  /** "auto" (default): threads when crossOriginIsolated and SharedArrayBuffer exist, else baseline;
+   * scalar (no SIMD) when the browser lacks WebAssembly SIMD128. */
+  build?: 'auto' | WasmBuild;
   /** Keep the downloaded model in the origin's storage (OPFS) so a reload downloads nothing. Default true. */
   cache?: boolean;
   /** Download chunk size in bytes (capped at the profile's max buffer). Default 16 MiB. */
@@ -132,10 +133,11 @@ export interface ChatCompletion {
 
 const MiB = 1 << 20;
 
-/** Which wasm build this page can run. */
-export function detectBuild(): 'threads' | 'baseline' {
-  const g = globalThis as { crossOriginIsolated?: boolean; SharedArrayBuffer?: unknown };
-  return g.crossOriginIsolated === true && typeof g.SharedArrayBuffer === 'function' ? 'threads' : 'baseline';
+/** Which wasm build this page can run best. */
+export function detectBuild(): WasmBuild {
+  const caps = detectCapabilities();
+  if (!caps.wasmSimd) return 'scalar';
+  return caps.crossOriginIsolated && caps.sharedArrayBuffer && caps.wasmThreads ? 'threads' : 'baseline';
 }
 
 /** Resolves a profile option to a profile object (a copy) and the reasons for it. */
@@ -154,12 +156,12 @@ export function resolveProfile(profile: string | BrowserProfile | undefined): { 
   return { profile: JSON.parse(JSON.stringify(p)) as BrowserProfile, reasons: [`profile "${name}" chosen by the caller`] };
 }
 
-function engineOptions(p: BrowserProfile, o: LoadOptions, build: 'threads' | 'baseline'): EngineOptionsJson {
+function engineOptions(p: BrowserProfile, o: LoadOptions, build: WasmBuild): EngineOptionsJson {
   const hw = Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1);
   const want = o.threads ?? p.threads ?? 'auto';
   let threads = want === 'auto' ? hw : Math.floor(want);
   if (!(threads >= 1)) throw new TabfitError('invalid_argument', `threads must be "auto" or >= 1, got ${want}`);
-  if (build === 'baseline') threads = 1;
+  if (build !== 'threads') threads = 1;
   threads = Math.min(threads, 32);
   const prec = typeof o.precision === 'string' ? { weights: o.precision } : o.precision ?? {};
   const weights = prec.weights ?? p.weight_precision ?? 'keep';
@@ -255,8 +257,8 @@ export class TabfitEngine {
     };
   }
 
-  /** 'threads' or 'baseline'. */
-  get build(): 'threads' | 'baseline' { return this.loadResult.build; }
+  /** 'threads', 'baseline' or 'scalar'. */
+  get build(): WasmBuild { return this.loadResult.build; }
 
   /** Generates a continuation of `prompt`, token by token. Abort with options.signal or by leaving the loop. */
   generate(prompt: string, options: GenerateOptions = {}): TokenStream {
@@ -408,12 +410,12 @@ export async function load(source: ModelSource, options: LoadOptions = {}): Prom
   const signal = options.signal;
   if (signal?.aborted) throw abortError('load');
   const { profile, reasons } = resolveProfile(options.profile);
-  if (!detectCapabilities().wasmSimd) {
-    throw new TabfitError('unsupported', 'this browser lacks WebAssembly SIMD128, which both tabfit wasm builds ' +
-      'use; update the browser (Chrome 91+, Firefox 89+, Safari 16.4+)');
-  }
   const requested = options.build ?? 'auto';
   const possible = detectBuild();
+  if (requested !== 'auto' && requested !== 'scalar' && possible === 'scalar') {
+    throw new TabfitError('unsupported', `the ${requested} build needs WebAssembly SIMD128, which this browser ` +
+      'lacks; use build: "scalar" (or "auto"), or update the browser');
+  }
   if (requested === 'threads' && possible !== 'threads') {
     throw new TabfitError('unsupported', 'the threads build needs a cross-origin isolated page (serve it with ' +
       '"Cross-Origin-Opener-Policy: same-origin" and "Cross-Origin-Embedder-Policy: require-corp"); ' +
@@ -425,7 +427,8 @@ export async function load(source: ModelSource, options: LoadOptions = {}): Prom
 
   const workerUrl = options.workerUrl ?? new URL('./worker.js', import.meta.url);
   const wasmBase = options.wasmBaseUrl ?? new URL('./wasm/', import.meta.url);
-  const wasmUrl = new URL(`tabfit-${build === 'threads' ? 'mt' : 'st'}.mjs`, wasmBase).toString();
+  const file = { threads: 'mt', baseline: 'st', scalar: 'scalar' }[build];
+  const wasmUrl = new URL(`tabfit-${file}.mjs`, wasmBase).toString();
   const link = new WorkerLink(new Worker(workerUrl, { type: 'module', name: 'tabfit-engine' }));
   const cancel = typeof SharedArrayBuffer === 'function' && globalThis.crossOriginIsolated
     ? new SharedArrayBuffer(4) : undefined;

@@ -5,6 +5,9 @@
 
 import type { ErrorPayload } from './errors.js';
 
+/** threads: SIMD128 + pthreads; baseline: SIMD128, one thread; scalar: no SIMD, one thread. */
+export type WasmBuild = 'threads' | 'baseline' | 'scalar';
+
 /** Engine options as the C API takes them (tabfit_c.h, tabfit_engine_create). */
 export interface EngineOptionsJson {
   threads: number;
@@ -98,7 +101,7 @@ export interface GenerateStats {
 
 export interface LoadResult {
   info: ModelInfo;
-  build: 'threads' | 'baseline';
+  build: WasmBuild;
   /** True when every model byte came from storage (no network). */
   fromCache: boolean;
   /** Bytes fetched from the network during this load. */
@@ -116,7 +119,7 @@ export type WorkerRequest =
   | {
       id: number;
       op: 'init';
-      build: 'threads' | 'baseline';
+      build: WasmBuild;
       wasmUrl: string;
       threads: number;
       /** Int32Array(1) over a SharedArrayBuffer: set to 1 to cancel a running engine load (optional). */

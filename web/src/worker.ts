@@ -9,7 +9,7 @@
 // abort takes effect as soon as that call returns (the model is then unloaded).
 
 import { TabfitError, errorTypeForStatus, toPayload } from './errors.js';
-import type { LoadProgress, LoadResult, MemoryJson, WorkerRequest, WorkerResponse } from './protocol.js';
+import type { LoadProgress, LoadResult, MemoryJson, WasmBuild, WorkerRequest, WorkerResponse } from './protocol.js';
 import { bytesFromBlob, bytesFromBuffer, clearStored, openUrl, type ModelBytes } from './storage.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -48,7 +48,7 @@ const scope = self as unknown as {
 };
 
 let mod: WasmModule | null = null;
-let build: 'threads' | 'baseline' = 'baseline';
+let build: WasmBuild = 'baseline';
 let handle: Ptr = 0;
 let slots: Ptr = 0;  // 4 x 4-byte out parameters
 let cancelFlag: Int32Array | null = null;
