@@ -99,9 +99,8 @@ Command MakeEvalCommand() {
     std::fprintf(stderr, "%s: %zu tokens of %s, %d-token chunks\n", st->model.c_str(), tokens.size(),
                  st->text_file.c_str(), st->n_ctx);
 
-    uint64_t quantizable = 0, weights = m.quant.tensor_bytes;
+    const uint64_t weights = m.quant.tensor_bytes;
     for (const auto& t : m.quant.tensors) {
-      if (t.to != t.from || !t.kept_reason.empty() || IdentifyTensor(t.name)) quantizable += t.bytes;
       if (!t.kept_reason.empty()) {
         std::fprintf(stderr, "note: %s keeps %s: %s\n", t.name.c_str(), std::string(TensorTypeName(t.from)).c_str(),
                      t.kept_reason.c_str());
@@ -112,11 +111,11 @@ Command MakeEvalCommand() {
                  FormatBytes(weights).c_str(), bpw, static_cast<unsigned long long>(m.quant.parameters),
                  FormatBytes(m.quant.file_bytes).c_str());
     if (st->tensor_errors) {
-      std::printf("%-28s %-18s %-7s %-7s %12s %10s %10s\n", "tensor", "readable", "from", "to", "bytes", "rel_rms",
+      std::printf("%-28s %-26s %-7s %-7s %12s %10s %10s\n", "tensor", "readable", "from", "to", "bytes", "rel_rms",
                   "weighted");
       for (const auto& t : m.quant.tensors) {
         if (!IdentifyTensor(t.name)) continue;
-        std::printf("%-28s %-18s %-7s %-7s %12llu %10.6f %10.6f%s\n", t.name.c_str(),
+        std::printf("%-28s %-26s %-7s %-7s %12llu %10.6f %10.6f%s\n", t.name.c_str(),
                     ReadableTensorName(t.name).c_str(), std::string(TensorTypeName(t.from)).c_str(),
                     std::string(TensorTypeName(t.to)).c_str(), static_cast<unsigned long long>(t.bytes),
                     t.rel_rms_error, t.weighted_rel_error, t.used_importance ? " (imatrix)" : "");
@@ -230,7 +229,6 @@ Command MakeEvalCommand() {
       o << j.dump(2) << "\n";
       if (!o) return Fail(IoError("cannot write " + st->json_out));
     }
-    (void)quantizable;
     return 0;
   };
   return c;
