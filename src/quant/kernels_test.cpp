@@ -422,3 +422,76 @@ TEST(KernelList, Avx2PresentAndSelectedWhenCpuSupportsIt) {
 }
 }  // namespace
 }  // namespace tabfit
+
+namespace tabfit {
+namespace {
+// Read-only GGML formats: one hand-built block each, expected values worked out from
+// ggml's dequantize_row_* definitions.
+template <typename B>
+std::vector<float> DequantBlock(TensorType t, const B& blk, int n) {
+  std::vector<float> y(n);
+  DequantizeRow(t, &blk, y.data(), n);
+  return y;
+}
+
+TEST(ReadOnlyFormats, HandBuiltBlocksDequantize) {
+  {
+    BlockQ4_1 b{};
+    b.d = 0x3C00;  // 1.0
+    b.m = 0x3800;  // 0.5
+    b.qs[0] = 0x21;
+    auto y = DequantBlock(TensorType::kQ4_1, b, 32);
+    EXPECT_EQ(y[0], 1.5f);
+    EXPECT_EQ(y[16], 2.5f);
+    EXPECT_EQ(y[1], 0.5f);
+  }
+  {
+    BlockQ5_0 b{};
+    b.d = 0x4000;  // 2.0
+    b.qh[0] = 0x01;  // element 0 has its 5th bit
+    b.qs[0] = 0x03;
+    auto y = DequantBlock(TensorType::kQ5_0, b, 32);
+    EXPECT_EQ(y[0], (19 - 16) * 2.0f);
+    EXPECT_EQ(y[16], (0 - 16) * 2.0f);
+    b.qh[2] = 0x01;  // bit 16 -> element 16
+    y = DequantBlock(TensorType::kQ5_0, b, 32);
+    EXPECT_EQ(y[16], 0.0f);
+  }
+  {
+    BlockQ5_1 b{};
+    b.d = 0x3C00;
+    b.m = 0x3400;  // 0.25
+    b.qh[0] = 0x01;
+    b.qs[0] = 0x03;
+    auto y = DequantBlock(TensorType::kQ5_1, b, 32);
+    EXPECT_EQ(y[0], 19.25f);
+    EXPECT_EQ(y[16], 0.25f);
+  }
+  {
+    BlockQ4_K b{};
+    b.d = 0x3C00;
+    b.dmin = 0x3C00;
+    b.scales[0] = 2;     // sub-block 0 scale
+    b.scales[4] = 1;     // sub-block 0 min
+    b.scales[8] = 0x35;  // sub-block 4: scale 5, min 3
+    b.qs[0] = 0x03;      // element 0 (low nibble of the first 32 bytes)
+    b.qs[64] = 0x07;     // element 128 (sub-block 4)
+    auto y = DequantBlock(TensorType::kQ4_K, b, 256);
+    EXPECT_EQ(y[0], 2 * 3 - 1);
+    EXPECT_EQ(y[128], 5 * 7 - 3);
+    EXPECT_EQ(y[32], 0.0f);  // sub-block 1: scale 0, min 0
+  }
+  {
+    BlockQ6_K b{};
+    b.d = 0x3C00;
+    b.scales[0] = 2;
+    b.scales[2] = 1;
+    b.ql[0] = 0x05;
+    b.qh[0] = 0x01;
+    auto y = DequantBlock(TensorType::kQ6_K, b, 256);
+    EXPECT_EQ(y[0], 2 * ((5 | 16) - 32));
+    EXPECT_EQ(y[32], 1 * (0 - 32));
+  }
+}
+}  // namespace
+}  // namespace tabfit
