@@ -203,14 +203,12 @@ test('aborting a load rejects with an aborted TabfitError; a later load works', 
 });
 
 test('chunk hashes: a matching manifest loads, a wrong one fails as corrupt_data', { skip, timeout: 60_000 }, async () => {
-  const crypto = await import('node:crypto');
-  const bytes = fs.readFileSync(path.join(repoRoot, MODEL));
-  const chunk = 4 << 20;
-  const sha256 = [];
-  for (let o = 0; o < bytes.length; o += chunk) {
-    sha256.push(crypto.createHash('sha256').update(bytes.subarray(o, o + chunk)).digest('hex'));
-  }
-  const good = { size: bytes.length, chunk_bytes: chunk, sha256 };
+  const { execFileSync } = await import('node:child_process');
+  const good = JSON.parse(execFileSync(process.execPath, [path.join(repoRoot, 'web/tools/make-manifest.mjs'),
+    path.join(repoRoot, MODEL), '--chunk', '4MiB'], { encoding: 'utf8' }));
+  assert.equal(good.size, MODEL_SIZE);
+  assert.equal(good.sha256.length, Math.ceil(MODEL_SIZE / (4 << 20)));
+  const sha256 = good.sha256;
   const bad = { ...good, sha256: sha256.map((h, i) => (i === 2 ? '0'.repeat(64) : h)) };
   const r = await page.evaluate(async ({ model, good, bad }) => {
     const t = await import('/web/dist/index.js');
