@@ -273,6 +273,28 @@ test("a profile's max_context caps the context; precision converts weights", { s
   assert.ok(r.weight_bytes < 10_000_000, `q8_0 weights are about half of f16 (${r.weight_bytes})`);
 });
 
+test('Blob and ArrayBuffer sources; two engines side by side', { skip, timeout: 60_000 }, async () => {
+  const r = await page.evaluate(async (model) => {
+    const t = await import('/web/dist/index.js');
+    const bytes = await (await fetch(model)).arrayBuffer();
+    const blob = new Blob([bytes]);
+    const a = await t.load(blob, { precision: 'keep', build: 'baseline' });
+    const b = await t.load(bytes, { precision: 'keep' });
+    const [ta, tb] = await Promise.all([
+      a.generate('In the beginning', { maxTokens: 12, temperature: 0 }).text(),
+      b.generate('In the beginning', { maxTokens: 12, temperature: 0 }).text(),
+    ]);
+    const out = { ta, tb, sa: a.loadResult.storage, sb: b.loadResult.storage, stillHave: bytes.byteLength };
+    await a.unload();
+    await b.unload();
+    return out;
+  }, MODEL);
+  const want = expectedContinuation(demoGolden()[2]);
+  assert.ok(r.ta.length > 0 && want.startsWith(r.ta), `Blob source output: ${r.ta}`);
+  assert.equal(r.tb, r.ta);
+  assert.equal(r.stillHave, MODEL_SIZE, "the caller's ArrayBuffer is copied, not detached");
+});
+
 test('errors are TabfitErrors naming cause and remedy', { skip, timeout: 60_000 }, async () => {
   const r = await page.evaluate(async () => {
     const t = await import('/web/dist/index.js');
