@@ -166,6 +166,50 @@ TEST_F(DemoEval, MixedPrecisionPlanAppliesPerTensor) {
   EXPECT_EQ(types["blk.0.attn_q.weight"], TensorType::kQ4_0);
 }
 
+TEST_F(DemoEval, QuantizeGgufStreamsToFileWithReport) {
+  PrecisionPlan plan;
+  plan.default_type = TensorType::kQ8_0;
+  ASSERT_TRUE(plan.AddRule("mlp", TensorType::kQ4_0).ok());
+  QuantizeOptions qo;
+  qo.type_for = [&](const std::string& n) { return plan.TypeFor(n); };
+  const std::string path = (std::filesystem::temp_directory_path() / "tabfit_eval_requant.gguf").string();
+  auto q = QuantizeGguf(*gguf_, qo, path);
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  EXPECT_TRUE(q->bytes.empty());
+  EXPECT_EQ(std::filesystem::file_size(path), q->file_bytes);
+  auto back = GgufFile::Open(path);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->tensors().size(), gguf_->tensors().size());
+  EXPECT_EQ(back->metadata().size(), gguf_->metadata().size());
+  uint64_t sum = 0;
+  for (const auto& t : back->tensors()) {
+    sum += t.nbytes;
+    auto want = plan.TypeFor(t.name);
+    if (want) {
+      EXPECT_EQ(t.type, *want) << t.name;
+    } else {
+      EXPECT_EQ(t.type, gguf_->FindTensor(t.name)->type) << t.name;
+    }
+  }
+  EXPECT_EQ(sum, q->tensor_bytes);
+  for (const auto& r : q->tensors) {
+    if (r.to == TensorType::kQ8_0) EXPECT_LT(r.rel_rms_error, 0.01) << r.name;
+    if (r.to == TensorType::kQ4_0) EXPECT_GT(r.rel_rms_error, 0.03) << r.name;
+  }
+  // The written file loads and runs like the in-memory variant.
+  auto m = LoadEvalModel(*back, EvalModelOptions{});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EvalModelOptions eo;
+  eo.plan = &plan;
+  auto mem = LoadEvalModel(*gguf_, eo);
+  ASSERT_TRUE(mem.ok());
+  auto a = Score(**m, nullptr, nullptr);
+  auto b = Score(**mem, nullptr, nullptr);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_DOUBLE_EQ(a->nll_mean, b->nll_mean);
+  std::filesystem::remove(path);
+}
+
 TEST_F(DemoEval, CalibrationCollectsEveryMatrixInput) {
   auto collected = CollectImportance(*f16_->model, f16_->tokenizer->bos(), tokens_, 128, 1, 0);
   ASSERT_TRUE(collected.ok()) << collected.status().ToString();
