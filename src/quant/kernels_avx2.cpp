@@ -156,21 +156,21 @@ struct Q4_0Kernel {
 }  // namespace
 
 void MatMulF32Avx2(TF_MATMUL_ARGS) {
-  DriveAvx2(FloatKernel<F32W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
+  DriveSplit(FloatKernel<F32W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
 }
 void MatMulF16Avx2(TF_MATMUL_ARGS) {
-  DriveAvx2(FloatKernel<F16W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
+  DriveSplit(FloatKernel<F16W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
 }
 void MatMulBF16Avx2(TF_MATMUL_ARGS) {
-  DriveAvx2(FloatKernel<BF16W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
+  DriveSplit(FloatKernel<BF16W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
 }
 void MatMulQ8_0Avx2(TF_MATMUL_ARGS) {
   const int64_t nb = cols / kQK8_0;
-  DriveAvx2(Q8_0Kernel{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
+  DriveSplit(Q8_0Kernel{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
 }
 void MatMulQ4_0Avx2(TF_MATMUL_ARGS) {
   const int64_t nb = cols / kQK4_0;
-  DriveAvx2(Q4_0Kernel{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
+  DriveSplit(Q4_0Kernel{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
 }
 
 // ---------------------------------------------------------------- packing

@@ -214,7 +214,7 @@ template <class Dec>
 void MatMulTf(TF_MATMUL_ARGS) {
   const int64_t nsb = cols / kQKSuper;
   // Measured: 4-row decode tiles (per-superblock scale decode dominates), 3x4 prefill.
-  DriveAvx2<4, 3, 4>(TfKernel<Dec>{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA), n_tokens, y, ldy);
+  DriveSplit<4, 3, 4>(TfKernel<Dec>{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA), n_tokens, y, ldy);
 }
 
 }  // namespace

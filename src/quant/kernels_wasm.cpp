@@ -26,19 +26,16 @@ inline int32_t HsumI(v128_t v) {
 }
 inline v128_t Fma(v128_t a, v128_t b, v128_t c) { return wasm_f32x4_add(c, wasm_f32x4_mul(a, b)); }
 
-// 4 halves (low 64 bits of h, as u16) -> 4 floats, exact (normals, subnormals, inf, nan).
+// 4 halves (low 64 bits of h4) -> 4 floats, exact for normals, subnormals, signed
+// zeros, inf and nan: sign-extend, move exponent+mantissa to float position, clear the
+// sign copies, rescale by 2^112 (turns half's exponent bias into float's, and half
+// subnormals into exact float normals); max-exponent halves become inf/nan.
 inline v128_t HalfToFloat4(v128_t h4) {
-  const v128_t h = wasm_u32x4_extend_low_u16x8(h4);
-  const v128_t sign = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16);
-  v128_t o = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x7fff)), 13);
-  const v128_t exp = wasm_v128_and(o, wasm_i32x4_splat(0x7c00 << 13));
-  o = wasm_i32x4_add(o, wasm_i32x4_splat((127 - 15) << 23));
-  const v128_t is_infnan = wasm_i32x4_eq(exp, wasm_i32x4_splat(0x7c00 << 13));
-  o = wasm_i32x4_add(o, wasm_v128_and(is_infnan, wasm_i32x4_splat((128 - 16) << 23)));
-  const v128_t is_sub = wasm_i32x4_eq(exp, wasm_i32x4_splat(0));
-  const v128_t sub = wasm_f32x4_sub(wasm_i32x4_add(o, wasm_i32x4_splat(1 << 23)), wasm_i32x4_splat(113 << 23));
-  o = wasm_v128_bitselect(sub, o, is_sub);
-  return wasm_v128_or(o, sign);
+  const v128_t e = wasm_i32x4_shl(wasm_i32x4_extend_low_i16x8(h4), 13);
+  const v128_t bits = wasm_v128_and(e, wasm_i32x4_splat(static_cast<int32_t>(0x8FFFFFFFu)));
+  v128_t f = wasm_f32x4_mul(bits, wasm_f32x4_splat(0x1p112f));
+  const v128_t infnan = wasm_f32x4_ge(wasm_f32x4_abs(f), wasm_f32x4_splat(65536.0f));
+  return wasm_v128_or(f, wasm_v128_and(infnan, wasm_i32x4_splat(0x7f800000)));
 }
 inline void LoadHalf8(const uint16_t* p, v128_t* lo, v128_t* hi) {
   const v128_t v = wasm_v128_load(p);
@@ -157,44 +154,6 @@ struct Q8Kernel {
   }
 };
 
-// TF affine formats: exact int sums per superblock, scalar-identical SuperTerm.
-template <class Block, void (*kDecode)(const Block&, uint8_t*)>
-struct TfKernel {
-  int64_t nsb;
-  template <int R, int T>
-  void Run(const uint8_t* const* w, const uint8_t* const* x, float (*out)[T]) const {
-    float sumf[R][T] = {};
-    alignas(16) uint8_t codes[R][kQKSuper];
-    for (int64_t b = 0; b < nsb; ++b) {
-      uint8_t sc[R][8], mn[R][8];
-      const Block* blk[R];
-      for (int r = 0; r < R; ++r) {
-        blk[r] = reinterpret_cast<const Block*>(w[r]) + b;
-        UnpackScales6(blk[r]->scales, sc[r], mn[r]);
-        kDecode(*blk[r], codes[r]);
-      }
-      for (int t = 0; t < T; ++t) {
-        const auto* xb = reinterpret_cast<const BlockQ8_KA*>(x[t]) + b;
-        for (int r = 0; r < R; ++r) {
-          v128_t acc = wasm_i32x4_splat(0);
-          int32_t summ = 0;
-          for (int g = 0; g < 8; ++g) {
-            const v128_t c0 = wasm_v128_load(codes[r] + 32 * g), c1 = wasm_v128_load(codes[r] + 32 * g + 16);
-            const v128_t y0 = wasm_v128_load(xb->qs + 32 * g), y1 = wasm_v128_load(xb->qs + 32 * g + 16);
-            // codes <= 15 are valid signed int8 too.
-            const v128_t p = wasm_i32x4_add(DotI8x16(c0, y0), DotI8x16(c1, y1));
-            acc = wasm_i32x4_add(acc, wasm_i32x4_mul(p, wasm_i32x4_splat(sc[r][g])));
-            summ += mn[r][g] * (xb->bsums[2 * g] + xb->bsums[2 * g + 1]);
-          }
-          sumf[r][t] += SuperTerm(xb->d, F16ToF32(blk[r]->d), F16ToF32(blk[r]->dmin), HsumI(acc), summ);
-        }
-      }
-    }
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) out[r][t] = sumf[r][t];
-  }
-};
-
 // TF_Q8: w = d*sc[g]*q, q int8.
 struct TfQ8Kernel {
   int64_t nsb;
@@ -223,33 +182,102 @@ struct TfQ8Kernel {
   }
 };
 
-// TF_Q2: 16 groups of 16, w = d*sc*(q - z/4).
-struct TfQ2Kernel {
+// TF formats with unsigned codes, decoded 32 at a time (chunk c = values 32c..32c+31)
+// straight from the packed bytes. Exact int sums per superblock and the scalar
+// oracle's SuperTerm, so results are bit-identical to the scalar kernels.
+inline void Low2(const uint8_t* q64, int c, v128_t* v0, v128_t* v1) {
+  const uint8_t* p = q64 + 32 * (c / 4);
+  const int sh = 2 * (c % 4);
+  const v128_t three = wasm_i8x16_splat(3);
+  *v0 = wasm_v128_and(wasm_u8x16_shr(wasm_v128_load(p), sh), three);
+  *v1 = wasm_v128_and(wasm_u8x16_shr(wasm_v128_load(p + 16), sh), three);
+}
+
+struct WDecQ4 {
+  using Block = BlockTfQ4;
+  static void Codes(const Block& b, int c, v128_t* v0, v128_t* v1) {
+    const uint8_t* p = b.qs + 32 * (c / 2);
+    const v128_t a = wasm_v128_load(p), bb = wasm_v128_load(p + 16);
+    if (c & 1) {
+      *v0 = wasm_u8x16_shr(a, 4);
+      *v1 = wasm_u8x16_shr(bb, 4);
+    } else {
+      const v128_t m = wasm_i8x16_splat(0x0F);
+      *v0 = wasm_v128_and(a, m);
+      *v1 = wasm_v128_and(bb, m);
+    }
+  }
+};
+struct WDecQ3 {
+  using Block = BlockTfQ3;
+  static void Codes(const Block& b, int c, v128_t* v0, v128_t* v1) {
+    Low2(b.ql, c, v0, v1);
+    const v128_t one = wasm_i8x16_splat(1);
+    const v128_t h0 = wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(wasm_v128_load(b.qh), c), one), 2);
+    const v128_t h1 = wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(wasm_v128_load(b.qh + 16), c), one), 2);
+    *v0 = wasm_v128_or(*v0, h0);
+    *v1 = wasm_v128_or(*v1, h1);
+  }
+};
+struct WDecQ2 {
+  using Block = BlockTfQ2;
+  static void Codes(const Block& b, int c, v128_t* v0, v128_t* v1) { Low2(b.qs, c, v0, v1); }
+};
+
+// kQ2: 16-groups with sc*(q - z/4); otherwise 32-groups with 6-bit sc and min.
+template <class Dec, bool kQ2>
+struct TfKernel {
+  using Block = typename Dec::Block;
   int64_t nsb;
   template <int R, int T>
   void Run(const uint8_t* const* w, const uint8_t* const* x, float (*out)[T]) const {
     float sumf[R][T] = {};
-    alignas(16) uint8_t codes[R][kQKSuper];
     for (int64_t b = 0; b < nsb; ++b) {
-      uint8_t sc[R][16], z[R][16];
-      const BlockTfQ2* blk[R];
+      const Block* blk[R];
+      uint8_t sc[R][16], mz[R][16];
+      float d[R], dmin[R];
       for (int r = 0; r < R; ++r) {
-        blk[r] = reinterpret_cast<const BlockTfQ2*>(w[r]) + b;
-        UnpackScz(blk[r]->scz, sc[r], z[r]);
-        DecodeTfQ2(*blk[r], codes[r]);
+        blk[r] = reinterpret_cast<const Block*>(w[r]) + b;
+        d[r] = F16ToF32(blk[r]->d);
+        if constexpr (kQ2) {
+          UnpackScz(blk[r]->scz, sc[r], mz[r]);
+          dmin[r] = d[r] * 0.25f;
+        } else {
+          UnpackScales6(blk[r]->scales, sc[r], mz[r]);
+          dmin[r] = F16ToF32(blk[r]->dmin);
+        }
+      }
+      const BlockQ8_KA* xb[T];
+      for (int t = 0; t < T; ++t) xb[t] = reinterpret_cast<const BlockQ8_KA*>(x[t]) + b;
+      v128_t acc[R][T];
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < T; ++t) acc[r][t] = wasm_i32x4_splat(0);
+      for (int c = 0; c < 8; ++c) {
+        v128_t q0[R], q1[R];
+        for (int r = 0; r < R; ++r) Dec::Codes(*blk[r], c, &q0[r], &q1[r]);
+        for (int t = 0; t < T; ++t) {
+          const v128_t y0 = wasm_v128_load(xb[t]->qs + 32 * c), y1 = wasm_v128_load(xb[t]->qs + 32 * c + 16);
+          for (int r = 0; r < R; ++r) {
+            if constexpr (kQ2) {
+              acc[r][t] = wasm_i32x4_add(acc[r][t], wasm_i32x4_mul(DotI8x16(q0[r], y0), wasm_i32x4_splat(sc[r][2 * c])));
+              acc[r][t] =
+                  wasm_i32x4_add(acc[r][t], wasm_i32x4_mul(DotI8x16(q1[r], y1), wasm_i32x4_splat(sc[r][2 * c + 1])));
+            } else {
+              const v128_t p = wasm_i32x4_add(DotI8x16(q0[r], y0), DotI8x16(q1[r], y1));
+              acc[r][t] = wasm_i32x4_add(acc[r][t], wasm_i32x4_mul(p, wasm_i32x4_splat(sc[r][c])));
+            }
+          }
+        }
       }
       for (int t = 0; t < T; ++t) {
-        const auto* xb = reinterpret_cast<const BlockQ8_KA*>(x[t]) + b;
         for (int r = 0; r < R; ++r) {
-          v128_t acc = wasm_i32x4_splat(0);
           int32_t summ = 0;
-          for (int g = 0; g < 16; ++g) {
-            const v128_t p = DotI8x16(wasm_v128_load(codes[r] + 16 * g), wasm_v128_load(xb->qs + 16 * g));
-            acc = wasm_i32x4_add(acc, wasm_i32x4_mul(p, wasm_i32x4_splat(sc[r][g])));
-            summ += sc[r][g] * z[r][g] * xb->bsums[g];
+          if constexpr (kQ2) {
+            for (int g = 0; g < 16; ++g) summ += sc[r][g] * mz[r][g] * xb[t]->bsums[g];
+          } else {
+            for (int g = 0; g < 8; ++g) summ += mz[r][g] * (xb[t]->bsums[2 * g] + xb[t]->bsums[2 * g + 1]);
           }
-          const float d = F16ToF32(blk[r]->d);
-          sumf[r][t] += SuperTerm(xb->d, d, d * 0.25f, HsumI(acc), summ);
+          sumf[r][t] += SuperTerm(xb[t]->d, d[r], dmin[r], HsumI(acc[r][t]), summ);
         }
       }
     }
@@ -264,7 +292,9 @@ void MatMulF32Wasm(TF_MATMUL_ARGS) {
   DriveTiles<4, 2>(FloatKernel<F32W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
 }
 void MatMulF16Wasm(TF_MATMUL_ARGS) {
-  DriveTiles<4, 2>(FloatKernel<F16W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
+  // Measured under Node (V8): f16 decode costs dominate, so prefill reuses each
+  // converted weight vector for 4 tokens.
+  DriveSplit<4, 2, 4>(FloatKernel<F16W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
 }
 void MatMulBF16Wasm(TF_MATMUL_ARGS) {
   DriveTiles<4, 2>(FloatKernel<BF16W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
@@ -275,8 +305,8 @@ void MatMulTfQ8Wasm(TF_MATMUL_ARGS) {
 }
 void MatMulTfQ3Wasm(TF_MATMUL_ARGS) {
   const int64_t nsb = cols / kQKSuper;
-  DriveTiles<2, 2>(TfKernel<BlockTfQ3, DecodeTfQ3>{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA),
-                   n_tokens, y, ldy);
+  DriveTiles<2, 2>(TfKernel<WDecQ3, false>{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA), n_tokens,
+                   y, ldy);
 }
 void MatMulQ8_0Wasm(TF_MATMUL_ARGS) {
   const int64_t nb = cols / kQK8_0;
@@ -288,12 +318,13 @@ void MatMulQ4_0Wasm(TF_MATMUL_ARGS) {
 }
 void MatMulTfQ4Wasm(TF_MATMUL_ARGS) {
   const int64_t nsb = cols / kQKSuper;
-  DriveTiles<2, 2>(TfKernel<BlockTfQ4, DecodeTfQ4>{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA),
-                   n_tokens, y, ldy);
+  DriveTiles<2, 2>(TfKernel<WDecQ4, false>{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA), n_tokens,
+                   y, ldy);
 }
 void MatMulTfQ2Wasm(TF_MATMUL_ARGS) {
   const int64_t nsb = cols / kQKSuper;
-  DriveTiles<2, 2>(TfQ2Kernel{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA), n_tokens, y, ldy);
+  DriveTiles<2, 2>(TfKernel<WDecQ2, true>{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA), n_tokens,
+                   y, ldy);
 }
 
 float DotF32Wasm(const float* a, const float* b, int64_t n) {

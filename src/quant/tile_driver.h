@@ -49,11 +49,12 @@ inline void DriveTiles(const K& k, const void* wv, size_t row_bytes, int64_t r0,
   }
 }
 
-// Tile shapes chosen by measurement on the 2-core AVX2 target (AVX2 has 16 vector
+// Separate tile shapes for decode (n_tokens < TN) and prefill. Defaults measured on
+// the 2-core AVX2 target (AVX2 has 16 vector
 // registers): one token (decode) -> 6-row tiles keep enough independent accumulators
 // in flight; several tokens (prefill) -> 3 rows x 4 tokens reuses every load 3-4 times.
 template <int R1 = 6, int RN = 3, int TN = 4, class K>
-inline void DriveAvx2(const K& k, const void* w, size_t row_bytes, int64_t r0, int64_t r1, const void* xp,
+inline void DriveSplit(const K& k, const void* w, size_t row_bytes, int64_t r0, int64_t r1, const void* xp,
                       size_t x_row_bytes, int64_t n_tokens, float* y, int64_t ldy) {
   if (n_tokens < TN) {
     DriveTiles<R1, 1>(k, w, row_bytes, r0, r1, xp, x_row_bytes, n_tokens, y, ldy);
