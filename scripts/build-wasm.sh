@@ -6,7 +6,8 @@
 # then compiles the TypeScript package (web/src -> web/dist).
 # Usage: scripts/build-wasm.sh [mt|st|scalar|ts ...]   (default: all). Needs scripts/setup-web.sh first.
 # Env: TABFIT_SOURCE (default: this checkout), TABFIT_WASM_BUILD_PREFIX (default: <root>/build-wasm),
-#      TABFIT_WASM_SIMD=0 builds both variants without SIMD128 (for engines without wasm SIMD).
+#      TABFIT_WASM_SIMD=0 builds every variant without SIMD128,
+#      TABFIT_WASM_NODE_TESTS=1 also builds c_api_test for Node in each variant and runs it (ctest).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="${TABFIT_SOURCE:-$ROOT}"
@@ -52,6 +53,11 @@ build_variant() {
     -DTABFIT_WASM_VARIANT="$v" -Dnlohmann_json_DIR="$(json_pkg)" -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
     -DCMAKE_CROSSCOMPILING_EMULATOR="/usr/bin/node;--no-experimental-fetch" "${launcher[@]}" >/dev/null
   cmake --build "$dir" --target tabfit_wasm -j"$JOBS"
+  if [[ "${TABFIT_WASM_NODE_TESTS:-0}" == 1 ]]; then
+    cmake "$dir" -DTABFIT_WASM_NODE_TESTS=ON >/dev/null
+    cmake --build "$dir" --target c_api_test_node -j"$JOBS"
+    ctest --test-dir "$dir" -R c_api_test_node --output-on-failure
+  fi
   local f
   for f in "$dir"/web/wasm/tabfit-"$v".*; do cp "$f" "$OUT/"; done
   echo "build-wasm: $v -> $(ls "$OUT"/tabfit-"$v".* | xargs -n1 basename | tr '\n' ' ')"

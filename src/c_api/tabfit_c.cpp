@@ -301,6 +301,9 @@ tabfit_status LoadWith(tabfit_engine* h, MakeSource make_source, tabfit_progress
   tabfit_status rc = tabfit_engine_unload(h);
   if (rc != TABFIT_OK) return rc;
   tabfit::EngineOptions options = h->options;
+#if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
+  options.threads = 1;  // a WebAssembly build without pthreads cannot start threads
+#endif
   {
     tabfit::Result<std::unique_ptr<tabfit::ByteSource>> src = make_source();
     if (!src.ok()) return FromStatus(h, src.status());

@@ -54,7 +54,8 @@ const char* tabfit_status_name(tabfit_status status);
  *   {"threads":0, "n_ctx":0, "n_ctx_max":0, "n_batch":64, "budget_bytes":0,
  *    "max_buffer_bytes":1073741824, "kv_type":"f16", "weight_type":""}
  * n_ctx 0 = the model's context (at most 4096), further capped by n_ctx_max when
- * that is > 0 (a browser profile's max_context).
+ * that is > 0 (a browser profile's max_context). A WebAssembly build without
+ * pthreads always uses one thread.
  * Unknown keys are an error (they are usually typos). On failure *out is still
  * set (unless the allocation itself failed, then NULL) so the message can be read
  * with tabfit_last_error; destroy it with tabfit_engine_destroy either way. */
