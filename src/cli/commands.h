@@ -42,6 +42,7 @@ struct EngineFlags {
   std::string kv_type = "f16";
   std::string weight_type;
   std::string profile;
+  std::string precision;  // precision config JSON (per-layer / per-tensor bits)
   bool adapt = false;
   // Which flags the user gave (a profile fills in only the others).
   CLI::Option *o_threads = nullptr, *o_budget = nullptr, *o_max_buffer = nullptr, *o_kv = nullptr,

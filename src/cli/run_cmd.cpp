@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "core/rss.h"
 #include "engine/profile.h"
+#include "eval/precision.h"
 #include "memory/monitor.h"
 #include "memory/report.h"
 #include "model/tokenizer/tokenizer.h"
@@ -26,6 +27,9 @@ void EngineFlags::Add(CLI::App* app) {
                   "browser profile (chrome, edge, firefox, safari, mobile, custom, or a JSON file): its memory "
                   "budget, buffer limit, threads and precisions apply where no flag overrides them");
   app->add_flag("--adapt", adapt, "with --profile: lower the weight precision if the model does not fit");
+  app->add_option("--precision", precision,
+                  "precision config JSON: default/attention/feed_forward/embedding/lm_head bits and per-tensor "
+                  "patterns, or a plan written by `tabfit calibrate --budget` (docs/precision.md)");
 }
 
 Result<EngineOptions> EngineFlags::ToOptions() {
@@ -40,6 +44,11 @@ Result<EngineOptions> EngineFlags::ToOptions() {
     TF_ASSIGN_OR_RETURN(o.budget_bytes, ParseBytes(budget));
   }
   TF_ASSIGN_OR_RETURN(o.max_buffer_bytes, ParseBytes(max_buffer));
+  if (!precision.empty()) {
+    TF_ASSIGN_OR_RETURN(PrecisionPlan plan, LoadPrecisionConfig(precision));
+    auto shared = std::make_shared<PrecisionPlan>(std::move(plan));
+    o.type_for_tensor = [shared](const std::string& name) { return shared->TypeFor(name); };
+  }
   if (!profile.empty()) {
     TF_ASSIGN_OR_RETURN(BrowserProfile p, LoadProfile(profile));
     if (!o_budget->count()) o.budget_bytes = p.memory_budget_bytes;

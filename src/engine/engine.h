@@ -15,12 +15,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/ledger.h"
 #include "core/status.h"
 #include "engine/sampler.h"
+#include "quant/types.h"
 
 namespace tabfit {
 
@@ -41,6 +43,9 @@ struct EngineOptions {
   // Weight type to convert to at load time: "" keeps the file's types;
   // "f32", "f16", "q8_0", "q4_0" (and tabfit formats once the quant module has them).
   std::string weight_type;
+  // Per-tensor precision (a precision config or an adaptive plan): GGUF tensor
+  // name -> type, or nullopt to fall back to weight_type / the file's type.
+  std::function<std::optional<TensorType>(const std::string& tensor_name)> type_for_tensor;
   // A browser profile to check the plan against before loading (weights at
   // the chosen precision + KV at n_ctx + activations must fit its budget).
   // When it does not fit: with adapt_precision, the engine picks the highest

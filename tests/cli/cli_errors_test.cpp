@@ -172,6 +172,21 @@ TEST(Cli, RunPrintsSpeedAndMemoryByComponent) {
   }
 }
 
+TEST(Cli, PrecisionConfigShrinksTheLayers) {
+  std::string cfg = WriteBytes("prec.json", {});
+  std::ofstream(cfg) << R"({"default_bits": 4, "attention_bits": 8, "embedding_bits": 8, "lm_head_bits": 8})";
+  auto r = RunTabfit("run --temp 0 -n 4 -t 1 -p hi --precision " + cfg);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // F16 layers are 12.0 MiB; 8-bit attention + 4-bit MLP is about a third of that.
+  EXPECT_NE(r.output.find("layers.0-7          4.3 MiB"), std::string::npos) << r.output;
+  std::ofstream(cfg) << R"({"default_bits": 5})";
+  auto bad = RunTabfit("run -n 1 -p hi --precision " + cfg);
+  EXPECT_FALSE(bad.signaled);
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("error: "), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("default_bits"), std::string::npos) << bad.output;
+}
+
 TEST(Cli, InspectShowsMetadataTensorsAndMemory) {
   auto r = RunTabfit("inspect");
   EXPECT_EQ(r.exit_code, 0) << r.output;
