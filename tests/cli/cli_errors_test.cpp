@@ -178,7 +178,7 @@ TEST(Cli, PrecisionConfigShrinksTheLayers) {
   auto r = RunTabfit("run --temp 0 -n 4 -t 1 -p hi --precision " + cfg);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   // F16 layers are 12.0 MiB; 8-bit attention + 4-bit MLP is about a third of that.
-  EXPECT_NE(r.output.find("layers.0-7          4.3 MiB"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("layers.0-7          4.1 MiB"), std::string::npos) << r.output;
   std::ofstream(cfg) << R"({"default_bits": 5})";
   auto bad = RunTabfit("run -n 1 -p hi --precision " + cfg);
   EXPECT_FALSE(bad.signaled);
