@@ -7,6 +7,7 @@
 #include <map>
 
 #include "cli/commands.h"
+#include "eval/precision.h"
 #include "model/gguf/gguf.h"
 #include "model/package/package.h"
 #include "model/package/synth.h"
@@ -32,6 +33,7 @@ Command MakeConvertCommand() {
     std::string input;
     std::string out_dir;
     std::string weight_type;
+    std::string precision;
     std::string max_chunk = "64MiB";
     int threads = 0;
     bool verify = false;
@@ -48,6 +50,9 @@ Command MakeConvertCommand() {
     sub->add_option("--weight-type", st->weight_type,
                     "type of every 2-D weight: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2 "
                     "(default: keep the file's types)");
+    sub->add_option("--precision", st->precision,
+                    "precision config JSON (per-layer / per-tensor bits, or a `tabfit calibrate --budget` plan); "
+                    "tensors it does not name keep --weight-type / their type");
     sub->add_option("--max-chunk", st->max_chunk, "largest chunk file, e.g. 64MiB (at most 2GiB)")
         ->default_val("64MiB");
     sub->add_option("-t,--threads", st->threads, "conversion threads (default: all cores)");
@@ -68,6 +73,16 @@ Command MakeConvertCommand() {
       // Hook for per-tensor precision (e.g. a --precision config): any
       // TensorTypeFn works here; UniformWeightType is the uniform policy.
       po.target_type = UniformWeightType(*t);
+    }
+    if (!st->precision.empty()) {
+      auto plan = LoadPrecisionConfig(st->precision);
+      if (!plan.ok()) return Fail(plan.status());
+      auto shared = std::make_shared<PrecisionPlan>(std::move(*plan));
+      TensorTypeFn fallback = po.target_type;
+      po.target_type = [shared, fallback](const GgufTensorInfo& t) -> std::optional<TensorType> {
+        if (auto ty = shared->TypeFor(t.name)) return ty;
+        return fallback ? fallback(t) : std::nullopt;
+      };
     }
     auto src = OpenModelSource(st->input);
     if (!src.ok()) return Fail(src.status());

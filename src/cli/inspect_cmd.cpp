@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "model/gguf/gguf.h"
 #include "model/llama/hparams.h"
+#include "model/package/package.h"
 
 namespace tabfit::cli {
 
@@ -32,7 +33,7 @@ Command MakeInspectCommand() {
   Command c;
   c.setup = [st](CLI::App& app) {
     CLI::App* sub = app.add_subcommand("inspect", "print a model's metadata, tensors and the memory a run needs");
-    sub->add_option("model", st->model, "GGUF model file (default: the bundled demo model)");
+    sub->add_option("model", st->model, "GGUF model file or tabfit package (default: the bundled demo model)");
     sub->add_option("-c,--ctx-size", st->n_ctx, "context size for the KV-cache figure (default: the model's, max 4096)");
     sub->add_option("--kv-type", st->kv_type, "KV element type for the figure: f16 or f32")->default_val("f16");
     sub->add_flag("--all", st->all_tensors, "list every tensor (default: the first 24)");
@@ -40,7 +41,9 @@ Command MakeInspectCommand() {
   };
   c.run = [st]() -> int {
     if (st->model.empty()) st->model = DefaultModelPath();
-    auto g = GgufFile::Open(st->model);
+    auto src = OpenModelSource(st->model);  // a GGUF file or a tabfit package directory
+    if (!src.ok()) return Fail(src.status());
+    auto g = GgufFile::Parse(std::move(*src));
     if (!g.ok()) return Fail(g.status());
     std::printf("%s: GGUF v%u, %zu metadata keys, %zu tensors, data at offset %llu, alignment %llu\n",
                 st->model.c_str(), g->version(), g->metadata().size(), g->tensors().size(),

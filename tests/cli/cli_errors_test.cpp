@@ -187,6 +187,22 @@ TEST(Cli, PrecisionConfigShrinksTheLayers) {
   EXPECT_NE(bad.output.find("default_bits"), std::string::npos) << bad.output;
 }
 
+TEST(Cli, ConvertWithPrecisionThenRunAndInspectThePackage) {
+  std::string cfg = WriteBytes("prec2.json", {});
+  std::ofstream(cfg) << R"({"default_bits": 4, "attention_bits": 8})";
+  std::string dir = TempPath("pkg");
+  std::filesystem::remove_all(dir);
+  auto c = RunTabfit("convert -q --precision " + cfg + " " + testing::DemoModel() + " " + dir);
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  EXPECT_NE(c.output.find("Q8_0"), std::string::npos) << c.output;
+  EXPECT_NE(c.output.find("Q4_0"), std::string::npos) << c.output;
+  auto i = RunTabfit("inspect " + dir);
+  EXPECT_EQ(i.exit_code, 0) << i.output;
+  EXPECT_NE(i.output.find("Q8_0"), std::string::npos) << i.output;
+  auto r = RunTabfit("run --temp 0 -n 4 -t 1 -p hi -m " + dir);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
 TEST(Cli, InspectShowsMetadataTensorsAndMemory) {
   auto r = RunTabfit("inspect");
   EXPECT_EQ(r.exit_code, 0) << r.output;
