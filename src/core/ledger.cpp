@@ -71,7 +71,8 @@ void Release(const std::shared_ptr<detail::LedgerState>& s, int component_id, si
 // ---- Buffer ----
 
 Buffer::Buffer(Buffer&& o) noexcept
-    : data_(o.data_), size_(o.size_), component_id_(o.component_id_), state_(std::move(o.state_)) {
+    : data_(o.data_), size_(o.size_), owns_memory_(o.owns_memory_), component_id_(o.component_id_),
+      state_(std::move(o.state_)) {
   o.data_ = nullptr;
   o.size_ = 0;
   o.component_id_ = -1;
@@ -82,6 +83,7 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
     Reset();
     data_ = o.data_;
     size_ = o.size_;
+    owns_memory_ = o.owns_memory_;
     component_id_ = o.component_id_;
     state_ = std::move(o.state_);
     o.data_ = nullptr;
@@ -99,12 +101,13 @@ const std::string& Buffer::component() const {
 }
 
 void Buffer::Reset() {
-  if (data_) {
-    std::free(data_);
+  if (size_ > 0 && (data_ || !owns_memory_)) {
+    if (owns_memory_) std::free(data_);
     if (state_) Release(state_, component_id_, size_);
   }
   data_ = nullptr;
   size_ = 0;
+  owns_memory_ = true;
   component_id_ = -1;
   state_.reset();
 }
@@ -119,7 +122,15 @@ MemoryLedger::MemoryLedger(Options options) : state_(std::make_shared<detail::Le
 
 MemoryLedger::~MemoryLedger() = default;
 
+Result<Buffer> MemoryLedger::ChargeExternal(std::string_view component, size_t bytes) {
+  return AllocateImpl(component, bytes, 64, /*external=*/true);
+}
+
 Result<Buffer> MemoryLedger::Allocate(std::string_view component, size_t bytes, size_t alignment) {
+  return AllocateImpl(component, bytes, alignment, /*external=*/false);
+}
+
+Result<Buffer> MemoryLedger::AllocateImpl(std::string_view component, size_t bytes, size_t alignment, bool external) {
   if (bytes == 0) return Buffer();
   if (alignment < 16 || (alignment & (alignment - 1)) != 0) {
     return InvalidArgument("alignment " + std::to_string(alignment) + " is not a power of two >= 16");
@@ -132,7 +143,7 @@ Result<Buffer> MemoryLedger::Allocate(std::string_view component, size_t bytes, 
     std::lock_guard<std::mutex> lock(state_->mu);
     id = state_->ComponentId(component);
     const auto& opt = state_->options;
-    if (opt.max_buffer_bytes && bytes > opt.max_buffer_bytes) {
+    if (!external && opt.max_buffer_bytes && bytes > opt.max_buffer_bytes) {
       return BufferLimit("component '" + std::string(component) + "' asked for one buffer of " +
                          FormatBytes(bytes) + ", over the maximum buffer size " +
                          FormatBytes(opt.max_buffer_bytes) +
@@ -158,15 +169,16 @@ Result<Buffer> MemoryLedger::Allocate(std::string_view component, size_t bytes, 
     Notify(ls, ev);
     return refusal;
   }
-  size_t rounded = (bytes + alignment - 1) / alignment * alignment;
-  void* p = std::aligned_alloc(alignment, rounded);
-  if (!p) {
+  void* p = nullptr;
+  if (!external) p = std::aligned_alloc(alignment, (bytes + alignment - 1) / alignment * alignment);
+  if (!external && !p) {
     return OutOfMemory("the system refused " + FormatBytes(bytes) + " for component '" +
                        std::string(component) + "'; close other programs or lower the precision");
   }
   Buffer b;
   b.data_ = p;
   b.size_ = bytes;
+  b.owns_memory_ = !external;
   b.component_id_ = id;
   b.state_ = state_;
   {

@@ -84,6 +84,7 @@ class Buffer {
   friend class MemoryLedger;
   void* data_ = nullptr;
   size_t size_ = 0;
+  bool owns_memory_ = true;  // false for ChargeExternal
   int component_id_ = -1;
   std::shared_ptr<detail::LedgerState> state_;
 };
@@ -125,6 +126,12 @@ class MemoryLedger {
   // Zero bytes gives an empty Buffer.
   Result<Buffer> Allocate(std::string_view component, size_t bytes, size_t alignment = 64);
 
+  // Accounts for `bytes` that live outside the ledger's allocator (e.g. a
+  // tokenizer's tables in std containers) under `component`, against the
+  // budget like an allocation. The returned Buffer has no data (data() is
+  // null, size() is `bytes`); destroying it releases the charge.
+  Result<Buffer> ChargeExternal(std::string_view component, size_t bytes);
+
   // Allocates `bytes` as chunks of whole `unit`s, each <= max_buffer_bytes.
   Result<ChunkedBuffer> AllocateChunked(std::string_view component, size_t bytes, size_t unit);
 
@@ -150,6 +157,7 @@ class MemoryLedger {
   void Unsubscribe(int id);
 
  private:
+  Result<Buffer> AllocateImpl(std::string_view component, size_t bytes, size_t alignment, bool external);
   std::shared_ptr<detail::LedgerState> state_;
 };
 

@@ -73,6 +73,20 @@ TEST(Ledger, ListenersSeeAllocationsAndFrees) {
   EXPECT_EQ(deltas, (std::vector<int64_t>{64, -64}));
 }
 
+TEST(Ledger, ExternalChargesCountAgainstTheBudgetWithoutMemory) {
+  MemoryLedger ledger(MemoryLedger::Options{.budget_bytes = 1000, .max_buffer_bytes = 100});
+  auto c = ledger.ChargeExternal("tokenizer", 600);  // over max_buffer: not a buffer, allowed
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->data(), nullptr);
+  EXPECT_EQ(c->size(), 600u);
+  EXPECT_EQ(ledger.component_bytes("tokenizer"), 600u);
+  EXPECT_FALSE(ledger.ChargeExternal("tokenizer", 500).ok());  // budget
+  Buffer moved = std::move(*c);
+  EXPECT_EQ(ledger.current_bytes(), 600u);
+  moved.Reset();
+  EXPECT_EQ(ledger.current_bytes(), 0u);
+}
+
 TEST(ParseBytes, Units) {
   EXPECT_EQ(*ParseBytes("1.5GB"), 1500000000u);
   EXPECT_EQ(*ParseBytes("2GiB"), 2147483648u);

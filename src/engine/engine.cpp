@@ -88,6 +88,7 @@ void Engine::Unload() {
   kv_.reset();
   model_.reset();
   pool_.reset();
+  tokenizer_charge_.Reset();
 }
 
 Result<std::unique_ptr<Engine>> Engine::LoadFile(const std::string& path, const EngineOptions& options,
@@ -110,6 +111,8 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
   TF_ASSIGN_OR_RETURN(GgufFile gguf, GgufFile::Parse(std::move(source)));
   TF_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::FromGguf(gguf));
   e->tokenizer_ = std::make_unique<Tokenizer>(std::move(tok));
+  // Its tables live in std containers: charge what they hold so the ledger covers them too.
+  TF_ASSIGN_OR_RETURN(e->tokenizer_charge_, e->ledger_.ChargeExternal("tokenizer", e->tokenizer_->MemoryBytes()));
 
   TF_ASSIGN_OR_RETURN(LlamaHParams hp0, ReadLlamaHParams(gguf));
   if (options.profile) {

@@ -129,6 +129,7 @@ class Engine {
   MemoryLedger ledger_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Tokenizer> tokenizer_;
+  Buffer tokenizer_charge_;  // the tokenizer's tables, charged as "tokenizer"
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<KvCache> kv_;
   struct State;
