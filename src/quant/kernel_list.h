@@ -22,8 +22,9 @@ bool IsaAvailable(Isa isa);
 Isa BestIsa();
 
 // How activations are packed for a weight type's dot product (see formats.h).
-enum class PackType : int { kF32 = 0, kQ8_0A = 1, kQ8_KA = 2 };
-constexpr int kPackTypeCount = 3;
+// kQ8_KAR: Q8_KA of the Hadamard-rotated activation (TF_Q2R, see quant/tf_q2r.h).
+enum class PackType : int { kF32 = 0, kQ8_0A = 1, kQ8_KA = 2, kQ8_KAR = 3 };
+constexpr int kPackTypeCount = 4;
 
 using MatMulFn = void (*)(const void* w, size_t row_bytes, int64_t r0, int64_t r1, int64_t cols,
                           const void* xpacked, int64_t n_tokens, float* y, int64_t ldy);

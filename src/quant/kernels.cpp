@@ -4,6 +4,7 @@
 #include "quant/formats.h"
 #include "quant/kernel_list.h"
 #include "quant/kernels_impl.h"
+#include "quant/tf_q2r.h"
 #include "quant/vec.h"
 
 namespace tabfit {
@@ -47,6 +48,9 @@ constexpr FormatTraits kFormats[] = {
      {MatMulTfQ3Scalar, AVX2(MatMulTfQ3Avx2), WASM(MatMulTfQ3Wasm), nullptr}},
     {TensorType::kTF_Q2, "TF_Q2", 256, 80, 2.5, ToFloatTfQ2, FromFloatTfQ2, PackType::kQ8_KA,
      {MatMulTfQ2Scalar, AVX2(MatMulTfQ2Avx2), WASM(MatMulTfQ2Wasm), nullptr}},
+    // TF_Q2R: TF_Q2 blocks of rotated weights; same mat-mul kernels, rotated activation packing.
+    {TensorType::kTF_Q2R, "TF_Q2R", 256, 80, 2.5, ToFloatTfQ2R, FromFloatTfQ2R, PackType::kQ8_KAR,
+     {MatMulTfQ2Scalar, AVX2(MatMulTfQ2Avx2), WASM(MatMulTfQ2Wasm), nullptr}},
     // Read-only GGML formats: dequantization only (no mat-mul kernels).
     {TensorType::kQ4_1, "Q4_1", 32, 20, 5.0, ToFloatQ4_1, nullptr, PackType::kF32, {}},
     {TensorType::kQ5_0, "Q5_0", 32, 22, 5.5, ToFloatQ5_0, nullptr, PackType::kF32, {}},
@@ -59,6 +63,7 @@ constexpr PackTraits kPacks[] = {
     {PackType::kF32, "f32", 1, 4, {PackF32Scalar, nullptr, nullptr, nullptr}},
     {PackType::kQ8_0A, "q8_0a", 32, 36, {PackQ8_0AScalar, AVX2(PackQ8_0AAvx2), nullptr, nullptr}},
     {PackType::kQ8_KA, "q8_ka", 256, 292, {PackQ8_KAScalar, AVX2(PackQ8_KAAvx2), nullptr, nullptr}},
+    {PackType::kQ8_KAR, "q8_kar", 256, 292, {PackQ8_KARScalar, AVX2(PackQ8_KARAvx2), nullptr, nullptr}},
 };
 
 constexpr VecKernels kVec[] = {

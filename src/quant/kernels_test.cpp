@@ -14,6 +14,7 @@
 #include "quant/formats.h"
 #include "quant/kernel_list.h"
 #include "quant/test_weights.h"
+#include "quant/tf_q2r.h"
 #include "quant/vec.h"
 #include "test_util.h"
 
@@ -226,6 +227,7 @@ TEST(MatMul, ScalarKernelEqualsDequantizedDot) {
       }
       for (int64_t r = 0; r < c.rows; ++r) {
         f.to_float(c.w.data() + r * rb, wd.data(), cols);
+        if (f.pack == PackType::kQ8_KAR) TfRotate256(wd.data(), cols);  // packed x is R x
         double s = 0, a = 0;
         for (int64_t i = 0; i < cols; ++i) {
           s += static_cast<double>(wd[i]) * xd[i];

@@ -38,6 +38,7 @@ enum class TensorType : uint32_t {
   kTF_Q4 = 1001,  // 4-bit
   kTF_Q3 = 1002,  // 3-bit
   kTF_Q2 = 1003,  // 2-bit
+  kTF_Q2R = 1004, // 2-bit, TF_Q2 of Hadamard-rotated weights (quant/tf_q2r.h)
 };
 
 // Geometry known without the kernels: block size (elements) and bytes per block.
