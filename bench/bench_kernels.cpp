@@ -39,7 +39,14 @@ void BM_MatMul(benchmark::State& state, const FormatTraits* f, Isa isa, int64_t 
   const size_t prb = PackedActivationRowBytes(f->type, cols);
   std::vector<uint8_t> packed(prb * n_tokens);
   const PackTraits& p = PackTraitsFor(f->pack);
-  const PackFn pack = p.pack[static_cast<int>(isa)] ? p.pack[static_cast<int>(isa)] : p.pack[0];
+  // The ISA's packer, else its fallback's (kAvx512Vnni packs with AVX2), else scalar.
+  PackFn pack = p.pack[0];
+  for (Isa i = isa; i != Isa::kScalar; i = FallbackIsa(i)) {
+    if (p.pack[static_cast<int>(i)]) {
+      pack = p.pack[static_cast<int>(i)];
+      break;
+    }
+  }
   std::vector<float> y(rows * n_tokens);
   const MatMulFn mm = f->matmul[static_cast<int>(isa)];
   for (auto _ : state) {

@@ -13,11 +13,16 @@
 
 namespace tabfit {
 
-enum class Isa : int { kScalar = 0, kAvx2 = 1, kWasmSimd = 2, kNeon = 3 };
-constexpr int kIsaCount = 4;
+// kAvx512Vnni: AVX2 plus AVX-512 F/VL/BW/VNNI, used on 256-bit vectors (vpdpbusd).
+// Formats without a kAvx512Vnni kernel use their kAvx2 one there (FallbackIsa).
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kWasmSimd = 2, kNeon = 3, kAvx512Vnni = 4 };
+constexpr int kIsaCount = 5;
 const char* IsaName(Isa isa);
-// True when the instructions run on this CPU (kScalar always; kAvx2 needs AVX2+FMA+F16C).
+// True when the instructions run on this CPU (kScalar always; kAvx2 needs AVX2+FMA+F16C;
+// kAvx512Vnni needs those and AVX-512 F, VL, BW and VNNI).
 bool IsaAvailable(Isa isa);
+// The ISA whose kernels stand in where `isa` has none (kAvx512Vnni -> kAvx2, others -> kScalar).
+Isa FallbackIsa(Isa isa);
 // The best available ISA (what the public API dispatches to).
 Isa BestIsa();
 

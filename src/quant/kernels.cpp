@@ -17,6 +17,11 @@ using namespace qk;
 #else
 #define AVX2(f) nullptr
 #endif
+#if defined(TABFIT_HAVE_AVX512VNNI_KERNELS)
+#define VNNI(f) f
+#else
+#define VNNI(f) nullptr
+#endif
 #if defined(TABFIT_HAVE_WASM_KERNELS)
 #define WASM(f) f
 #else
@@ -28,7 +33,7 @@ using namespace qk;
 #define NEON(f) nullptr
 #endif
 
-// matmul[] order: kScalar, kAvx2, kWasmSimd, kNeon.
+// matmul[] order: kScalar, kAvx2, kWasmSimd, kNeon, kAvx512Vnni.
 constexpr FormatTraits kFormats[] = {
     {TensorType::kF32, "F32", 1, 4, 32.0, ToFloatF32, FromFloatF32, PackType::kF32,
      {MatMulF32Scalar, AVX2(MatMulF32Avx2), WASM(MatMulF32Wasm), NEON(MatMulF32Neon)}},
@@ -37,9 +42,9 @@ constexpr FormatTraits kFormats[] = {
     {TensorType::kBF16, "BF16", 1, 2, 16.0, ToFloatBF16, FromFloatBF16, PackType::kF32,
      {MatMulBF16Scalar, AVX2(MatMulBF16Avx2), WASM(MatMulBF16Wasm), nullptr}},
     {TensorType::kQ8_0, "Q8_0", 32, 34, 8.5, ToFloatQ8_0, FromFloatQ8_0, PackType::kQ8_0A,
-     {MatMulQ8_0Scalar, AVX2(MatMulQ8_0Avx2), WASM(MatMulQ8_0Wasm), NEON(MatMulQ8_0Neon)}},
+     {MatMulQ8_0Scalar, AVX2(MatMulQ8_0Avx2), WASM(MatMulQ8_0Wasm), NEON(MatMulQ8_0Neon), VNNI(MatMulQ8_0Avx512Vnni)}},
     {TensorType::kQ4_0, "Q4_0", 32, 18, 4.5, ToFloatQ4_0, FromFloatQ4_0, PackType::kQ8_0A,
-     {MatMulQ4_0Scalar, AVX2(MatMulQ4_0Avx2), WASM(MatMulQ4_0Wasm), NEON(MatMulQ4_0Neon)}},
+     {MatMulQ4_0Scalar, AVX2(MatMulQ4_0Avx2), WASM(MatMulQ4_0Wasm), NEON(MatMulQ4_0Neon), VNNI(MatMulQ4_0Avx512Vnni)}},
     {TensorType::kTF_Q8, "TF_Q8", 256, 266, 8.3125, ToFloatTfQ8, FromFloatTfQ8, PackType::kQ8_KA,
      {MatMulTfQ8Scalar, AVX2(MatMulTfQ8Avx2), WASM(MatMulTfQ8Wasm), nullptr}},
     {TensorType::kTF_Q4, "TF_Q4", 256, 144, 4.5, ToFloatTfQ4, FromFloatTfQ4, PackType::kQ8_KA,
@@ -79,10 +84,12 @@ constexpr VecKernels kVec[] = {
 #endif
 };
 
+// The best ISA's entry, else its fallback's (kAvx512Vnni -> kAvx2), else scalar.
 template <typename Fn>
 Fn Best(const Fn (&fns)[kIsaCount]) {
-  const int best = static_cast<int>(BestIsa());
-  if (fns[best]) return fns[best];
+  for (Isa isa = BestIsa(); isa != Isa::kScalar; isa = FallbackIsa(isa)) {
+    if (fns[static_cast<int>(isa)]) return fns[static_cast<int>(isa)];
+  }
   return fns[0];
 }
 
@@ -90,8 +97,10 @@ Fn Best(const Fn (&fns)[kIsaCount]) {
 struct Dispatch {
   const VecKernels* vec = &kVec[0];
   Dispatch() {
-    for (const auto& v : kVec) {
-      if (v.isa == BestIsa()) vec = &v;
+    for (Isa isa = BestIsa(); isa != Isa::kScalar && vec == &kVec[0]; isa = FallbackIsa(isa)) {
+      for (const auto& v : kVec) {
+        if (v.isa == isa) vec = &v;
+      }
     }
   }
 };
@@ -108,6 +117,7 @@ const char* IsaName(Isa isa) {
     case Isa::kAvx2: return "avx2";
     case Isa::kWasmSimd: return "wasm_simd128";
     case Isa::kNeon: return "neon";
+    case Isa::kAvx512Vnni: return "avx512vnni";
   }
   return "?";
 }
@@ -137,13 +147,26 @@ bool IsaAvailable(Isa isa) {
 #else
       return false;
 #endif
+    case Isa::kAvx512Vnni:
+#if defined(TABFIT_HAVE_AVX512VNNI_KERNELS) && (defined(__GNUC__) || defined(__clang__))
+    {
+      static const bool ok = IsaAvailable(Isa::kAvx2) && __builtin_cpu_supports("avx512f") &&
+                             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512vnni");
+      return ok;
+    }
+#else
+      return false;
+#endif
   }
   return false;
 }
 
+Isa FallbackIsa(Isa isa) { return isa == Isa::kAvx512Vnni ? Isa::kAvx2 : Isa::kScalar; }
+
 Isa BestIsa() {
   static const Isa best = [] {
-    for (Isa isa : {Isa::kAvx2, Isa::kWasmSimd, Isa::kNeon}) {
+    for (Isa isa : {Isa::kAvx512Vnni, Isa::kAvx2, Isa::kWasmSimd, Isa::kNeon}) {
       if (IsaAvailable(isa)) return isa;
     }
     return Isa::kScalar;

@@ -11,6 +11,7 @@
 #include "quant/avx2_util.h"
 #include "quant/formats.h"
 #include "quant/kernels_impl.h"
+#include "quant/q8_0_rows_x86.h"
 #include "quant/tile_driver.h"
 
 namespace tabfit::qk {
@@ -164,13 +165,44 @@ void MatMulF16Avx2(TF_MATMUL_ARGS) {
 void MatMulBF16Avx2(TF_MATMUL_ARGS) {
   DriveSplit(FloatKernel<BF16W>{cols}, w, row_bytes, r0, r1, xpacked, cols * 4, n_tokens, y, ldy);
 }
+
+namespace {
+
+// maddubs + madd: 4 unsigned x signed byte products per int32 lane.
+struct DotMaddubs {
+  static __m256i Run(__m256i u8, __m256i s8) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u8, s8), _mm256_set1_epi16(1));
+  }
+};
+
+// Decode (fewer than 4 tokens): 8-row steps (q8_0_rows_x86.h), the last rows % 8
+// with the register-tiled kernel; prefill: register tiles.
+template <class K, class Rows8>
+void MatMulQ8_0Family(const K& k, Rows8 rows8, TF_MATMUL_ARGS) {
+  (void)cols;
+  const size_t xrb = k.nb * sizeof(BlockQ8_0A);
+  if (n_tokens >= 4) {
+    DriveSplit(k, w, row_bytes, r0, r1, xpacked, xrb, n_tokens, y, ldy);
+    return;
+  }
+  const auto* xp = static_cast<const uint8_t*>(xpacked);
+  DriveRows8(
+      [&](const uint8_t* wr, size_t rb, const BlockQ8_0A* xt, float* yr) { rows8(wr, rb, xt, k.nb, yr); },
+      [&](int64_t ra, int64_t rb_end, int64_t t) {
+        DriveTiles<1, 1>(k, w, row_bytes, ra, rb_end, xp + t * xrb, xrb, 1, y + t * ldy, ldy);
+      },
+      w, row_bytes, r0, r1, xpacked, xrb, n_tokens, y, ldy);
+}
+
+}  // namespace
+
 void MatMulQ8_0Avx2(TF_MATMUL_ARGS) {
-  const int64_t nb = cols / kQK8_0;
-  DriveSplit(Q8_0Kernel{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
+  MatMulQ8_0Family(Q8_0Kernel{cols / kQK8_0}, Q8_0Rows8<DotMaddubs>, w, row_bytes, r0, r1, cols, xpacked, n_tokens,
+                   y, ldy);
 }
 void MatMulQ4_0Avx2(TF_MATMUL_ARGS) {
-  const int64_t nb = cols / kQK4_0;
-  DriveSplit(Q4_0Kernel{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
+  MatMulQ8_0Family(Q4_0Kernel{cols / kQK4_0}, Q4_0Rows8<DotMaddubs>, w, row_bytes, r0, r1, cols, xpacked, n_tokens,
+                   y, ldy);
 }
 
 // ---------------------------------------------------------------- packing

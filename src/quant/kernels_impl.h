@@ -85,6 +85,13 @@ void F32ToF16Avx2(const float* x, uint16_t* y, int64_t n);
 void F16ToF32Avx2(const uint16_t* x, float* y, int64_t n);
 #endif
 
+// ---- x86 AVX-512 VNNI + VL on 256-bit vectors (kernels_avx512vnni.cpp; built with
+// -mavx512f -mavx512vl -mavx512bw -mavx512vnni on top of the AVX2 flags) ----
+#if defined(TABFIT_HAVE_AVX512VNNI_KERNELS)
+void MatMulQ8_0Avx512Vnni(TF_MATMUL_ARGS);
+void MatMulQ4_0Avx512Vnni(TF_MATMUL_ARGS);
+#endif
+
 // ---- WASM SIMD128 (kernels_wasm.cpp) ----
 #if defined(__wasm_simd128__)
 #define TABFIT_HAVE_WASM_KERNELS 1

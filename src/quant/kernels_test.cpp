@@ -411,7 +411,21 @@ TEST(KernelList, Avx2PresentAndSelectedWhenCpuSupportsIt) {
   const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   EXPECT_EQ(IsaAvailable(Isa::kAvx2), cpu);
   if (!cpu) GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C";
-  EXPECT_EQ(BestIsa(), Isa::kAvx2);
+  const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
+#if defined(TABFIT_TEST_EXPECT_AVX512VNNI_KERNELS)
+  EXPECT_EQ(IsaAvailable(Isa::kAvx512Vnni), vnni);
+#endif
+  EXPECT_EQ(BestIsa(), IsaAvailable(Isa::kAvx512Vnni) ? Isa::kAvx512Vnni : Isa::kAvx2);
+  EXPECT_EQ(FallbackIsa(Isa::kAvx512Vnni), Isa::kAvx2);
+  if (IsaAvailable(Isa::kAvx512Vnni)) {
+    EXPECT_TRUE(vnni);
+    // The VNNI decode kernels are compiled in and listed, so the table-driven
+    // comparisons above test them against the scalar oracle.
+    for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+      EXPECT_NE(FindFormat(t)->matmul[static_cast<int>(Isa::kAvx512Vnni)], nullptr) << TensorTypeName(t);
+    }
+  }
   for (const FormatTraits& f : Formats()) {
     if (!f.matmul[0]) continue;
     const TensorType t = f.type;
