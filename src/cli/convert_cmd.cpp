@@ -7,6 +7,7 @@
 #include <map>
 
 #include "cli/commands.h"
+#include "eval/importance.h"
 #include "eval/precision.h"
 #include "model/gguf/gguf.h"
 #include "model/package/package.h"
@@ -34,6 +35,7 @@ Command MakeConvertCommand() {
     std::string out_dir;
     std::string weight_type;
     std::string precision;
+    std::string imatrix;
     std::string max_chunk = "64MiB";
     int threads = 0;
     bool verify = false;
@@ -53,6 +55,9 @@ Command MakeConvertCommand() {
     sub->add_option("--precision", st->precision,
                     "precision config JSON (per-layer / per-tensor bits, or a `tabfit calibrate --budget` plan); "
                     "tensors it does not name keep --weight-type / their type");
+    sub->add_option("--imatrix", st->imatrix,
+                    "importance statistics from `tabfit calibrate` (binary or JSON): re-quantized tensors "
+                    "minimise the importance-weighted error (tensors without statistics are quantized without)");
     sub->add_option("--max-chunk", st->max_chunk, "largest chunk file, e.g. 64MiB (at most 2GiB)")
         ->default_val("64MiB");
     sub->add_option("-t,--threads", st->threads, "conversion threads (default: all cores)");
@@ -84,6 +89,16 @@ Command MakeConvertCommand() {
         return fallback ? fallback(t) : std::nullopt;
       };
     }
+    std::shared_ptr<const ImportanceMap> imap;
+    if (!st->imatrix.empty()) {
+      auto m = ImportanceMap::Load(st->imatrix);
+      if (!m.ok()) return Fail(m.status());
+      if (m->empty()) return Fail(InvalidArgument("--imatrix " + st->imatrix + ": the file holds no tensors"));
+      imap = std::make_shared<const ImportanceMap>(std::move(*m));
+      po.importance = [imap](const GgufTensorInfo& t) -> const float* {
+        return t.ne.empty() ? nullptr : imap->For(t.name, t.ne[0]);
+      };
+    }
     auto src = OpenModelSource(st->input);
     if (!src.ok()) return Fail(src.status());
     auto g = GgufFile::Parse(std::move(*src));
@@ -106,6 +121,11 @@ Command MakeConvertCommand() {
     const double secs = Now() - t0;
 
     std::map<std::string, std::pair<uint64_t, uint64_t>> by_type;  // type -> (bytes, elements)
+    size_t n_converted = 0, n_with_importance = 0;
+    for (const auto& t : sum->tensors) {
+      n_converted += t.type != t.source_type;
+      n_with_importance += t.used_importance;
+    }
     if (!st->quiet) {
       std::printf("%-32s %-12s %-14s %-13s %12s %s\n", "tensor", "component", "shape", "type", "bytes", "chunks");
     }
@@ -118,6 +138,7 @@ Command MakeConvertCommand() {
       if (st->quiet) continue;
       std::string types = std::string(TensorTypeName(t.type));
       if (t.type != t.source_type) types = std::string(TensorTypeName(t.source_type)) + "->" + types;
+      if (t.used_importance) types += "*";
       std::string files;
       for (const auto& p : t.parts) files += (files.empty() ? "" : ",") + p.file.substr(0, p.file.find('.'));
       std::printf("%-32s %-12s %-14s %-13s %12llu %s\n", t.name.c_str(), t.component.c_str(), Shape(t.ne).c_str(),
@@ -134,6 +155,11 @@ Command MakeConvertCommand() {
                 FormatBytes(sum->tensor_bytes).c_str(), static_cast<unsigned long long>(sum->tensor_bytes),
                 FormatBytes(sum->total_bytes).c_str(),
                 sum->n_weights ? 8.0 * sum->tensor_bytes / sum->n_weights : 0.0, sum->n_weights / 1e6);
+    if (imap) {
+      std::printf("  importance (%s, %llu calibration tokens): %zu of %zu converted tensors (marked *)\n",
+                  st->imatrix.c_str(), static_cast<unsigned long long>(imap->tokens()), n_with_importance,
+                  n_converted);
+    }
     if (st->verify) {
       Status v = VerifyPackage(st->out_dir);
       if (!v.ok()) return Fail(v);

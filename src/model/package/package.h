@@ -62,9 +62,16 @@ using TensorTypeFn = std::function<std::optional<TensorType>(const GgufTensorInf
 // tensors (norms, biases) keep their type.
 TensorTypeFn UniformWeightType(TensorType t);
 
+// Per-column importance of a tensor's input (e.g. `tabfit calibrate` statistics):
+// [tensor.ne[0]] non-negative floats handed to QuantizeRow for every row, or nullptr
+// (quantize without). Called once per converted tensor; the pointer must stay valid
+// until the write returns.
+using ImportanceFn = std::function<const float*(const GgufTensorInfo& tensor)>;
+
 struct PackageOptions {
   uint64_t max_chunk_bytes = kDefaultMaxChunkBytes;  // [kMinChunkBytes, kMaxChunkLimit]
   TensorTypeFn target_type;                          // null: keep every type
+  ImportanceFn importance;                           // null: no importance weighting
   int threads = 0;                                   // conversion threads; 0 = hardware concurrency
   // Progress: tensor bytes written so far / total, and the tensor being written.
   std::function<void(uint64_t done, uint64_t total, const std::string& tensor)> progress;
@@ -83,6 +90,7 @@ struct PackageTensor {
   std::vector<int64_t> ne;
   TensorType type = TensorType::kF32;
   TensorType source_type = TensorType::kF32;
+  bool used_importance = false;  // converted with PackageOptions::importance statistics
   uint64_t nbytes = 0;
   uint64_t data_offset = 0;  // relative to the GGUF data section
   std::string sha256;        // hex, of the tensor's nbytes

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -225,6 +226,81 @@ TEST_F(DemoPackageTest, Q8_0ConversionSizesAndOutput) {
   std::string ahead = Greedy(std::move(OpenModelSource(dir).value()));
   EXPECT_FALSE(ahead.empty());
   EXPECT_EQ(at_load, ahead);
+}
+
+// PackageOptions::importance reaches the quantizer: a TF_Q2 package converted with
+// (synthetic, strongly non-uniform) importance differs from one without, has the lower
+// importance-weighted error, and both load and generate.
+TEST_F(DemoPackageTest, ImportanceChangesTfConversionAndBothGenerate) {
+  auto g = GgufFile::Open(model_);
+  ASSERT_TRUE(g.ok());
+  std::map<std::string, std::vector<float>> imps;
+  std::mt19937 rng(7);
+  for (const auto& t : g->tensors()) {
+    if (t.ne.size() != 2) continue;
+    std::vector<float> v(static_cast<size_t>(t.ne[0]));
+    for (auto& x : v) x = (rng() % 8 == 0) ? 50.0f : 0.1f + (rng() % 100) / 100.0f;
+    imps[t.name] = std::move(v);
+  }
+  const std::string plain = TempDir("q2-plain"), weighted = TempDir("q2-imp");
+  PackageOptions po;
+  po.max_chunk_bytes = kMaxChunk;
+  // Layer 2's seven matrices only (keeps the test quick); the rest stays F16.
+  const TensorTypeFn q2 = UniformWeightType(TensorType::kTF_Q2);
+  po.target_type = [q2](const GgufTensorInfo& t) -> std::optional<TensorType> {
+    return t.name.rfind("blk.2.", 0) == 0 ? q2(t) : std::nullopt;
+  };
+  auto s0 = WritePackageWithSummary(*g, plain, po);
+  ASSERT_TRUE(s0.ok()) << s0.status().ToString();
+  int asked = 0;
+  po.importance = [&](const GgufTensorInfo& t) -> const float* {
+    ++asked;
+    auto it = imps.find(t.name);
+    return it == imps.end() ? nullptr : it->second.data();
+  };
+  auto s1 = WritePackageWithSummary(*g, weighted, po);
+  ASSERT_TRUE(s1.ok()) << s1.status().ToString();
+  EXPECT_EQ(asked, 7);  // every converted tensor, once
+  ASSERT_EQ(s0->tensors.size(), s1->tensors.size());
+  int differ = 0, with_imp = 0;
+  for (size_t i = 0; i < s0->tensors.size(); ++i) {
+    EXPECT_FALSE(s0->tensors[i].used_importance);
+    with_imp += s1->tensors[i].used_importance;
+    EXPECT_EQ(s0->tensors[i].type, s1->tensors[i].type);
+    differ += s0->tensors[i].sha256 != s1->tensors[i].sha256;
+  }
+  EXPECT_EQ(with_imp, 7);
+  EXPECT_EQ(differ, 7);
+  // The weighted package has the lower importance-weighted error on a real matrix.
+  const std::string name = "blk.2.ffn_down.weight";
+  const GgufTensorInfo* src_t = g->FindTensor(name);
+  ASSERT_NE(src_t, nullptr);
+  const int64_t cols = src_t->ne[0], rows = src_t->rows();
+  std::vector<uint8_t> raw(src_t->row_bytes() * rows);
+  ASSERT_TRUE(g->ReadTensorRows(*src_t, 0, rows, raw.data()).ok());
+  std::vector<float> ref(cols * rows);
+  for (int64_t r = 0; r < rows; ++r) DequantizeRow(src_t->type, raw.data() + r * src_t->row_bytes(), ref.data() + r * cols, cols);
+  auto weighted_err = [&](const std::string& dir) {
+    auto pg = GgufFile::Parse(std::move(OpenPackage(dir).value()));
+    EXPECT_TRUE(pg.ok());
+    const GgufTensorInfo* t = pg->FindTensor(name);
+    EXPECT_EQ(t->type, TensorType::kTF_Q2);
+    std::vector<uint8_t> q(t->row_bytes() * rows);
+    EXPECT_TRUE(pg->ReadTensorRows(*t, 0, rows, q.data()).ok());
+    std::vector<float> row(cols);
+    const float* imp = imps[name].data();
+    double e = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      DequantizeRow(t->type, q.data() + r * t->row_bytes(), row.data(), cols);
+      for (int64_t c = 0; c < cols; ++c) e += imp[c] * (row[c] - ref[r * cols + c]) * (row[c] - ref[r * cols + c]);
+    }
+    return e;
+  };
+  EXPECT_LT(weighted_err(weighted), 0.9 * weighted_err(plain));
+  const std::string a = Greedy(std::move(OpenModelSource(plain).value()));
+  const std::string b = Greedy(std::move(OpenModelSource(weighted).value()));
+  EXPECT_FALSE(a.empty());
+  EXPECT_FALSE(b.empty());
 }
 
 TEST_F(DemoPackageTest, CorruptByteNamesTheChunk) {

@@ -316,7 +316,9 @@ Result<PackageSummary> WritePackageWithSummary(const GgufFile& src, const std::s
       filler = [&src, t](int64_t r0, int64_t n, void* dst) { return src.ReadTensorRows(*t, r0, n, dst); };
     } else {
       const size_t out_rb = p.row_bytes;
-      filler = [&src, t, to, cols, out_rb, pool](int64_t r0, int64_t n, void* dst) -> Status {
+      const float* imp = opt.importance ? opt.importance(*t) : nullptr;
+      p.out.used_importance = imp != nullptr;
+      filler = [&src, t, to, cols, out_rb, pool, imp](int64_t r0, int64_t n, void* dst) -> Status {
         std::vector<uint8_t> raw(static_cast<size_t>(n) * t->row_bytes());
         TF_RETURN_IF_ERROR(src.ReadTensorRows(*t, r0, n, raw.data()));
         const size_t in_rb = t->row_bytes();
@@ -324,7 +326,7 @@ Result<PackageSummary> WritePackageWithSummary(const GgufFile& src, const std::s
         pool->ParallelFor(static_cast<size_t>(n), [&](size_t b, size_t e, int ti) {
           for (size_t i = b; i < e; ++i) {
             DequantizeRow(t->type, raw.data() + i * in_rb, tmp[ti].data(), cols);
-            QuantizeRow(to, tmp[ti].data(), static_cast<uint8_t*>(dst) + i * out_rb, cols, nullptr);
+            QuantizeRow(to, tmp[ti].data(), static_cast<uint8_t*>(dst) + i * out_rb, cols, imp);
           }
         });
         return Status::Ok();

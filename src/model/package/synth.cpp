@@ -10,6 +10,7 @@
 #include "core/f16.h"
 #include "core/thread_pool.h"
 #include "model/gguf/gguf_writer.h"
+#include "quant/formats.h"
 #include "quant/kernels.h"
 
 namespace tabfit {
@@ -72,6 +73,133 @@ class RowRng {
   uint64_t s_[4];
 };
 
+
+// ---------------------------------------------------------------- random blocks
+// Random weights written straight in a block format: random codes and scales
+// chosen so the dequantized weights have mean 0 and RMS `stddev` (like the
+// Gaussian path) -- no float rows, no quantizer search, so a 1.1B model at any
+// precision is written in seconds. Every scale field is a finite fp16; every
+// code is inside its format's range, so the blocks are valid for any reader.
+void PutF16(uint8_t* p, float v) {
+  const uint16_t h = F32ToF16(v);
+  std::memcpy(p, &h, 2);
+}
+
+// RMS of an integer uniform on [lo, hi].
+double UniformRms(int lo, int hi) {
+  double s = 0;
+  for (int v = lo; v <= hi; ++v) s += double(v) * v;
+  return std::sqrt(s / (hi - lo + 1));
+}
+
+// A row-seeded stream of random bytes.
+struct ByteRng {
+  RowRng rng;
+  uint64_t word = 0;
+  int left = 0;
+  uint8_t Byte() {
+    if (left == 0) {
+      word = rng.Next();
+      left = 8;
+    }
+    --left;
+    const uint8_t b = static_cast<uint8_t>(word);
+    word >>= 8;
+    return b;
+  }
+  void Fill(uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) p[i] = Byte();
+  }
+  int Range(int lo, int hi) { return lo + static_cast<int>((uint32_t(Byte()) * uint32_t(hi - lo + 1)) >> 8); }
+  float Sign() { return (Byte() & 1) ? -1.0f : 1.0f; }
+};
+
+// One row of `cols` elements of type t (cols a multiple of its block size).
+// Returns false for a type this generator does not know.
+bool RandomBlocksRow(TensorType t, RowRng rng, float stddev, uint8_t* dst, int64_t cols) {
+  ByteRng r{rng};
+  switch (t) {
+    case TensorType::kQ8_0: {
+      // w = d*q, q uniform in [-127, 127].
+      const float d = stddev / static_cast<float>(UniformRms(-127, 127));
+      for (int64_t b = 0; b < cols / 32; ++b, dst += 34) {
+        PutF16(dst, d);
+        for (int j = 0; j < 32; ++j) dst[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(r.Range(-127, 127)));
+      }
+      return true;
+    }
+    case TensorType::kQ4_0: {
+      // w = d*(q-8), q uniform in [0, 15]; a random sign of d centres the mean.
+      const float d = stddev / static_cast<float>(UniformRms(-8, 7));
+      for (int64_t b = 0; b < cols / 32; ++b, dst += 18) {
+        PutF16(dst, d * r.Sign());
+        r.Fill(dst + 2, 16);
+      }
+      return true;
+    }
+    case TensorType::kTF_Q8: {
+      // w = d*sc*q, sc uniform in [128, 255], q in [-127, 127].
+      const float d = stddev / static_cast<float>(UniformRms(128, 255) * UniformRms(-127, 127));
+      for (int64_t b = 0; b < cols / 256; ++b, dst += sizeof(BlockTfQ8)) {
+        PutF16(dst, d);
+        for (int g = 0; g < 8; ++g) dst[2 + g] = static_cast<uint8_t>(r.Range(128, 255));
+        for (int j = 0; j < 256; ++j) dst[10 + j] = static_cast<uint8_t>(static_cast<int8_t>(r.Range(-127, 127)));
+      }
+      return true;
+    }
+    case TensorType::kTF_Q4:
+    case TensorType::kTF_Q3: {
+      // w = d*sc*q - dmin*m with m = sc and dmin = d*(qmax/2): w = d*sc*(q - qmax/2).
+      const bool q4 = t == TensorType::kTF_Q4;
+      const int qmax = q4 ? 15 : 7;
+      const size_t bb = q4 ? sizeof(BlockTfQ4) : sizeof(BlockTfQ3);
+      const double code_rms = std::sqrt(((qmax + 1.0) * (qmax + 1.0) - 1.0) / 12.0);
+      const float d = stddev / static_cast<float>(UniformRms(32, 63) * code_rms);
+      for (int64_t b = 0; b < cols / 256; ++b, dst += bb) {
+        PutF16(dst, d);
+        PutF16(dst + 2, d * 0.5f * qmax);
+        uint8_t sc[8];
+        for (auto& v : sc) v = static_cast<uint8_t>(r.Range(32, 63));
+        PackScales6(sc, sc, dst + 4);
+        r.Fill(dst + 16, bb - 16);  // every bit pattern is a valid code
+      }
+      return true;
+    }
+    case TensorType::kTF_Q2:
+    case TensorType::kTF_Q2R: {
+      // w = d*sc*(q - z/4) with z = 6: q - 1.5 in {-1.5, -0.5, 0.5, 1.5}; sc in [8, 15].
+      const float d = stddev / static_cast<float>(UniformRms(8, 15) * std::sqrt(1.25));
+      uint8_t z[16];
+      std::fill(std::begin(z), std::end(z), uint8_t{6});
+      for (int64_t b = 0; b < cols / 256; ++b, dst += sizeof(BlockTfQ2)) {
+        PutF16(dst, d);
+        uint8_t sc[16];
+        for (auto& v : sc) v = static_cast<uint8_t>(r.Range(8, 15));
+        PackScz(sc, z, dst + 2);
+        r.Fill(dst + 16, 64);
+      }
+      return true;
+    }
+    case TensorType::kQ2_K: {
+      // GGML Q2_K (84 B / 256: scales[16] (sc | m << 4), qs[64], fp16 d, fp16 dmin):
+      // w = d*sc*q - dmin*m with m = sc and dmin = 1.5*d: w = d*sc*(q - 1.5).
+      const float d = stddev / static_cast<float>(UniformRms(8, 15) * std::sqrt(1.25));
+      for (int64_t b = 0; b < cols / 256; ++b, dst += 84) {
+        for (int g = 0; g < 16; ++g) {
+          const int sc = r.Range(8, 15);
+          dst[g] = static_cast<uint8_t>(sc | sc << 4);
+        }
+        r.Fill(dst + 16, 64);
+        PutF16(dst + 80, d);
+        PutF16(dst + 82, 1.5f * d);
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 uint64_t SynthShape::ParameterCount() const {
@@ -133,14 +261,14 @@ Result<SynthShape> FindSynthShape(const std::string& name) {
 Result<TensorType> ParseTensorTypeName(const std::string& name) {
   const std::string n = Lower(name);
   std::string known;
-  for (uint32_t id = 0; id < 1004; ++id) {
+  for (uint32_t id = 0; id < 1005; ++id) {
     if (id == 31) id = 1000;
     auto t = static_cast<TensorType>(id);
     std::string_view tn = TensorTypeName(t);
     if (tn == "?") continue;
     if (Lower(std::string(tn)) == n) return t;
   }
-  return InvalidArgument("unknown tensor type '" + name + "'; use f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3 or tf_q2");
+  return InvalidArgument("unknown tensor type '" + name + "'; use f32, f16, bf16, q8_0, q4_0, q2_k, tf_q8, tf_q4, tf_q3, tf_q2 or tf_q2r");
 }
 
 Result<SynthVocab> MakeSynthVocab(int n_vocab) {
@@ -199,7 +327,16 @@ Result<SynthResult> WriteSyntheticModel(const SynthShape& shape, const SynthOpti
   }
   const TensorType wt = opt.type;
   const std::string tn(TensorTypeName(wt));
-  if (!CanQuantize(wt)) return Unsupported("type " + tn + " cannot be written by this build");
+  const bool direct = !opt.quantize && wt != TensorType::kF32 && wt != TensorType::kF16 && wt != TensorType::kBF16;
+  if (direct) {
+    std::vector<uint8_t> probe(RowBytes(wt, 256));
+    if (probe.empty() || !RandomBlocksRow(wt, RowRng(0, 0, 0), 0.02f, probe.data(), 256)) {
+      return Unsupported("type " + tn + " has no random-block writer; use quantize mode (--quantize) if it can be "
+                         "quantized");
+    }
+  } else if (!CanQuantize(wt)) {
+    return Unsupported("type " + tn + " cannot be written by this build");
+  }
   for (int cols : {shape.n_embd, shape.n_ff}) {
     if (RowBytes(wt, cols) == 0) {
       return InvalidArgument("type " + tn + " needs rows that are a multiple of its block size; shape '" + shape.name +
@@ -222,6 +359,7 @@ Result<SynthResult> WriteSyntheticModel(const SynthShape& shape, const SynthOpti
     case TensorType::kF16: file_type = 1; break;
     case TensorType::kQ4_0: file_type = 2; break;
     case TensorType::kQ8_0: file_type = 7; break;
+    case TensorType::kQ2_K: file_type = 10; break;
     case TensorType::kBF16: file_type = 32; break;
     default: file_type = 0xFFFFFFFFu; break;
   }
@@ -261,12 +399,18 @@ Result<SynthResult> WriteSyntheticModel(const SynthShape& shape, const SynthOpti
     progress->total += rb * rows;
     const uint64_t th = Fnv1a(name);
     return w.AddTensor(name, wt, {cols, rows}, [=](int64_t r0, int64_t n, void* dst) -> Status {
-      std::vector<std::vector<float>> tmp(pool->num_threads(), std::vector<float>(static_cast<size_t>(cols)));
+      std::vector<std::vector<float>> tmp(pool->num_threads(),
+                                          std::vector<float>(direct ? 0 : static_cast<size_t>(cols)));
       pool->ParallelFor(static_cast<size_t>(n), [&](size_t b, size_t e, int ti) {
         for (size_t i = b; i < e; ++i) {
           RowRng rng(seed, th, r0 + static_cast<int64_t>(i));
+          uint8_t* row = static_cast<uint8_t*>(dst) + i * rb;
+          if (direct) {
+            RandomBlocksRow(wt, rng, stddev, row, cols);
+            continue;
+          }
           rng.Gaussian(tmp[ti].data(), cols, stddev);
-          QuantizeRow(wt, tmp[ti].data(), static_cast<uint8_t*>(dst) + i * rb, cols, nullptr);
+          QuantizeRow(wt, tmp[ti].data(), row, cols, nullptr);
         }
       });
       progress->done += rb * n;
