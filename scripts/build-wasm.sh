@@ -7,7 +7,8 @@
 # Usage: scripts/build-wasm.sh [mt|st|scalar|ts ...]   (default: all). Needs scripts/setup-web.sh first.
 # Env: TABFIT_SOURCE (default: this checkout), TABFIT_WASM_BUILD_PREFIX (default: <root>/build-wasm),
 #      TABFIT_WASM_SIMD=0 builds every variant without SIMD128,
-#      TABFIT_WASM_NODE_TESTS=1 also builds c_api_test for Node in each variant and runs it (ctest).
+#      TABFIT_WASM_NODE_TESTS=1 also builds c_api_test for Node in each variant and runs it (ctest),
+#      TABFIT_WASM_SELFCHECK=0 skips quant_selfcheck (each variant's kernels vs the scalar oracle, under Node).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="${TABFIT_SOURCE:-$ROOT}"
@@ -53,6 +54,11 @@ build_variant() {
     -DTABFIT_WASM_VARIANT="$v" -Dnlohmann_json_DIR="$(json_pkg)" -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
     -DCMAKE_CROSSCOMPILING_EMULATOR="/usr/bin/node;--no-experimental-fetch" "${launcher[@]}" >/dev/null
   cmake --build "$dir" --target tabfit_wasm -j"$JOBS"
+  if [[ "${TABFIT_WASM_SELFCHECK:-1}" == 1 ]]; then
+    # Every wasm kernel of the kernel list against the scalar oracle, under Node (seconds).
+    cmake --build "$dir" --target quant_selfcheck -j"$JOBS"
+    /usr/bin/node --no-experimental-fetch "$dir/src/quant/quant_selfcheck.js"
+  fi
   if [[ "${TABFIT_WASM_NODE_TESTS:-0}" == 1 ]]; then
     cmake "$dir" -DTABFIT_WASM_NODE_TESTS=ON >/dev/null
     cmake --build "$dir" --target c_api_test_node -j"$JOBS"

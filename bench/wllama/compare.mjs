@@ -5,6 +5,9 @@
 //   node bench/wllama/compare.mjs --model /tmp/wll/tl-q4_0.gguf [--model ...]
 //        [--tokens 32] [--reps 2] [--threads 2] [--nctx 4096] [--configs tabfit-threads,tabfit-baseline,wllama-mt,wllama-st]
 //   node bench/wllama/compare.mjs --table out.json      # re-render the table of a saved run
+//   --tf-model FILE (repeatable): a model only tabfit reads (e.g. TF_Q4): tabfit configs + native only.
+//   --alt-dist DIR: a second build of web/dist (e.g. a copy from before a change), served under
+//        /altdist/; configs tabfit-threads-alt / tabfit-baseline-alt run it in the same browser.
 //
 // Every model file is served from its own folder under /m<i>/ by the test
 // server of tests/web (COOP/COEP, so both engines' threads builds can run).
@@ -25,7 +28,10 @@ import { launch, repoRoot } from '../../tests/web/browser.mjs';
 const argv = process.argv.slice(2);
 const all = (k) => argv.flatMap((a, i) => (a === `--${k}` ? [argv[i + 1]] : []));
 const arg = (k, d) => all(k).at(-1) ?? d;
-const models = all('model').length ? all('model') : [path.join(repoRoot, 'models/tabfit-demo-8m-f16.gguf')];
+const tfModels = all('tf-model');
+const models = all('model').length || tfModels.length ? [...all('model'), ...tfModels]
+  : [path.join(repoRoot, 'models/tabfit-demo-8m-f16.gguf')];
+const altDist = arg('alt-dist', null);
 const tokens = Number(arg('tokens', 32));
 const reps = Number(arg('reps', 2));
 const threads = Number(arg('threads', 2));
@@ -78,8 +84,8 @@ function tabPeak(before) {
 const loadavg = () => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 
 // --- page side ---------------------------------------------------------------
-async function runTabfit({ url, build, threads, nCtx, tokens, prompt }) {
-  const t = await import('/web/dist/index.js');
+async function runTabfit({ url, build, threads, nCtx, tokens, prompt, dist }) {
+  const t = await import(`${dist}/index.js`);
   let t0 = performance.now();
   const e = await t.load(url, { build, threads, nCtx });
   const loadSeconds = (performance.now() - t0) / 1000;
@@ -154,7 +160,7 @@ if (arg('table')) {  // re-render the table of an earlier run's JSON
 }
 
 // --- main ------------------------------------------------------------------------
-const mounts = {};
+const mounts = altDist ? { '/altdist/': path.resolve(altDist) } : {};
 const modelUrls = models.map((m, i) => {
   const abs = path.resolve(m);
   mounts[`/m${i}/`] = path.dirname(abs);
@@ -162,7 +168,8 @@ const modelUrls = models.map((m, i) => {
 });
 const server = await startServer(repoRoot, { mounts });
 const browser = await launch();
-const result = { date: new Date().toISOString(), chromium: null, tokens, reps, threads, nCtx, prompt, loadavgStart: loadavg(),
+const result = { date: new Date().toISOString(), chromium: null, tokens, reps, threads, nCtx, prompt, configs, altDist,
+  loadavgStart: loadavg(),
   memoryMethod: 'VmHWM (peak RSS) of the tab\'s renderer process (the renderer whose peak grew most during the config; workers and wasm memory live in it), read before the tab closes; growth = VmHWM - VmRSS after navigation, before load',
   runs: [], native: [] };
 const wait = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -173,6 +180,7 @@ try {
       const order = rep % 2 ? configs : configs.slice().reverse();
       const weightBytes = native(file, 1, 2).weightBytes;  // tensor bytes; also warms the page cache for the file
       for (const cfg of order) {
+        if (tfModels.includes(file) && !cfg.startsWith('tabfit')) continue;  // wllama cannot read it
         const page = await browser.context.newPage();
         page.on('pageerror', (e) => log('pageerror', e.message));
         page.on('console', (m) => { if (m.type() === 'error' || process.env.VERBOSE) log('[page]', m.text()); });
@@ -180,8 +188,10 @@ try {
         await wait(300);
         const before = renderers();
         const la = loadavg();
-        const params = { url: modelUrls[mi], threads: cfg.endsWith('-st') || cfg === 'tabfit-baseline' ? 1 : threads,
-          nCtx, tokens, prompt, build: cfg === 'tabfit-threads' ? 'threads' : 'baseline' };
+        const base = cfg.replace(/-alt$/, '');  // -alt: the same config on the --alt-dist build
+        const params = { url: modelUrls[mi], threads: base.endsWith('-st') || base === 'tabfit-baseline' ? 1 : threads,
+          nCtx, tokens, prompt, build: base === 'tabfit-threads' ? 'threads' : 'baseline',
+          dist: cfg.endsWith('-alt') ? '/altdist' : '/web/dist' };
         let r;
         try {
           r = await page.evaluate(cfg.startsWith('tabfit') ? runTabfit : runWllama, params);

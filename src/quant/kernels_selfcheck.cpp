@@ -35,7 +35,10 @@ int main() {
   int checked = 0;
   for (const FormatTraits& f : Formats()) {
     if (!f.matmul[0]) continue;
-    const int64_t rows = 7, cols = 512;
+    // 480 = 15 blocks of 32 and 96 = 3: tails of kernels that step several blocks at a time.
+    for (int64_t cols : {512, 480, 96, 768}) {
+    if (cols % f.block_elems != 0) continue;
+    const int64_t rows = 7;
     const size_t rb = RowBytes(f.type, cols);
     std::vector<uint8_t> w(rb * rows);
     auto wf = Gaussian(rows * cols, 1, 0.05f);
@@ -66,6 +69,7 @@ int main() {
         Check(ok, "matmul", f.name, IsaName(static_cast<Isa>(isa)), nt);
         ++checked;
       }
+    }
     }
   }
   for (const VecKernels& v : AllVecKernels()) {

@@ -6,6 +6,7 @@
 #include <wasm_simd128.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "core/f16.h"
 #include "quant/formats.h"
@@ -113,44 +114,227 @@ inline v128_t DotI8x16(v128_t a, v128_t b) {
   return wasm_i32x4_add(lo, hi);
 }
 
-// Q8_0 / Q4_0 weights as signed int8 (Q4_0 codes minus 8) x Q8_0A.
+// ---- Q8_0 / Q4_0 x Q8_0A, int16 formulation ----------------------------------
+// x86 has no signed 8-bit multiply-add in SIMD128 (without relaxed SIMD), but
+// i32x4.dot_i16x8_s is one pmaddwd. Bytes viewed as i16 lanes split for free into
+// the even and odd elements (sign-extended: shl 8 + shr_s 8 and shr_s 8; Q4_0
+// nibbles: and / shr_u), so each weight byte is widened with 1-2 cheap shifts and
+// the activation split (the same pairing) is done once per block and token and
+// shared by all rows of a tile. Q4_0 codes stay unsigned (0..15); the -8 offset
+// is applied once per block as 8 * sum(y). Per 4 blocks the int partial sums are
+// reduced into one i32x4 (one lane per block) and scaled by one f32x4 of
+// dw*dy, so fp16 scales are converted 4 at a time, in SIMD.
+
+inline v128_t EvenI8(v128_t v) { return wasm_i16x8_shr(wasm_i16x8_shl(v, 8), 8); }
+inline v128_t OddI8(v128_t v) { return wasm_i16x8_shr(v, 8); }
+inline v128_t Dot16(v128_t a, v128_t b) { return wasm_i32x4_dot_i16x8(a, b); }
+// [a0+a1+a2+a3 | b... | c... | d...] from a pairwise step (Pair(a, b), Pair(c, d)).
+inline v128_t Pair(v128_t a, v128_t b) {
+  return wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
+}
+inline v128_t Join(v128_t ab, v128_t cd) {
+  return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+// One activation block as i16: element pairs (even, odd) of qs[0..16) and qs[16..32).
+struct YSplit {
+  v128_t e0, o0, e1, o1, s8;  // s8: 8 * partial sums (Q4_0 offset), i32x4
+};
 template <bool kQ4>
-struct Q8Kernel {
+inline YSplit SplitY(const BlockQ8_0A* xb) {
+  const v128_t y0 = wasm_v128_load(xb->qs), y1 = wasm_v128_load(xb->qs + 16);
+  YSplit s;
+  s.e0 = EvenI8(y0);
+  s.o0 = OddI8(y0);
+  s.e1 = EvenI8(y1);
+  s.o1 = OddI8(y1);
+  if constexpr (kQ4) {
+    const v128_t sum = wasm_i16x8_add(wasm_i16x8_add(s.e0, s.o0), wasm_i16x8_add(s.e1, s.o1));
+    s.s8 = Dot16(sum, wasm_i16x8_splat(8));
+  }
+  return s;
+}
+// Exact int dot of one weight block with one split activation block, as i32x4.
+template <bool kQ4>
+inline v128_t BlockDot(const void* qs, const YSplit& y) {
+  if constexpr (kQ4) {
+    const v128_t v = wasm_v128_load(qs);
+    const v128_t m = wasm_i16x8_splat(0x0F);
+    const v128_t e0 = wasm_v128_and(v, m);                       // element 2k
+    const v128_t o0 = wasm_v128_and(wasm_u16x8_shr(v, 8), m);    // 2k+1
+    const v128_t e1 = wasm_v128_and(wasm_u16x8_shr(v, 4), m);    // 16+2k
+    const v128_t o1 = wasm_u16x8_shr(v, 12);                     // 17+2k
+    const v128_t a = wasm_i32x4_add(Dot16(e0, y.e0), Dot16(o0, y.o0));
+    const v128_t b = wasm_i32x4_add(Dot16(e1, y.e1), Dot16(o1, y.o1));
+    return wasm_i32x4_sub(wasm_i32x4_add(a, b), y.s8);
+  } else {
+    const v128_t w0 = wasm_v128_load(qs), w1 = wasm_v128_load(static_cast<const uint8_t*>(qs) + 16);
+    const v128_t a = wasm_i32x4_add(Dot16(EvenI8(w0), y.e0), Dot16(OddI8(w0), y.o0));
+    const v128_t b = wasm_i32x4_add(Dot16(EvenI8(w1), y.e1), Dot16(OddI8(w1), y.o1));
+    return wasm_i32x4_add(a, b);
+  }
+}
+
+template <bool kQ4>
+struct Q8KernelI16 {
+  using WBlock = std::conditional_t<kQ4, BlockQ4_0, BlockQ8_0>;
   int64_t nb;
   template <int R, int T>
   void Run(const uint8_t* const* w, const uint8_t* const* x, float (*out)[T]) const {
+    const WBlock* wr[R];
+    const BlockQ8_0A* xr[T];
+    for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const WBlock*>(w[r]);
+    for (int t = 0; t < T; ++t) xr[t] = reinterpret_cast<const BlockQ8_0A*>(x[t]);
     v128_t acc[R][T];
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < T; ++t) acc[r][t] = wasm_f32x4_splat(0.0f);
-    for (int64_t b = 0; b < nb; ++b) {
-      v128_t q0[R], q1[R];
-      float dw[R];
-      for (int r = 0; r < R; ++r) {
-        if constexpr (kQ4) {
-          const auto* blk = reinterpret_cast<const BlockQ4_0*>(w[r]) + b;
-          const v128_t bytes = wasm_v128_load(blk->qs);
-          const v128_t eight = wasm_i8x16_splat(8);
-          q0[r] = wasm_i8x16_sub(wasm_v128_and(bytes, wasm_i8x16_splat(0x0F)), eight);
-          q1[r] = wasm_i8x16_sub(wasm_u8x16_shr(bytes, 4), eight);
-          dw[r] = F16ToF32(blk->d);
-        } else {
-          const auto* blk = reinterpret_cast<const BlockQ8_0*>(w[r]) + b;
-          q0[r] = wasm_v128_load(blk->qs);
-          q1[r] = wasm_v128_load(blk->qs + 16);
-          dw[r] = F16ToF32(blk->d);
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+      v128_t half[R][T];  // Pair() of blocks b, b+1 then b+2, b+3
+      v128_t sums[R][T];
+      for (int j = 0; j < 4; j += 2) {
+        for (int t = 0; t < T; ++t) {
+          const YSplit ya = SplitY<kQ4>(xr[t] + b + j), yb = SplitY<kQ4>(xr[t] + b + j + 1);
+          for (int r = 0; r < R; ++r) {
+            const v128_t p = Pair(BlockDot<kQ4>(wr[r][b + j].qs, ya), BlockDot<kQ4>(wr[r][b + j + 1].qs, yb));
+            if (j == 0) {
+              half[r][t] = p;
+            } else {
+              sums[r][t] = Join(half[r][t], p);
+            }
+          }
         }
       }
+      v128_t dw[R];
+      for (int r = 0; r < R; ++r) {
+        const WBlock* q = wr[r] + b;
+        dw[r] = HalfToFloat4(wasm_i16x8_make(static_cast<int16_t>(q[0].d), static_cast<int16_t>(q[1].d),
+                                             static_cast<int16_t>(q[2].d), static_cast<int16_t>(q[3].d), 0, 0, 0, 0));
+      }
       for (int t = 0; t < T; ++t) {
-        const auto* xb = reinterpret_cast<const BlockQ8_0A*>(x[t]) + b;
-        const v128_t y0 = wasm_v128_load(xb->qs), y1 = wasm_v128_load(xb->qs + 16);
+        const BlockQ8_0A* xb = xr[t] + b;
+        const v128_t dy = wasm_f32x4_make(xb[0].d, xb[1].d, xb[2].d, xb[3].d);
+        for (int r = 0; r < R; ++r)
+          acc[r][t] = Fma(wasm_f32x4_convert_i32x4(sums[r][t]), wasm_f32x4_mul(dw[r], dy), acc[r][t]);
+      }
+    }
+    for (; b < nb; ++b) {
+      for (int t = 0; t < T; ++t) {
+        const YSplit ys = SplitY<kQ4>(xr[t] + b);
         for (int r = 0; r < R; ++r) {
-          const v128_t p = wasm_i32x4_add(DotI8x16(q0[r], y0), DotI8x16(q1[r], y1));
-          acc[r][t] = Fma(wasm_f32x4_convert_i32x4(p), wasm_f32x4_splat(dw[r] * xb->d), acc[r][t]);
+          const v128_t p = BlockDot<kQ4>(wr[r][b].qs, ys);
+          acc[r][t] =
+              Fma(wasm_f32x4_convert_i32x4(p), wasm_f32x4_splat(F16ToF32(wr[r][b].d) * xr[t][b].d), acc[r][t]);
         }
       }
     }
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < T; ++t) out[r][t] = Hsum(acc[r][t]);
+  }
+};
+
+// ---- TF_Q4 x Q8_KA, int16 formulation -----------------------------------------
+// Same widening as above: for group pair p, the 32 code bytes hold group 2p in the
+// low and group 2p+1 in the high nibbles; as i16 lanes, and/shr give the even and
+// odd elements of both groups. Per group one i32x4 of exact partial sums; the 8
+// groups are reduced to two i32x4 (one lane per group), multiplied by the 6-bit
+// sub-scales (unpacked in SIMD), and the mins term is one pmaddwd of m with the
+// activation's pair sums of bsums. sumi/summ are exact, then the scalar oracle's
+// SuperTerm: bit-identical to MatMulTfQ4Scalar.
+
+// 6-bit sc[0..7] and m[0..7] of a TF_Q4/Q3 scales[12] as i16x8 each.
+inline void UnpackScales6x8(const uint8_t* s, v128_t* sc, v128_t* m) {
+  const v128_t raw = wasm_v128_load64_zero(s);  // bytes 0..7 (low nibble sc, high nibble m)
+  uint32_t hi32;
+  std::memcpy(&hi32, s + 8, 4);
+  const v128_t b = wasm_u16x8_extend_low_u8x16(raw);
+  // Lane g of hs: byte 8 + g/4 (sc high bits) ; of hm: byte 10 + g/4 (m high bits).
+  const v128_t hv = wasm_i32x4_splat(static_cast<int32_t>(hi32));
+  const v128_t hs = wasm_i8x16_swizzle(hv, wasm_i8x16_const(0, -1, 0, -1, 0, -1, 0, -1, 1, -1, 1, -1, 1, -1, 1, -1));
+  const v128_t hm = wasm_i8x16_swizzle(hv, wasm_i8x16_const(2, -1, 2, -1, 2, -1, 2, -1, 3, -1, 3, -1, 3, -1, 3, -1));
+  // (byte << (6 - 2*(g%4))) >> 6 == byte >> 2*(g%4): per-lane shifts by one multiply.
+  const v128_t mul = wasm_i16x8_const(64, 16, 4, 1, 64, 16, 4, 1);
+  const v128_t three = wasm_i16x8_splat(3);
+  const v128_t sh = wasm_v128_and(wasm_u16x8_shr(wasm_i16x8_mul(hs, mul), 6), three);
+  const v128_t mh = wasm_v128_and(wasm_u16x8_shr(wasm_i16x8_mul(hm, mul), 6), three);
+  *sc = wasm_v128_or(wasm_v128_and(b, wasm_i16x8_splat(15)), wasm_i16x8_shl(sh, 4));
+  *m = wasm_v128_or(wasm_u16x8_shr(b, 4), wasm_i16x8_shl(mh, 4));
+}
+
+// Horizontal sums of a and b: lanes 0 and 2 of the result... returned as a pair.
+inline void Hsum2I(v128_t a, v128_t b, int32_t* sa, int32_t* sb) {
+  const v128_t t = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(a, b, 2, 3, 6, 7));
+  const v128_t u = wasm_i32x4_add(t, wasm_i32x4_shuffle(t, t, 1, 0, 3, 2));
+  *sa = wasm_i32x4_extract_lane(u, 0);
+  *sb = wasm_i32x4_extract_lane(u, 2);
+}
+
+struct TfQ4KernelI16 {
+  int64_t nsb;
+  template <int R, int T>
+  void Run(const uint8_t* const* w, const uint8_t* const* x, float (*out)[T]) const {
+    float sumf[R][T] = {};
+    const v128_t m15 = wasm_i16x8_splat(0x0F);
+    for (int64_t b = 0; b < nsb; ++b) {
+      const BlockTfQ4* blk[R];
+      const BlockQ8_KA* xb[T];
+      for (int r = 0; r < R; ++r) blk[r] = reinterpret_cast<const BlockTfQ4*>(w[r]) + b;
+      for (int t = 0; t < T; ++t) xb[t] = reinterpret_cast<const BlockQ8_KA*>(x[t]) + b;
+      v128_t gsum[R][T][2];  // per group g: lane g%4 of gsum[..][g/4]
+      v128_t half[R][T];
+      for (int p = 0; p < 4; ++p) {
+        for (int t = 0; t < T; ++t) {
+          // Activations of groups 2p (ya*) and 2p+1 (yb*), split even/odd, both 16-halves.
+          const int8_t* qa = xb[t]->qs + 64 * p;
+          const v128_t a0 = wasm_v128_load(qa), a1 = wasm_v128_load(qa + 16);
+          const v128_t b0 = wasm_v128_load(qa + 32), b1 = wasm_v128_load(qa + 48);
+          const v128_t ae0 = EvenI8(a0), ao0 = OddI8(a0), ae1 = EvenI8(a1), ao1 = OddI8(a1);
+          const v128_t be0 = EvenI8(b0), bo0 = OddI8(b0), be1 = EvenI8(b1), bo1 = OddI8(b1);
+          for (int r = 0; r < R; ++r) {
+            const uint8_t* q = blk[r]->qs + 32 * p;
+            const v128_t v0 = wasm_v128_load(q), v1 = wasm_v128_load(q + 16);
+            const v128_t ga = wasm_i32x4_add(
+                wasm_i32x4_add(Dot16(wasm_v128_and(v0, m15), ae0), Dot16(wasm_v128_and(wasm_u16x8_shr(v0, 8), m15), ao0)),
+                wasm_i32x4_add(Dot16(wasm_v128_and(v1, m15), ae1),
+                               Dot16(wasm_v128_and(wasm_u16x8_shr(v1, 8), m15), ao1)));
+            const v128_t gb = wasm_i32x4_add(
+                wasm_i32x4_add(Dot16(wasm_v128_and(wasm_u16x8_shr(v0, 4), m15), be0), Dot16(wasm_u16x8_shr(v0, 12), bo0)),
+                wasm_i32x4_add(Dot16(wasm_v128_and(wasm_u16x8_shr(v1, 4), m15), be1),
+                               Dot16(wasm_u16x8_shr(v1, 12), bo1)));
+            const v128_t pr = Pair(ga, gb);
+            if (p % 2 == 0) {
+              half[r][t] = pr;
+            } else {
+              gsum[r][t][p / 2] = Join(half[r][t], pr);
+            }
+          }
+        }
+      }
+      // Activation pair sums of bsums (one per group) as i16x8: |sum| <= 32*128.
+      v128_t bs2[T];
+      for (int t = 0; t < T; ++t) {
+        const v128_t ones = wasm_i16x8_splat(1);
+        bs2[t] = wasm_i16x8_narrow_i32x4(Dot16(wasm_v128_load(xb[t]->bsums), ones),
+                                         Dot16(wasm_v128_load(xb[t]->bsums + 8), ones));
+      }
+      for (int r = 0; r < R; ++r) {
+        v128_t sc, mn;
+        UnpackScales6x8(blk[r]->scales, &sc, &mn);
+        const v128_t sclo = wasm_u32x4_extend_low_u16x8(sc), schi = wasm_u32x4_extend_high_u16x8(sc);
+        uint32_t dd;
+        std::memcpy(&dd, &blk[r]->d, 4);  // d, dmin
+        const v128_t df = HalfToFloat4(wasm_i32x4_make(static_cast<int32_t>(dd), 0, 0, 0));
+        const float d = wasm_f32x4_extract_lane(df, 0), dmin = wasm_f32x4_extract_lane(df, 1);
+        for (int t = 0; t < T; ++t) {
+          const v128_t si = wasm_i32x4_add(wasm_i32x4_mul(gsum[r][t][0], sclo), wasm_i32x4_mul(gsum[r][t][1], schi));
+          int32_t sumi, summ;
+          Hsum2I(si, Dot16(mn, bs2[t]), &sumi, &summ);
+          sumf[r][t] += SuperTerm(xb[t]->d, d, dmin, sumi, summ);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) out[r][t] = sumf[r][t];
   }
 };
 
@@ -193,21 +377,6 @@ inline void Low2(const uint8_t* q64, int c, v128_t* v0, v128_t* v1) {
   *v1 = wasm_v128_and(wasm_u8x16_shr(wasm_v128_load(p + 16), sh), three);
 }
 
-struct WDecQ4 {
-  using Block = BlockTfQ4;
-  static void Codes(const Block& b, int c, v128_t* v0, v128_t* v1) {
-    const uint8_t* p = b.qs + 32 * (c / 2);
-    const v128_t a = wasm_v128_load(p), bb = wasm_v128_load(p + 16);
-    if (c & 1) {
-      *v0 = wasm_u8x16_shr(a, 4);
-      *v1 = wasm_u8x16_shr(bb, 4);
-    } else {
-      const v128_t m = wasm_i8x16_splat(0x0F);
-      *v0 = wasm_v128_and(a, m);
-      *v1 = wasm_v128_and(bb, m);
-    }
-  }
-};
 struct WDecQ3 {
   using Block = BlockTfQ3;
   static void Codes(const Block& b, int c, v128_t* v0, v128_t* v1) {
@@ -286,6 +455,14 @@ struct TfKernel {
   }
 };
 
+// Tile shapes: decode (1 token) R1 rows; prefill RN rows x TN tokens.
+#ifndef TABFIT_WASM_QR1
+#define TABFIT_WASM_QR1 4
+#define TABFIT_WASM_QRN 2
+#define TABFIT_WASM_QTN 2
+#endif
+constexpr int kQRows1 = TABFIT_WASM_QR1, kQRowsN = TABFIT_WASM_QRN, kQTokN = TABFIT_WASM_QTN;
+
 }  // namespace
 
 void MatMulF32Wasm(TF_MATMUL_ARGS) {
@@ -310,15 +487,15 @@ void MatMulTfQ3Wasm(TF_MATMUL_ARGS) {
 }
 void MatMulQ8_0Wasm(TF_MATMUL_ARGS) {
   const int64_t nb = cols / kQK8_0;
-  DriveTiles<2, 2>(Q8Kernel<false>{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
+  DriveSplit<kQRows1, kQRowsN, kQTokN>(Q8KernelI16<false>{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
 }
 void MatMulQ4_0Wasm(TF_MATMUL_ARGS) {
   const int64_t nb = cols / kQK4_0;
-  DriveTiles<2, 2>(Q8Kernel<true>{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
+  DriveSplit<kQRows1, kQRowsN, kQTokN>(Q8KernelI16<true>{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
 }
 void MatMulTfQ4Wasm(TF_MATMUL_ARGS) {
   const int64_t nsb = cols / kQKSuper;
-  DriveTiles<2, 2>(TfKernel<WDecQ4, false>{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA), n_tokens,
+  DriveSplit<kQRows1, kQRowsN, kQTokN>(TfQ4KernelI16{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA), n_tokens,
                    y, ldy);
 }
 void MatMulTfQ2Wasm(TF_MATMUL_ARGS) {
