@@ -1,5 +1,5 @@
 // `tabfit synth`: a random-weight llama model of a real shape, written straight
-// into the requested precision (for benchmarks; llama.cpp reads F16/Q8_0/Q4_0).
+// into the requested precision (for benchmarks; llama.cpp reads F16/Q8_0/Q4_0/Q2_K).
 #include <chrono>
 #include <unistd.h>
 
@@ -21,6 +21,7 @@ Command MakeSynthCommand() {
     uint64_t seed = 1;
     int threads = 0;
     bool quiet = false;
+    bool quantize = false;
   };
   auto st = std::make_shared<State>();
   Command c;
@@ -30,11 +31,15 @@ Command MakeSynthCommand() {
     CLI::App* sub = app.add_subcommand("synth", "write a random-weight model of a real shape (speed tests only)");
     sub->add_option("--shape", st->shape, names + ", or layers=N,embd=N,ff=N,heads=N,kv_heads=N,vocab=N[,ctx=N]")
         ->required();
-    sub->add_option("--type", st->type, "weight type: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2")
+    sub->add_option("--type", st->type, "weight type: f32, f16, bf16, q8_0, q4_0, q2_k (for llama.cpp; tabfit cannot run it), tf_q8, tf_q4, "
+                   "tf_q3, tf_q2, tf_q2r")
         ->default_val("f16");
     sub->add_option("-o,--output", st->out, "output GGUF file")->required();
     sub->add_option("--seed", st->seed, "random seed (same seed, same bytes)")->default_val(1);
     sub->add_option("-t,--threads", st->threads, "threads (default: all cores)");
+    sub->add_flag("--quantize", st->quantize,
+                  "quantize Gaussian rows (slow for tf_* types) instead of writing random codes and scales "
+                  "directly (both: mean 0, RMS 0.02)");
     sub->add_flag("-q,--quiet", st->quiet, "no progress");
     return sub;
   };
@@ -47,6 +52,7 @@ Command MakeSynthCommand() {
     so.type = *type;
     so.seed = st->seed;
     so.threads = st->threads;
+    so.quantize = st->quantize;
     int last = -1;
     if (!st->quiet && isatty(fileno(stderr))) {
       so.progress = [&last](uint64_t done, uint64_t total) {

@@ -3,12 +3,13 @@
 //
 // The file is a normal GGUF (architecture "llama") written row by row through
 // GgufWriter's lazy fillers: memory stays at a few MiB per thread whatever the
-// model size. 2-D weights are Gaussian (mean 0, std `stddev`) quantized to the
-// requested type; norms are 1.0 (F32). The vocabulary is a valid
+// model size. 2-D weights have mean 0 and RMS `stddev`: random codes and scales
+// of the requested block type (or, with SynthOptions::quantize, Gaussian rows
+// quantized to it); norms are 1.0 (F32). The vocabulary is a valid
 // SentencePiece-style ("llama") vocab of n_vocab pieces: <unk>, <s>, </s>, the
 // 256 byte tokens <0x00>..<0xFF>, then "▁", characters, and "▁"-prefixed and
 // plain letter n-grams with decreasing scores — so tokenizers (tabfit's and
-// llama.cpp's) encode any text. F16/Q8_0/Q4_0 files are readable by llama.cpp.
+// llama.cpp's) encode any text. F16/Q8_0/Q4_0/Q2_K files are readable by llama.cpp.
 // Weights depend only on (seed, tensor name, row): the same arguments give the
 // same bytes whatever the thread count.
 #pragma once
@@ -52,6 +53,12 @@ struct SynthOptions {
   uint64_t seed = 1;
   float stddev = 0.02f;
   int threads = 0;  // 0 = hardware concurrency
+  // false (default): block formats get random codes and scales written directly
+  // (dequantized weights: mean 0, RMS stddev; seconds for a 1.1B model; also
+  // GGML Q2_K, which tabfit only reads). true: Gaussian rows through QuantizeRow
+  // (slow for the TF formats; values are the format's rounding of a Gaussian).
+  // F32/F16/BF16 are always Gaussian rows.
+  bool quantize = false;
   std::function<void(uint64_t done, uint64_t total)> progress;  // tensor bytes
 };
 

@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
+#include "core/f16.h"
 #include "engine/engine.h"
 #include "model/gguf/gguf.h"
 #include "model/llama/llama_model.h"
@@ -139,8 +141,8 @@ TEST_P(SynthModelTest, TinyShapeLoadsAndGenerates) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, SynthModelTest,
-                         ::testing::Values(TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kTF_Q4,
-                                           TensorType::kTF_Q2),
+                         ::testing::Values(TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kTF_Q8,
+                                           TensorType::kTF_Q4, TensorType::kTF_Q3, TensorType::kTF_Q2),
                          [](const auto& info) { return std::string(TensorTypeName(info.param)); });
 
 TEST(SynthTest, DeterministicWhateverTheThreadCount) {
@@ -165,6 +167,64 @@ TEST(SynthTest, DeterministicWhateverTheThreadCount) {
   if (CanQuantize(so.type)) {
     EXPECT_EQ(WriteSyntheticModel(*odd, so, TempPath("odd.gguf")).status().code(), StatusCode::kInvalidArgument);
   }
+}
+
+// The quantize path (Gaussian rows through QuantizeRow) still works and differs
+// from the direct random blocks; GGML Q2_K (read by llama.cpp only) is written
+// directly, with valid scales: finite fp16 d/dmin and 4-bit sub-scales whose
+// dequantized weights have mean 0 and RMS 0.02 (ggml's Q2_K formula).
+TEST(SynthTest, QuantizeModeAndQ2K) {
+  auto shape = FindSynthShape("tiny");
+  ASSERT_TRUE(shape.ok());
+  SynthOptions so;
+  so.type = TensorType::kQ4_0;
+  so.threads = 2;
+  const std::string a = TempPath("direct.gguf"), b = TempPath("quantized.gguf"), k = TempPath("q2k.gguf");
+  ASSERT_TRUE(WriteSyntheticModel(*shape, so, a).ok());
+  so.quantize = true;
+  ASSERT_TRUE(WriteSyntheticModel(*shape, so, b).ok());
+  EXPECT_NE(FileSha(a), FileSha(b));
+  EXPECT_EQ(fs::file_size(a), fs::file_size(b));
+  so.type = TensorType::kQ2_K;
+  EXPECT_EQ(WriteSyntheticModel(*shape, so, k).status().code(), StatusCode::kUnsupported);  // cannot quantize
+  so.quantize = false;
+  auto r = WriteSyntheticModel(*shape, so, k);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto g = GgufFile::Open(k);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const GgufTensorInfo* q = g->FindTensor("blk.0.ffn_down.weight");
+  ASSERT_NE(q, nullptr);
+  ASSERT_EQ(q->type, TensorType::kQ2_K);
+  std::vector<uint8_t> raw(q->nbytes);
+  ASSERT_TRUE(g->ReadTensor(*q, raw.data()).ok());
+  ASSERT_EQ(raw.size() % 84, 0u);
+  double s = 0, s2 = 0, n = 0;
+  for (size_t off = 0; off < raw.size(); off += 84) {
+    const uint8_t* blk = raw.data() + off;
+    uint16_t dh, mh;
+    std::memcpy(&dh, blk + 80, 2);
+    std::memcpy(&mh, blk + 82, 2);
+    const float d = F16ToF32(dh), dmin = F16ToF32(mh);
+    ASSERT_TRUE(std::isfinite(d) && std::isfinite(dmin) && d > 0 && dmin > 0);
+    // ggml dequantize_row_q2_K: 2 halves of 128; in each, 4 shifts x 2 groups of 16.
+    const uint8_t* qs = blk + 16;
+    int is = 0;
+    for (int half = 0; half < 2; ++half, qs += 32) {
+      for (int shift = 0; shift < 8; shift += 2) {
+        for (int l0 = 0; l0 < 32; l0 += 16) {
+          const uint8_t sc = blk[is++];
+          for (int l = 0; l < 16; ++l) {
+            const double w = d * (sc & 15) * ((qs[l0 + l] >> shift) & 3) - dmin * (sc >> 4);
+            s += w;
+            s2 += w * w;
+            n += 1;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_NEAR(s / n, 0.0, 0.002);
+  EXPECT_NEAR(std::sqrt(s2 / n), 0.02, 0.003);
 }
 
 TEST(SynthTest, SynthThenPackage) {
