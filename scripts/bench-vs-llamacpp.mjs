@@ -7,7 +7,7 @@
 //   cmake --build build --target tabfit  # build/tabfit
 // Run:
 //   node scripts/bench-vs-llamacpp.mjs [--tabfit build/tabfit] [--threads 1,2]
-//        [--types f16,q8_0,q4_0,tf_q4,tf_q2] [--rounds 2] [--n 64]
+//        [--types f16,q8_0,q4_0,tf_q4,q2_k,tf_q2] [--rounds 2] [--n 64]
 //        [--shape tinyllama-1.1b] [--tmp DIR] [--keep] [--json-out FILE]
 //
 // For every model and thread count it measures, in the same run, llama.cpp's
@@ -17,7 +17,10 @@
 // (n-1) decode steps over the time between the first and the last generated
 // token (prompt excluded); tabfit's is `tabfit bench -p 0 -n N --json` (n
 // single-token steps from an empty context, after a warm-up). tabfit's own
-// formats (tf_q4, tf_q2) have no llama.cpp counterpart: only tabfit runs them.
+// formats (tf_q4, tf_q2) run in tabfit only and GGML Q2_K (random valid blocks
+// from `tabfit synth`) in llama.cpp only; their rows' ratio column compares with
+// the llama.cpp row of the same bits (tf_q2 vs q2_k, tf_q4 vs q4_0, tf_q8 vs q8_0)
+// at the same thread count, measured in the same run.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -30,7 +33,7 @@ function parseArgs(argv) {
   const a = {
     tabfit: process.env.TABFIT_BIN || path.join(repo, "build", "tabfit"),
     threads: [1, 2],
-    types: ["f16", "q8_0", "q4_0", "tf_q4", "tf_q2"],
+    types: ["f16", "q8_0", "q4_0", "tf_q4", "q2_k", "tf_q2"],
     rounds: 2,
     n: 64,
     shape: "tinyllama-1.1b",
@@ -65,7 +68,10 @@ function parseArgs(argv) {
   return a;
 }
 
-const LLAMA_TYPES = new Set(["f32", "f16", "q8_0", "q4_0"]);  // GGML types llama.cpp reads
+const LLAMA_TYPES = new Set(["f32", "f16", "q8_0", "q4_0", "q2_k"]);  // GGML types llama.cpp reads
+const TABFIT_SKIP = new Set(["q2_k"]);  // read-only in tabfit (no mat-mul kernels): llama.cpp only
+// tabfit-only formats -> the llama.cpp type of about the same bits per weight.
+const COUNTERPART = { tf_q2: "q2_k", tf_q4: "q4_0", tf_q8: "q8_0" };
 
 function mean(xs) {
   return xs.reduce((s, x) => s + x, 0) / xs.length;
@@ -170,6 +176,7 @@ async function main() {
               cell.llama.push(tps);
               console.error(`  ${type} t${threads} round ${r + 1}: llama.cpp ${tps.toFixed(2)} tok/s`);
             } else {
+              if (TABFIT_SKIP.has(type)) continue;
               const t = tabfitOnce(a.tabfit, file, threads, a.n);
               cell.tabfit.push(t.tps);
               cell.tabfit_bytes_per_token = t.bytesPerToken;
@@ -180,15 +187,23 @@ async function main() {
         }
         cell.llama_tps = cell.llama.length ? mean(cell.llama) : null;
         cell.llama_sd = cell.llama.length ? sd(cell.llama) : null;
-        cell.tabfit_tps = mean(cell.tabfit);
-        cell.tabfit_sd = sd(cell.tabfit);
-        cell.ratio = cell.llama_tps ? cell.tabfit_tps / cell.llama_tps : null;
+        cell.tabfit_tps = cell.tabfit.length ? mean(cell.tabfit) : null;
+        cell.tabfit_sd = cell.tabfit.length ? sd(cell.tabfit) : null;
+        cell.ratio = cell.llama_tps && cell.tabfit_tps ? cell.tabfit_tps / cell.llama_tps : null;
         rows.push(cell);
+      }
+    }
+    for (const c of rows) {
+      const ref = COUNTERPART[c.type] && rows.find((o) => o.type === COUNTERPART[c.type] && o.threads === c.threads);
+      if (c.ratio == null && ref?.llama_tps && c.tabfit_tps) {
+        c.ratio = c.tabfit_tps / ref.llama_tps;
+        c.ratio_vs = ref.type;
       }
     }
     // tabfit's bandwidth measurement once, at the largest thread count.
     const maxT = Math.max(...a.threads);
-    const small = rows.length ? path.join(tmp, `${a.shape}-${rows[rows.length - 1].type}.gguf`) : null;
+    const runnable = rows.filter((c) => !TABFIT_SKIP.has(c.type));
+    const small = runnable.length ? path.join(tmp, `${a.shape}-${runnable[runnable.length - 1].type}.gguf`) : null;
     if (small) {
       const j = JSON.parse(run(a.tabfit, ["bench", "-m", small, "-t", String(maxT), "-p", "0", "-n", "2", "-r", "1", "--json"]));
       bandwidth = j.machine_read_bandwidth;
@@ -205,7 +220,8 @@ async function main() {
     const eff = c.tabfit_bytes_per_token ? (c.tabfit_bytes_per_token * c.tabfit_tps) / 1e9 : null;
     console.log(`| ${c.type.toUpperCase()} (${(c.file_bytes / 2 ** 30).toFixed(2)} GiB) | ${c.threads} | ` +
       `${c.llama_tps == null ? "n/a" : `${fmt(c.llama_tps)} ± ${fmt(c.llama_sd)}`} | ` +
-      `${fmt(c.tabfit_tps)} ± ${fmt(c.tabfit_sd)} | ${c.ratio == null ? "-" : fmt(c.ratio, 3)} | ${fmt(eff)} |`);
+      `${c.tabfit_tps == null ? "n/a" : `${fmt(c.tabfit_tps)} ± ${fmt(c.tabfit_sd)}`} | ` +
+      `${c.ratio == null ? "-" : fmt(c.ratio, 3) + (c.ratio_vs ? ` (vs ${c.ratio_vs.toUpperCase()})` : "")} | ${fmt(eff)} |`);
   }
   if (bandwidth) {
     console.log(`\nmachine read bandwidth (tabfit bench): 1 thread ${(bandwidth.one_thread_bytes_per_second / 1e9).toFixed(2)} GB/s, ` +
