@@ -31,7 +31,8 @@ int ExitCodeFor(const Status& s);
 int Fail(const Status& s);  // prints "error: ..." and returns the exit code
 std::string DefaultModelPath();
 
-// Engine flags shared by run / bench / eval: -m, -t, -c, --budget, --max-buffer, --kv-type, --weight-type.
+// Engine flags shared by run / bench: -m, -t, -c, --budget, --max-buffer, --kv-type, --kv-recent, --kv-prune,
+// --kv-sinks, --weight-type.
 struct EngineFlags {
   std::string model;
   int threads = 0;
@@ -40,6 +41,9 @@ struct EngineFlags {
   std::string budget;
   std::string max_buffer = "1GiB";
   std::string kv_type = "f16";
+  int kv_recent = 256;     // --kv-recent: 8-bit window of the "mixed" KV cache
+  float kv_prune = 0.f;    // --kv-prune: auto-prune to this fraction of the context when full (0: off)
+  int kv_sinks = 4;        // --kv-sinks: first tokens pruning always keeps
   std::string weight_type;
   std::string profile;
   std::string precision;  // precision config JSON (per-layer / per-tensor bits)

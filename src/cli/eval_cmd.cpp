@@ -38,6 +38,9 @@ Command MakeEvalCommand() {
     int chunks = 0;
     int threads = 0;
     std::string kv_type = "f16";
+    int kv_recent = 256;
+    float kv_prune = 0.f;
+    int kv_sinks = 4;
     std::string save_logits, reference;
     PrecisionFlags precision;
     std::string imatrix;
@@ -56,7 +59,14 @@ Command MakeEvalCommand() {
     sub->add_option("-c,--ctx", st->n_ctx, "tokens per chunk")->default_val(512);
     sub->add_option("--chunks", st->chunks, "evaluate only the first N chunks (default: all)");
     sub->add_option("-t,--threads", st->threads, "threads (default: all cores)");
-    sub->add_option("--kv-type", st->kv_type, "KV cache type: f16 (as llama.cpp) or f32")->default_val("f16");
+    sub->add_option("--kv-type", st->kv_type, "KV cache type: f16 (as llama.cpp), f32, q8_0, q4_0, mixed")
+        ->default_val("f16");
+    sub->add_option("--kv-recent", st->kv_recent, "with --kv-type mixed: tokens kept at 8 bits")->default_val(256);
+    sub->add_option("--kv-prune", st->kv_prune,
+                    "attention-score pruning: the KV cache holds only this fraction of each chunk (e.g. 0.5); the "
+                    "chunk runs in 16-token batches, evicting the least-attended tokens; 0 = off")
+        ->default_val(0.f);
+    sub->add_option("--kv-sinks", st->kv_sinks, "with --kv-prune: first tokens never evicted")->default_val(4);
     sub->add_option("--save-logits", st->save_logits, "write this model's log-probs as a reference file");
     sub->add_option("--reference", st->reference, "compare against a reference file from --save-logits: KL, top-1");
     AddPrecisionFlags(sub, &st->precision);
@@ -127,6 +137,9 @@ Command MakeEvalCommand() {
     po.n_chunks = st->chunks;
     po.threads = st->threads;
     po.kv_type = st->kv_type;
+    po.kv_recent = st->kv_recent;
+    po.kv_prune = st->kv_prune;
+    po.kv_sinks = st->kv_sinks;
     auto runner = PerplexityRunner::Create(*m.model, po);
     if (!runner.ok()) return Fail(runner.status());
     PerplexityRunner& r = **runner;

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "core/rss.h"
 #include "engine/profile.h"
+#include "kv/kv_factory.h"
 #include "eval/precision.h"
 #include "memory/monitor.h"
 #include "memory/report.h"
@@ -20,7 +21,17 @@ void EngineFlags::Add(CLI::App* app) {
   o_budget = app->add_option("--budget", budget, "memory budget, e.g. 1.5GB; allocations past it fail with advice");
   o_max_buffer = app->add_option("--max-buffer", max_buffer, "largest single buffer (browsers cap ArrayBuffers)")
                      ->default_val("1GiB");
-  o_kv = app->add_option("--kv-type", kv_type, "KV cache element type: f16 or f32")->default_val("f16");
+  o_kv = app->add_option("--kv-type", kv_type,
+                         "KV cache type: f16, f32, q8_0 (8-bit blocks), q4_0 (4-bit blocks), mixed (8-bit recent "
+                         "window, 4-bit older tokens)")
+             ->default_val("f16");
+  app->add_option("--kv-recent", kv_recent, "with --kv-type mixed: tokens kept at 8 bits")->default_val(256);
+  app->add_option("--kv-prune", kv_prune,
+                  "attention-score KV pruning: when the context is full, drop the least-attended tokens down to "
+                  "this fraction of it (e.g. 0.5) and keep going; 0 = off (exact)")
+      ->default_val(0.f);
+  app->add_option("--kv-sinks", kv_sinks, "with --kv-prune: first tokens never pruned (attention sinks)")
+      ->default_val(4);
   o_weight = app->add_option("--weight-type", weight_type,
                              "convert weights at load time: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2");
   app->add_option("--profile", profile,
@@ -39,6 +50,9 @@ Result<EngineOptions> EngineFlags::ToOptions() {
   o.n_ctx = n_ctx;
   o.n_batch = n_batch;
   o.kv_type = kv_type;
+  o.kv_recent = kv_recent;
+  o.kv_prune = kv_prune;
+  o.kv_sinks = kv_sinks;
   o.weight_type = weight_type;
   if (!budget.empty()) {
     TF_ASSIGN_OR_RETURN(o.budget_bytes, ParseBytes(budget));
@@ -54,7 +68,7 @@ Result<EngineOptions> EngineFlags::ToOptions() {
     if (!o_budget->count()) o.budget_bytes = p.memory_budget_bytes;
     if (!o_max_buffer->count()) o.max_buffer_bytes = p.max_buffer_bytes;
     if (!o_threads->count() && p.threads > 0) o.threads = p.threads;
-    if (!o_kv->count() && (p.kv_precision == "f16" || p.kv_precision == "f32")) o.kv_type = p.kv_precision;
+    if (!o_kv->count() && IsKvType(p.kv_precision)) o.kv_type = p.kv_precision;
     if (!o_weight->count()) o.weight_type = p.engine_weight_type();
     if (!o_ctx->count() && p.max_context > 0) o.n_ctx = 0;  // the engine caps it at the profile's max_context
     o.profile = std::make_shared<BrowserProfile>(std::move(p));

@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "core/thread_pool.h"
-#include "kv/plain_kv_cache.h"
+#include "kv/kv_factory.h"
 #include "engine/profile.h"
 #include "model/gguf/gguf.h"
 #include "model/package/package.h"
@@ -27,6 +27,15 @@ namespace {
 double Now() {
   using namespace std::chrono;
   return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+KvCacheOptions KvOptionsFrom(const EngineOptions& o) {
+  KvCacheOptions k;
+  k.recent_window = o.kv_recent;
+  k.prune.auto_keep = o.kv_prune;
+  k.prune.sinks = o.kv_sinks;
+  k.prune.recent = o.kv_keep_recent;
+  return k;
 }
 
 Result<std::optional<TensorType>> ParseWeightType(const std::string& name) {
@@ -120,9 +129,10 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
     int ctx = options.n_ctx > 0 ? options.n_ctx : std::min(hp0.n_ctx_train, 4096);
     if (prof.max_context > 0) ctx = std::min(ctx, prof.max_context);
     e->options_.n_ctx = ctx;
-    const uint64_t kv_elem = options.kv_type == "f32" ? 4 : 2;
+    KvCacheConfig pkc{.n_layers = hp0.n_layer, .n_kv_heads = hp0.n_head_kv, .head_dim = hp0.head_dim,
+                      .capacity = ctx, .type = options.kv_type};
     PlanRequest plan;
-    plan.kv_bytes = 2ull * hp0.n_layer * ctx * hp0.kv_dim() * kv_elem;
+    plan.kv_bytes = KvCacheBytes(pkc, KvOptionsFrom(options));
     plan.activation_bytes = static_cast<uint64_t>(options.n_batch) * 4 *
                                 (3ull * hp0.n_embd + 2ull * hp0.q_dim() + 2ull * hp0.kv_dim() + 2ull * hp0.n_ff) +
                             4ull * hp0.n_vocab + 4ull * e->options_.threads * ctx;
@@ -178,7 +188,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
   kc.head_dim = hp.head_dim;
   kc.capacity = n_ctx;
   kc.type = options.kv_type;
-  TF_ASSIGN_OR_RETURN(e->kv_, CreatePlainKvCache(kc, e->ledger_));
+  TF_ASSIGN_OR_RETURN(e->kv_, MakeKvCache(kc, KvOptionsFrom(options), e->ledger_));
 
   e->pool_ = std::make_unique<ThreadPool>(e->options_.threads);
   e->state_ = std::make_unique<State>();
@@ -197,7 +207,8 @@ Status Engine::Eval(const std::vector<int32_t>& tokens, bool all_logits) {
                                                           options_.threads, all_logits));
     st.scratch_all_logits = all_logits;
   }
-  if (kv_->size() + static_cast<int>(tokens.size()) > options_.n_ctx) {
+  PruningKvCache* pruning = AsPruning(kv_.get());
+  if (!pruning && kv_->size() + static_cast<int>(tokens.size()) > options_.n_ctx) {
     return OutOfRange(std::to_string(tokens.size()) + " tokens do not fit: " + std::to_string(kv_->size()) + " of " +
                       std::to_string(options_.n_ctx) +
                       " context positions are used; shorten the prompt or raise the context size (-c)");
@@ -205,6 +216,7 @@ Status Engine::Eval(const std::vector<int32_t>& tokens, bool all_logits) {
   const int n_vocab = model_->hparams().n_vocab;
   for (size_t i = 0; i < tokens.size(); i += options_.n_batch) {
     int n = static_cast<int>(std::min<size_t>(options_.n_batch, tokens.size() - i));
+    if (pruning) TF_RETURN_IF_ERROR(pruning->MakeRoom(n).status());
     TF_RETURN_IF_ERROR(model_->Forward(tokens.data() + i, n, *kv_, *pool_, st.scratch));
     if (all_logits && i + n < tokens.size()) {
       // Only one batch of logits fits the scratch: callers wanting every logit
@@ -234,7 +246,7 @@ Status Engine::Generate(const std::string& prompt, const GenerateOptions& go, co
   GenerateStats stats;
   std::vector<int32_t> tokens = tokenizer_->Encode(prompt, go.add_bos && tokenizer_->add_bos(), go.parse_special);
   if (tokens.empty()) return InvalidArgument("the prompt is empty; give some text to continue");
-  if (static_cast<int>(tokens.size()) >= options_.n_ctx) {
+  if (!AsPruning(kv_.get()) && static_cast<int>(tokens.size()) >= options_.n_ctx) {
     return OutOfRange("the prompt is " + std::to_string(tokens.size()) + " tokens but the context holds " +
                       std::to_string(options_.n_ctx) + " (including at least one generated token); shorten the "
                       "prompt or raise the context size (-c, at most the model's " +
@@ -289,7 +301,7 @@ Status Engine::Generate(const std::string& prompt, const GenerateOptions& go, co
       break;
     }
     if (i + 1 == go.max_tokens) break;
-    if (kv_->size() + 1 > options_.n_ctx) {
+    if (!AsPruning(kv_.get()) && kv_->size() + 1 > options_.n_ctx) {
       stats.stop_reason = "context_full";
       break;
     }

@@ -39,7 +39,15 @@ struct EngineOptions {
   int n_batch = 64;                 // prompt tokens per forward step
   uint64_t budget_bytes = 0;        // 0: unlimited; enforced by the ledger
   uint64_t max_buffer_bytes = 1ull << 30;  // no single buffer larger (browser limit)
-  std::string kv_type = "f16";      // "f32", "f16"
+  std::string kv_type = "f16";      // "f32", "f16", "q8_0", "q4_0", "mixed" (see kv/kv_factory.h)
+  int kv_recent = 256;              // "mixed": the last kv_recent tokens stay 8-bit, older ones 4-bit
+  // Attention-score KV pruning: 0 = off (exact, the default). In (0, 1): when
+  // the context is full, drop the lowest-attention slots down to this fraction
+  // of n_ctx (keeping kv_sinks first and kv_keep_recent last tokens) and go on,
+  // so generation can run past n_ctx.
+  float kv_prune = 0.f;
+  int kv_sinks = 4;
+  int kv_keep_recent = 64;
   // Weight type to convert to at load time: "" keeps the file's types;
   // "f32", "f16", "q8_0", "q4_0" (and tabfit formats once the quant module has them).
   std::string weight_type;

@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "core/thread_pool.h"
-#include "kv/plain_kv_cache.h"
+#include "kv/kv_factory.h"
 #include "model/llama/llama_model.h"
 
 namespace tabfit {
@@ -218,6 +218,10 @@ Result<const float*> MemoryReference::Chunk(int chunk, int n_scored, int n_vocab
 
 // ---- runner ----------------------------------------------------------------
 
+namespace {
+constexpr int kPruneBatch = 16;  // tokens per forward step when the KV cache prunes
+}  // namespace
+
 PerplexityRunner::~PerplexityRunner() {
   scratch_.reset();
   kv_.reset();
@@ -247,8 +251,25 @@ Result<std::unique_ptr<PerplexityRunner>> PerplexityRunner::Create(const LlamaMo
   kc.head_dim = hp.head_dim;
   kc.capacity = o.n_ctx;
   kc.type = o.kv_type;
-  TF_ASSIGN_OR_RETURN(r->kv_, CreatePlainKvCache(kc, r->ledger_));
-  TF_ASSIGN_OR_RETURN(ForwardScratch s, model.CreateScratch(r->ledger_, o.n_ctx, o.n_ctx, threads, true));
+  KvCacheOptions ko;
+  ko.recent_window = o.kv_recent;
+  int batch = o.n_ctx;
+  if (o.kv_prune > 0.f) {
+    if (!(o.kv_prune < 1.f)) return InvalidArgument("perplexity: --kv-prune must be in (0, 1)");
+    batch = kPruneBatch;
+    kc.capacity = std::max(1, static_cast<int>(o.kv_prune * o.n_ctx));
+    ko.prune.sinks = o.kv_sinks;
+    ko.prune.recent = 64;
+    // Evict just enough for the next batch (the cache stays as full as it can).
+    ko.prune.auto_keep = 1.f - static_cast<float>(kPruneBatch) / kc.capacity;
+    if (kc.capacity < o.kv_sinks + 64 + kPruneBatch || ko.prune.auto_keep <= 0.f) {
+      return InvalidArgument("perplexity: --kv-prune " + std::to_string(o.kv_prune) + " of " +
+                             std::to_string(o.n_ctx) + " leaves no room beyond the protected sink and recent tokens; "
+                             "use a larger fraction or context");
+    }
+  }
+  TF_ASSIGN_OR_RETURN(r->kv_, MakeKvCache(kc, ko, r->ledger_));
+  TF_ASSIGN_OR_RETURN(ForwardScratch s, model.CreateScratch(r->ledger_, batch, kc.capacity, threads, true));
   r->scratch_ = std::make_unique<ForwardScratch>(std::move(s));
   return r;
 }
@@ -262,15 +283,25 @@ Result<const float*> PerplexityRunner::ChunkLogProbs(const int32_t* chunk_tokens
   const int n_ctx = opt_.n_ctx;
   const int n_vocab = model_->hparams().n_vocab;
   kv_->Clear();
-  TF_RETURN_IF_ERROR(model_->Forward(chunk_tokens, n_ctx, *kv_, *pool_, *scratch_));
   const int n_scored = n_scored_per_chunk();
   lp_.resize(static_cast<size_t>(n_scored) * n_vocab);
-  const float* logits = scratch_->logits.as<float>();
-  pool_->ParallelFor(n_scored, [&](size_t b, size_t e, int) {
-    for (size_t i = b; i < e; ++i) {
-      LogSoftmax(logits + (first_ + i) * static_cast<size_t>(n_vocab), n_vocab, lp_.data() + i * n_vocab);
-    }
-  });
+  PruningKvCache* pruning = AsPruning(kv_.get());
+  const int batch = pruning ? kPruneBatch : n_ctx;
+  for (int b0 = 0; b0 < n_ctx; b0 += batch) {
+    const int n = std::min(batch, n_ctx - b0);
+    if (pruning) TF_RETURN_IF_ERROR(pruning->MakeRoom(n).status());
+    TF_RETURN_IF_ERROR(model_->Forward(chunk_tokens + b0, n, *kv_, *pool_, *scratch_));
+    // Scored rows: positions first_ .. n_ctx-2 (lp_ row i is position first_ + i).
+    const int lo = std::max(b0, first_), hi = std::min(b0 + n, n_ctx - 1);
+    if (lo >= hi) continue;
+    const float* logits = scratch_->logits.as<float>();
+    pool_->ParallelFor(hi - lo, [&](size_t b, size_t e, int) {
+      for (size_t i = b; i < e; ++i) {
+        const size_t p = lo + i;
+        LogSoftmax(logits + (p - b0) * static_cast<size_t>(n_vocab), n_vocab, lp_.data() + (p - first_) * n_vocab);
+      }
+    });
+  }
   return lp_.data();
 }
 

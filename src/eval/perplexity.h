@@ -49,7 +49,14 @@ struct PerplexityOptions {
   int n_chunks = 0;        // 0: every complete chunk
   int first = -1;          // first scored position; -1: n_ctx / 2
   int threads = 0;         // 0: hardware concurrency
-  std::string kv_type = "f16";
+  std::string kv_type = "f16";  // any kv/kv_factory.h type: f32, f16, q8_0, q4_0, mixed
+  int kv_recent = 256;           // "mixed": 8-bit window
+  // Attention-score pruning: > 0 gives the KV cache room for only
+  // kv_prune * n_ctx tokens; each chunk then runs in batches of 16 tokens and
+  // the least-attended slots (never the first kv_sinks nor the last 64) are
+  // dropped whenever a batch does not fit. 0: off (one batch per chunk).
+  float kv_prune = 0.f;
+  int kv_sinks = 4;
 };
 
 // Scored positions of one chunk: [n_scored][n_vocab] log-probabilities.

@@ -153,7 +153,10 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
   float* hb = s.hb.as<float>();
   float* hb2 = s.hb2.as<float>();
   int32_t* pos = s.positions.as<int32_t>();
-  for (int t = 0; t < n; ++t) pos[t] = n_past + t;
+  // Next RoPE position: one past the newest slot's (equal to n_past unless a
+  // pruning KV cache dropped slots from the middle).
+  const int pos0 = n_past > 0 ? kv.position(n_past - 1) + 1 : 0;
+  for (int t = 0; t < n; ++t) pos[t] = pos0 + t;
 
   for (int t = 0; t < n; ++t) DequantizeRow(tok_embd_.type, tok_embd_.row(tokens[t]), x + t * D, D);
 
