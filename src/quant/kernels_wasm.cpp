@@ -138,7 +138,7 @@ inline v128_t Join(v128_t ab, v128_t cd) {
 
 // One activation block as i16: element pairs (even, odd) of qs[0..16) and qs[16..32).
 struct YSplit {
-  v128_t e0, o0, e1, o1, s8;  // s8: 8 * partial sums (Q4_0 offset), i32x4
+  v128_t e0, o0, e1, o1, s8;  // s8: i32x4 partial sums of the offset term the caller subtracts
 };
 template <bool kQ4>
 inline YSplit SplitY(const BlockQ8_0A* xb) {
@@ -151,6 +151,18 @@ inline YSplit SplitY(const BlockQ8_0A* xb) {
   if constexpr (kQ4) {
     const v128_t sum = wasm_i16x8_add(wasm_i16x8_add(s.e0, s.o0), wasm_i16x8_add(s.e1, s.o1));
     s.s8 = Dot16(sum, wasm_i16x8_splat(8));
+    // Q4_0 weights are used as whole bytes B = lo + 16*hi (see BlockDot): lo*y0 + hi*y1
+    // = B*y0 + hi*(y1 - 16*y0). |y1 - 16*y0| <= 17*128 fits i16.
+    s.e1 = wasm_i16x8_sub(s.e1, wasm_i16x8_shl(s.e0, 4));
+    s.o1 = wasm_i16x8_sub(s.o1, wasm_i16x8_shl(s.o0, 4));
+  } else {
+    // Q8_0 weights as i16 lanes v = 256*hi + lo_u (lo_u the unsigned low byte); with the
+    // low byte's sign bit flipped, v' = 256*hi + lo + 128 exactly, so
+    // lo*ye + hi*yo = v'*ye + hi*(yo - 256*ye) - 128*ye. |yo - 256*ye| <= 127 + 256*127
+    // fits i16 because PackQ8_0A codes are within [-127, 127].
+    s.s8 = Dot16(wasm_i16x8_add(s.e0, s.e1), wasm_i16x8_splat(128));
+    s.o0 = wasm_i16x8_sub(s.o0, wasm_i16x8_shl(s.e0, 8));
+    s.o1 = wasm_i16x8_sub(s.o1, wasm_i16x8_shl(s.e1, 8));
   }
   return s;
 }
@@ -158,19 +170,21 @@ inline YSplit SplitY(const BlockQ8_0A* xb) {
 template <bool kQ4>
 inline v128_t BlockDot(const void* qs, const YSplit& y) {
   if constexpr (kQ4) {
+    // Without the -8 offset (the caller subtracts y.s8).
     const v128_t v = wasm_v128_load(qs);
-    const v128_t m = wasm_i16x8_splat(0x0F);
-    const v128_t e0 = wasm_v128_and(v, m);                       // element 2k
-    const v128_t o0 = wasm_v128_and(wasm_u16x8_shr(v, 8), m);    // 2k+1
-    const v128_t e1 = wasm_v128_and(wasm_u16x8_shr(v, 4), m);    // 16+2k
-    const v128_t o1 = wasm_u16x8_shr(v, 12);                     // 17+2k
-    const v128_t a = wasm_i32x4_add(Dot16(e0, y.e0), Dot16(o0, y.o0));
-    const v128_t b = wasm_i32x4_add(Dot16(e1, y.e1), Dot16(o1, y.o1));
-    return wasm_i32x4_sub(wasm_i32x4_add(a, b), y.s8);
+    const v128_t be = wasm_v128_and(v, wasm_i16x8_splat(0xFF));  // byte 2k: elements 2k + 16*(16+2k)
+    const v128_t he = wasm_u16x8_shr(be, 4);                     // element 16+2k
+    const v128_t bo = wasm_u16x8_shr(v, 8);                      // byte 2k+1: 2k+1 + 16*(17+2k)
+    const v128_t ho = wasm_u16x8_shr(v, 12);                     // element 17+2k
+    const v128_t a = wasm_i32x4_add(Dot16(be, y.e0), Dot16(bo, y.o0));
+    const v128_t b = wasm_i32x4_add(Dot16(he, y.e1), Dot16(ho, y.o1));
+    return wasm_i32x4_add(a, b);
   } else {
+    // Plus 128*sum(y) (the caller subtracts y.s8).
     const v128_t w0 = wasm_v128_load(qs), w1 = wasm_v128_load(static_cast<const uint8_t*>(qs) + 16);
-    const v128_t a = wasm_i32x4_add(Dot16(EvenI8(w0), y.e0), Dot16(OddI8(w0), y.o0));
-    const v128_t b = wasm_i32x4_add(Dot16(EvenI8(w1), y.e1), Dot16(OddI8(w1), y.o1));
+    const v128_t flip = wasm_i16x8_splat(0x80);
+    const v128_t a = wasm_i32x4_add(Dot16(wasm_v128_xor(w0, flip), y.e0), Dot16(OddI8(w0), y.o0));
+    const v128_t b = wasm_i32x4_add(Dot16(wasm_v128_xor(w1, flip), y.e1), Dot16(OddI8(w1), y.o1));
     return wasm_i32x4_add(a, b);
   }
 }
@@ -192,9 +206,15 @@ struct Q8KernelI16 {
     for (; b + 4 <= nb; b += 4) {
       v128_t half[R][T];  // Pair() of blocks b, b+1 then b+2, b+3
       v128_t sums[R][T];
+      v128_t s8half[T], s8[T];  // the same for the offset terms
       for (int j = 0; j < 4; j += 2) {
         for (int t = 0; t < T; ++t) {
           const YSplit ya = SplitY<kQ4>(xr[t] + b + j), yb = SplitY<kQ4>(xr[t] + b + j + 1);
+          if (j == 0) {
+            s8half[t] = Pair(ya.s8, yb.s8);
+          } else {
+            s8[t] = Join(s8half[t], Pair(ya.s8, yb.s8));
+          }
           for (int r = 0; r < R; ++r) {
             const v128_t p = Pair(BlockDot<kQ4>(wr[r][b + j].qs, ya), BlockDot<kQ4>(wr[r][b + j + 1].qs, yb));
             if (j == 0) {
@@ -208,8 +228,12 @@ struct Q8KernelI16 {
       v128_t dw[R];
       for (int r = 0; r < R; ++r) {
         const WBlock* q = wr[r] + b;
-        dw[r] = HalfToFloat4(wasm_i16x8_make(static_cast<int16_t>(q[0].d), static_cast<int16_t>(q[1].d),
-                                             static_cast<int16_t>(q[2].d), static_cast<int16_t>(q[3].d), 0, 0, 0, 0));
+        v128_t h = wasm_v128_load16_lane(&q[0].d, wasm_i16x8_splat(0), 0);
+        h = wasm_v128_load16_lane(&q[1].d, h, 1);
+        h = wasm_v128_load16_lane(&q[2].d, h, 2);
+        h = wasm_v128_load16_lane(&q[3].d, h, 3);
+        dw[r] = HalfToFloat4(h);
+        for (int t = 0; t < T; ++t) sums[r][t] = wasm_i32x4_sub(sums[r][t], s8[t]);
       }
       for (int t = 0; t < T; ++t) {
         const BlockQ8_0A* xb = xr[t] + b;
@@ -222,7 +246,8 @@ struct Q8KernelI16 {
       for (int t = 0; t < T; ++t) {
         const YSplit ys = SplitY<kQ4>(xr[t] + b);
         for (int r = 0; r < R; ++r) {
-          const v128_t p = BlockDot<kQ4>(wr[r][b].qs, ys);
+          v128_t p = BlockDot<kQ4>(wr[r][b].qs, ys);
+          p = wasm_i32x4_sub(p, ys.s8);
           acc[r][t] =
               Fma(wasm_f32x4_convert_i32x4(p), wasm_f32x4_splat(F16ToF32(wr[r][b].d) * xr[t][b].d), acc[r][t]);
         }
@@ -462,6 +487,12 @@ struct TfKernel {
 #define TABFIT_WASM_QTN 2
 #endif
 constexpr int kQRows1 = TABFIT_WASM_QR1, kQRowsN = TABFIT_WASM_QRN, kQTokN = TABFIT_WASM_QTN;
+#ifndef TABFIT_WASM_TR1
+#define TABFIT_WASM_TR1 4
+#define TABFIT_WASM_TRN 2
+#define TABFIT_WASM_TTN 2
+#endif
+constexpr int kTRows1 = TABFIT_WASM_TR1, kTRowsN = TABFIT_WASM_TRN, kTTokN = TABFIT_WASM_TTN;
 
 }  // namespace
 
@@ -495,7 +526,7 @@ void MatMulQ4_0Wasm(TF_MATMUL_ARGS) {
 }
 void MatMulTfQ4Wasm(TF_MATMUL_ARGS) {
   const int64_t nsb = cols / kQKSuper;
-  DriveSplit<kQRows1, kQRowsN, kQTokN>(TfQ4KernelI16{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA), n_tokens,
+  DriveSplit<kTRows1, kTRowsN, kTTokN>(TfQ4KernelI16{nsb}, w, row_bytes, r0, r1, xpacked, nsb * sizeof(BlockQ8_KA), n_tokens,
                    y, ldy);
 }
 void MatMulTfQ2Wasm(TF_MATMUL_ARGS) {
