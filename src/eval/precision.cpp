@@ -108,14 +108,14 @@ Result<TensorType> ParseTypeName(std::string_view name) {
       {"f32", TensorType::kF32},     {"f16", TensorType::kF16},     {"bf16", TensorType::kBF16},
       {"q8_0", TensorType::kQ8_0},   {"q4_0", TensorType::kQ4_0},   {"tf_q8", TensorType::kTF_Q8},
       {"tf_q4", TensorType::kTF_Q4}, {"tf_q3", TensorType::kTF_Q3}, {"tf_q2", TensorType::kTF_Q2},
-      {"tf_q2r", TensorType::kTF_Q2R},
+      {"tf_q2r", TensorType::kTF_Q2R},   {"tf_q2s", TensorType::kTF_Q2S}, {"tf_q2sr", TensorType::kTF_Q2SR},
   };
   std::string n = Lower(name);
   for (auto& [s, t] : kTypes) {
     if (n == s) return t;
   }
   return InvalidArgument("unknown type '" + std::string(name) +
-                         "'; use f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2, tf_q2r or a bit count");
+                         "'; use f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2, tf_q2r, tf_q2s, tf_q2sr or a bit count");
 }
 
 std::string TypeNameLower(TensorType t) { return Lower(TensorTypeName(t)); }

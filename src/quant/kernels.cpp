@@ -5,6 +5,7 @@
 #include "quant/kernel_list.h"
 #include "quant/kernels_impl.h"
 #include "quant/tf_q2r.h"
+#include "quant/tf_q2s.h"
 #include "quant/vec.h"
 
 namespace tabfit {
@@ -56,6 +57,11 @@ constexpr FormatTraits kFormats[] = {
     // TF_Q2R: TF_Q2 blocks of rotated weights; same mat-mul kernels, rotated activation packing.
     {TensorType::kTF_Q2R, "TF_Q2R", 256, 80, 2.5, ToFloatTfQ2R, FromFloatTfQ2R, PackType::kQ8_KAR,
      {MatMulTfQ2Scalar, AVX2(MatMulTfQ2Avx2), WASM(MatMulTfQ2Wasm), nullptr}},
+    // TF_Q2S / TF_Q2SR: symmetric 2-bit groups, 2.3125 bits/weight (quant/tf_q2s.h).
+    {TensorType::kTF_Q2S, "TF_Q2S", 256, 74, 2.3125, ToFloatTfQ2S, FromFloatTfQ2S, PackType::kQ8_KA,
+     {MatMulTfQ2SScalar, AVX2(MatMulTfQ2SAvx2), WASM(MatMulTfQ2SWasm), nullptr}},
+    {TensorType::kTF_Q2SR, "TF_Q2SR", 256, 74, 2.3125, ToFloatTfQ2SR, FromFloatTfQ2SR, PackType::kQ8_KAR,
+     {MatMulTfQ2SScalar, AVX2(MatMulTfQ2SAvx2), WASM(MatMulTfQ2SWasm), nullptr}},
     // Read-only GGML formats: dequantization only (no mat-mul kernels).
     {TensorType::kQ4_1, "Q4_1", 32, 20, 5.0, ToFloatQ4_1, nullptr, PackType::kF32, {}},
     {TensorType::kQ5_0, "Q5_0", 32, 22, 5.5, ToFloatQ5_0, nullptr, PackType::kF32, {}},

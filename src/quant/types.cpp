@@ -19,7 +19,7 @@ constexpr Geometry kGeometry[] = {
     {26, "I32", 1, 4},       {27, "I64", 1, 8},      {28, "F64", 1, 8},     {30, "BF16", 1, 2},
     // tabfit formats (layouts and bits/weight in quant/formats.h).
     {1000, "TF_Q8", 256, 266}, {1001, "TF_Q4", 256, 144}, {1002, "TF_Q3", 256, 112}, {1003, "TF_Q2", 256, 80},
-    {1004, "TF_Q2R", 256, 80},
+    {1004, "TF_Q2R", 256, 80}, {1005, "TF_Q2S", 256, 74}, {1006, "TF_Q2SR", 256, 74},
 };
 
 const Geometry* Find(uint32_t id) {

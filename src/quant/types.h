@@ -39,6 +39,8 @@ enum class TensorType : uint32_t {
   kTF_Q3 = 1002,  // 3-bit
   kTF_Q2 = 1003,  // 2-bit
   kTF_Q2R = 1004, // 2-bit, TF_Q2 of Hadamard-rotated weights (quant/tf_q2r.h)
+  kTF_Q2S = 1005, // 2.3125-bit symmetric groups (quant/tf_q2s.h)
+  kTF_Q2SR = 1006, // TF_Q2S of Hadamard-rotated weights (quant/tf_q2s.h)
 };
 
 // Geometry known without the kernels: block size (elements) and bytes per block.

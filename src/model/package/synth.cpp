@@ -261,7 +261,7 @@ Result<SynthShape> FindSynthShape(const std::string& name) {
 Result<TensorType> ParseTensorTypeName(const std::string& name) {
   const std::string n = Lower(name);
   std::string known;
-  for (uint32_t id = 0; id < 1005; ++id) {
+  for (uint32_t id = 0; id < 1007; ++id) {
     if (id == 31) id = 1000;
     auto t = static_cast<TensorType>(id);
     std::string_view tn = TensorTypeName(t);
