@@ -237,7 +237,8 @@ Status CheckKeys(const json& j, std::initializer_list<const char*> allowed, cons
 Status ParseEngineOptions(const char* text, tabfit::EngineOptions* o, int* n_ctx_max) {
   TF_ASSIGN_OR_RETURN(json j, ParseObject(text, "engine options"));
   TF_RETURN_IF_ERROR(CheckKeys(
-      j, {"threads", "n_ctx", "n_ctx_max", "n_batch", "budget_bytes", "max_buffer_bytes", "kv_type", "weight_type"},
+      j, {"threads", "n_ctx", "n_ctx_max", "n_batch", "budget_bytes", "max_buffer_bytes", "kv_type", "kv_recent", "kv_prune",
+          "weight_type"},
       "engine options"));
   TF_RETURN_IF_ERROR(ReadField(j, "n_ctx_max", n_ctx_max));
   TF_RETURN_IF_ERROR(ReadField(j, "threads", &o->threads));
@@ -246,6 +247,8 @@ Status ParseEngineOptions(const char* text, tabfit::EngineOptions* o, int* n_ctx
   TF_RETURN_IF_ERROR(ReadField(j, "budget_bytes", &o->budget_bytes));
   TF_RETURN_IF_ERROR(ReadField(j, "max_buffer_bytes", &o->max_buffer_bytes));
   TF_RETURN_IF_ERROR(ReadField(j, "kv_type", &o->kv_type));
+  TF_RETURN_IF_ERROR(ReadField(j, "kv_recent", &o->kv_recent));
+  TF_RETURN_IF_ERROR(ReadField(j, "kv_prune", &o->kv_prune));
   TF_RETURN_IF_ERROR(ReadField(j, "weight_type", &o->weight_type));
   if (o->weight_type == "keep") o->weight_type.clear();
   if (o->n_batch <= 0) return tabfit::InvalidArgument("engine options: \"n_batch\" must be at least 1");
@@ -495,7 +498,7 @@ tabfit_status tabfit_generate_begin(tabfit_engine* h, const char* prompt, const 
     const tabfit::Tokenizer& tok = e.tokenizer();
     std::vector<int32_t> tokens = tok.Encode(prompt, g.options.add_bos && tok.add_bos(), g.options.parse_special);
     if (tokens.empty()) return Fail(h, TABFIT_INVALID_ARGUMENT, "the prompt is empty; give some text to continue");
-    if (static_cast<int>(tokens.size()) >= e.context_size()) {
+    if (!e.context_can_grow() && static_cast<int>(tokens.size()) >= e.context_size()) {
       return Fail(h, TABFIT_OUT_OF_RANGE,
                   "the prompt is " + std::to_string(tokens.size()) + " tokens but the context holds " +
                       std::to_string(e.context_size()) +
@@ -545,7 +548,7 @@ tabfit_status tabfit_generate_next(tabfit_engine* h, const char** out_piece, int
       return Ok(h);
     };
     if (g.need_eval) {
-      if (e.context_used() + 1 > e.context_size()) return finish("context_full", true);
+      if (!e.context_can_grow() && e.context_used() + 1 > e.context_size()) return finish("context_full", true);
       Status st = e.Eval({g.last_token});
       if (!st.ok()) {
         g.finished = true;

@@ -52,7 +52,12 @@ const char* tabfit_status_name(tabfit_status status);
 
 /* Creates a handle configured by `options_json` (NULL or "" = defaults):
  *   {"threads":0, "n_ctx":0, "n_ctx_max":0, "n_batch":64, "budget_bytes":0,
- *    "max_buffer_bytes":1073741824, "kv_type":"f16", "weight_type":""}
+ *    "max_buffer_bytes":1073741824, "kv_type":"f16", "kv_recent":256, "kv_prune":0,
+ *    "weight_type":""}
+ * kv_type: "f16", "f32", "q8_0", "q4_0" or "mixed" (the last kv_recent tokens
+ * 8-bit, older ones 4-bit). kv_prune in (0, 1) turns on attention-score KV
+ * pruning: when the context is full the least-attended tokens are dropped down
+ * to that fraction of it and generation goes on (0 = off, exact).
  * n_ctx 0 = the model's context (at most 4096), further capped by n_ctx_max when
  * that is > 0 (a browser profile's max_context). A WebAssembly build without
  * pthreads always uses one thread.

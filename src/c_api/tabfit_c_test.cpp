@@ -175,6 +175,32 @@ TEST_F(CApi, ContextCapAndBudgetReachTheEngine) {
   tabfit_engine_destroy(h);
 }
 
+TEST_F(CApi, KvTypeRecentWindowAndPruningReachTheEngine) {
+  tabfit_engine* h = nullptr;
+  ASSERT_EQ(tabfit_engine_create(R"({"threads":1,"n_ctx":64,"kv_type":"mixed","kv_recent":16,"kv_prune":0.5})", &h),
+            TABFIT_OK);
+  ASSERT_EQ(tabfit_engine_load_file(h, path_.c_str(), nullptr, nullptr), TABFIT_OK) << tabfit_last_error(h);
+  // mixed: 16 tokens at 8 bits + 48 at 4 bits, 8 layers, 2 kv heads x 64 (4 blocks of 32 per cell).
+  uint64_t kv = 0;
+  const json ledger = Ledger(h);
+  for (const auto& c : ledger["components"]) {
+    if (c["name"] == "kv_cache") kv = c["current_bytes"].get<uint64_t>();
+  }
+  EXPECT_EQ(kv, 2ull * 8 * 4 * (34 * 16 + 18 * 48));
+  // Pruning lets generation run past the 64-token context.
+  GenRun r = Generate(h, "The king said", R"({"temperature":0,"max_tokens":100,"stop_at_eos":false})");
+  EXPECT_EQ(r.stats["stop_reason"], "max_tokens");
+  EXPECT_EQ(r.ids.size(), 100u);
+  tabfit_engine_destroy(h);
+  EXPECT_EQ(tabfit_engine_create(R"({"kv_prune":"half"})", &h), TABFIT_INVALID_ARGUMENT);
+  tabfit_engine_destroy(h);
+  h = nullptr;
+  ASSERT_EQ(tabfit_engine_create(R"({"kv_type":"q3"})", &h), TABFIT_OK);
+  EXPECT_EQ(tabfit_engine_load_file(h, path_.c_str(), nullptr, nullptr), TABFIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tabfit_last_error(h)).find("KV cache type"), std::string::npos) << tabfit_last_error(h);
+  tabfit_engine_destroy(h);
+}
+
 TEST_F(CApi, CancelMidGenerationThenGenerateAgain) {
   ASSERT_EQ(tabfit_engine_load_file(h_, path_.c_str(), nullptr, nullptr), TABFIT_OK) << tabfit_last_error(h_);
   GenRun full = Generate(h_, "The king said", R"({"temperature":0,"max_tokens":12})");

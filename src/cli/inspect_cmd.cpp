@@ -3,6 +3,7 @@
 #include <map>
 
 #include "cli/commands.h"
+#include "kv/kv_factory.h"
 #include "model/gguf/gguf.h"
 #include "model/llama/hparams.h"
 #include "model/package/package.h"
@@ -27,6 +28,7 @@ Command MakeInspectCommand() {
     std::string model;
     int n_ctx = 0;
     std::string kv_type = "f16";
+    int kv_recent = 256;
     bool all_tensors = false;
   };
   auto st = std::make_shared<State>();
@@ -35,7 +37,9 @@ Command MakeInspectCommand() {
     CLI::App* sub = app.add_subcommand("inspect", "print a model's metadata, tensors and the memory a run needs");
     sub->add_option("model", st->model, "GGUF model file or tabfit package (default: the bundled demo model)");
     sub->add_option("-c,--ctx-size", st->n_ctx, "context size for the KV-cache figure (default: the model's, max 4096)");
-    sub->add_option("--kv-type", st->kv_type, "KV element type for the figure: f16 or f32")->default_val("f16");
+    sub->add_option("--kv-type", st->kv_type, "KV cache type for the figure: f16, f32, q8_0, q4_0, mixed")
+        ->default_val("f16");
+    sub->add_option("--kv-recent", st->kv_recent, "with --kv-type mixed: tokens kept at 8 bits")->default_val(256);
     sub->add_flag("--all", st->all_tensors, "list every tensor (default: the first 24)");
     return sub;
   };
@@ -85,8 +89,15 @@ Command MakeInspectCommand() {
       return 0;
     }
     int n_ctx = st->n_ctx > 0 ? st->n_ctx : std::min(hp->n_ctx_train, 4096);
-    uint64_t elem = st->kv_type == "f32" ? 4 : 2;
-    uint64_t kv = 2ull * hp->n_layer * n_ctx * hp->kv_dim() * elem;
+    KvCacheConfig kc{.n_layers = hp->n_layer, .n_kv_heads = hp->n_head_kv, .head_dim = hp->head_dim,
+                     .capacity = n_ctx, .type = st->kv_type};
+    KvCacheOptions ko;
+    ko.recent_window = st->kv_recent;
+    const uint64_t kv = KvCacheBytes(kc, ko);
+    if (kv == 0) {
+      return Fail(InvalidArgument("--kv-type " + st->kv_type + " cannot hold this model's KV cache (types: " +
+                                  KvTypeList() + "; quantized types need head_dim a multiple of 32)"));
+    }
     uint64_t act = 64ull * 4 * (3 * hp->n_embd + 2 * hp->q_dim() + 2 * hp->kv_dim() + 2 * hp->n_ff) +
                    4ull * hp->n_vocab + 4ull * 2 * n_ctx;
     std::printf("  %-14s %12s  (%d tokens, %s)\n", "kv_cache", FormatBytes(kv).c_str(), n_ctx, st->kv_type.c_str());

@@ -188,7 +188,19 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
   kc.head_dim = hp.head_dim;
   kc.capacity = n_ctx;
   kc.type = options.kv_type;
-  TF_ASSIGN_OR_RETURN(e->kv_, MakeKvCache(kc, KvOptionsFrom(options), e->ledger_));
+  KvCacheOptions ko = KvOptionsFrom(options);
+  if (ko.prune.auto_keep > 0.f) {
+    // Small contexts: protect at most a quarter of it as "recent", and feed
+    // prompts in batches that pruning can always make room for.
+    ko.prune.recent = std::min(ko.prune.recent, n_ctx / 4);
+    const int room = n_ctx - ko.prune.sinks - ko.prune.recent;
+    if (room < 1) {
+      return InvalidArgument("KV pruning: " + std::to_string(ko.prune.sinks) + " sink tokens leave no room in a " +
+                             std::to_string(n_ctx) + "-token context; use fewer sinks or a larger context");
+    }
+    e->options_.n_batch = std::min(e->options_.n_batch, room);
+  }
+  TF_ASSIGN_OR_RETURN(e->kv_, MakeKvCache(kc, ko, e->ledger_));
 
   e->pool_ = std::make_unique<ThreadPool>(e->options_.threads);
   e->state_ = std::make_unique<State>();
@@ -236,6 +248,7 @@ void Engine::ResetContext() {
 }
 int Engine::context_used() const { return kv_ ? kv_->size() : 0; }
 int Engine::context_size() const { return options_.n_ctx; }
+bool Engine::context_can_grow() const { return kv_ && AsPruning(kv_.get()) != nullptr; }
 const Tokenizer& Engine::tokenizer() const { return *tokenizer_; }
 const LlamaModel& Engine::model() const { return *model_; }
 int Engine::threads() const { return options_.threads; }

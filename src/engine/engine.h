@@ -47,7 +47,7 @@ struct EngineOptions {
   // so generation can run past n_ctx.
   float kv_prune = 0.f;
   int kv_sinks = 4;
-  int kv_keep_recent = 64;
+  int kv_keep_recent = 64;         // (at most n_ctx / 4 is protected)
   // Weight type to convert to at load time: "" keeps the file's types;
   // "f32", "f16", "q8_0", "q4_0" (and tabfit formats once the quant module has them).
   std::string weight_type;
@@ -116,6 +116,9 @@ class Engine {
   void ResetContext();              // empties the KV cache
   int context_used() const;
   int context_size() const;
+  // True when KV pruning is on (EngineOptions::kv_prune > 0): Eval then never
+  // fails for lack of room; it drops the least-attended tokens instead.
+  bool context_can_grow() const;
 
   // Frees the model, KV cache and scratch; the ledger stays readable (and
   // reads zero afterwards). Every other call fails after Unload.

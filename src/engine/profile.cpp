@@ -39,7 +39,7 @@ const char* const kRequiredFields[] = {"name",           "memory_budget_bytes", 
                                        "load_threshold", "unload_threshold",    "pressure",         "max_context"};
 const char* const kWeightPrecisions[] = {"keep",  "f32",   "f16",   "bf16",  "q8_0",
                                          "q4_0",  "tf_q8", "tf_q4", "tf_q3", "tf_q2"};
-const char* const kKvPrecisions[] = {"f32", "f16", "q8_0"};
+const char* const kKvPrecisions[] = {"f32", "f16", "q8_0", "q4_0", "mixed"};
 
 std::string TypeName(const json& v) {
   if (v.is_number_integer()) return "integer";

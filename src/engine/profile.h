@@ -29,7 +29,7 @@ struct BrowserProfile {
   bool simd = true;
   bool wasm_fallback = false;
   std::string weight_precision = "keep";  // "keep", "f32", "f16", "bf16", "q8_0", "q4_0", "tf_q8".."tf_q2"
-  std::string kv_precision = "f16";       // "f32", "f16", "q8_0"
+  std::string kv_precision = "f16";       // "f32", "f16", "q8_0", "q4_0", "mixed" (kv/kv_factory.h)
   double load_threshold = 0.25;       // fractions of memory_budget_bytes
   double unload_threshold = 0.9;
   double pressure_warning = 0.7;

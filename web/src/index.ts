@@ -42,6 +42,11 @@ export interface LoadOptions {
   threads?: number | 'auto';
   /** Context length in tokens (default: the model's, at most 4096, or the profile's max_context). */
   nCtx?: number;
+  /** KV cache "mixed": how many recent tokens stay 8-bit (older ones are 4-bit). Default 256. */
+  kvRecent?: number;
+  /** KV pruning: when the context is full, keep this fraction of it (least-attended tokens dropped) and go on.
+   * Default 0 = off (exact). */
+  kvPrune?: number;
   /** Memory budget in bytes for the engine's ledger (0 = none). Overrides the profile. */
   budgetBytes?: number;
   /** "auto" (default): threads when crossOriginIsolated and SharedArrayBuffer exist, else baseline;
@@ -172,6 +177,8 @@ function engineOptions(p: BrowserProfile, o: LoadOptions, build: WasmBuild): Eng
     budget_bytes: o.budgetBytes ?? p.memory_budget_bytes ?? 0,
     max_buffer_bytes: p.max_buffer_bytes ?? 1024 * MiB,
     kv_type: prec.kv ?? p.kv_precision ?? 'f16',
+    kv_recent: o.kvRecent,
+    kv_prune: o.kvPrune,
     weight_type: weights === 'keep' ? '' : weights,
   };
 }

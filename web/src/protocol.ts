@@ -17,7 +17,12 @@ export interface EngineOptionsJson {
   n_batch?: number;
   budget_bytes: number;
   max_buffer_bytes: number;
+  /** "f16", "f32", "q8_0", "q4_0" or "mixed" (8-bit recent window, 4-bit older tokens). */
   kv_type: string;
+  /** "mixed": tokens kept at 8 bits (default 256). */
+  kv_recent?: number;
+  /** Attention-score KV pruning: in (0, 1) = when the context is full, keep this fraction and go on; 0 = off. */
+  kv_prune?: number;
   weight_type: string;
 }
 
