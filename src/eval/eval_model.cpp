@@ -8,6 +8,7 @@
 #include "eval/precision.h"
 #include "model/gguf/gguf.h"
 #include "model/llama/llama_model.h"
+#include "model/package/package.h"
 #include "model/tokenizer/tokenizer.h"
 
 namespace tabfit {
@@ -69,7 +70,10 @@ Result<std::unique_ptr<EvalModel>> LoadEvalModel(const GgufFile& src, const Eval
 }
 
 Result<std::unique_ptr<EvalModel>> LoadEvalModel(const std::string& path, const EvalModelOptions& o) {
-  TF_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(path));
+  // A GGUF file or a tabfit package directory (`tabfit convert` output; its size is
+  // that of the equivalent single GGUF: header + tensor data).
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> src, OpenModelSource(path));
+  TF_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Parse(std::move(src)));
   return LoadEvalModel(g, o);
 }
 

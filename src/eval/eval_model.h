@@ -44,6 +44,7 @@ struct EvalModelOptions {
 };
 
 Result<std::unique_ptr<EvalModel>> LoadEvalModel(const GgufFile& src, const EvalModelOptions& options);
+// path: a GGUF file or a tabfit package directory (`tabfit convert` output).
 Result<std::unique_ptr<EvalModel>> LoadEvalModel(const std::string& path, const EvalModelOptions& options);
 
 }  // namespace tabfit

@@ -2,6 +2,8 @@
 // calibration statistics and mixed-precision re-quantization on real models.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +16,7 @@
 #include "eval/precision.h"
 #include "model/gguf/gguf.h"
 #include "model/llama/llama_model.h"
+#include "model/package/package.h"
 #include "model/tokenizer/tokenizer.h"
 #include "quant/kernels.h"
 #include "test_util.h"
@@ -120,6 +123,27 @@ TEST_F(DemoEval, ReferenceFileAgainstItselfIsZeroKl) {
   EXPECT_DOUBLE_EQ(b->top1, 1.0);
   EXPECT_NEAR(b->ref_nll_mean, a->nll_mean, 2e-4);
   std::filesystem::remove(path);
+}
+
+// `tabfit eval -m DIR` scores a converted package: same scores as the GGUF it came from
+// (an unconverted package holds the same tensors).
+TEST_F(DemoEval, LoadsAPackageDirectoryWithTheSameScores) {
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("tabfit-eval-pkg-" + std::to_string(::getpid()))).string();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  ASSERT_TRUE(WritePackage(*gguf_, dir, PackageOptions{}).ok());
+  auto pm = LoadEvalModel(dir, EvalModelOptions{});
+  ASSERT_TRUE(pm.ok()) << pm.status().ToString();
+  EXPECT_EQ((*pm)->quant.parameters, f16_->quant.parameters);
+  EXPECT_EQ((*pm)->quant.tensor_bytes, f16_->quant.tensor_bytes);
+  EXPECT_GT((*pm)->quant.file_bytes, (*pm)->quant.tensor_bytes);
+  auto a = Score(*f16_, nullptr, nullptr);
+  auto b = Score(**pm, nullptr, nullptr);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->nll_mean, b->nll_mean);
+  EXPECT_GT(a->n_scored, 0);
+  std::filesystem::remove_all(dir, ec);
 }
 
 TEST_F(DemoEval, QuantizedModelsDivergeInOrderOfBits) {
