@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <utility>
@@ -54,11 +55,19 @@ constexpr Shape kLayer[] = {{2048, 2048}, {256, 2048}, {256, 2048}, {2048, 2048}
 int main(int argc, char** argv) {
   const int reps = argc > 1 ? std::atoi(argv[1]) : 5;
   const int64_t nt = argc > 2 ? std::atoll(argv[2]) : 1;
+  // Optional filters (for `perf stat -e cycles:u`, which is immune to other processes' load):
+  // argv[3] = format name (e.g. Q4_0), argv[4] = candidate (scalar, wasm_simd128, base_wasm,
+  // read_only, or none = setup only, to subtract).
+  const std::string only_format = argc > 3 ? argv[3] : "", only_cand = argc > 4 && std::string(argv[4]) != "all" ? argv[4] : "";
+  // argv[5] = copies of the layer's matrices (distinct memory; e.g. 8 = ~200 MB of Q4_0,
+  // beyond any cache: the DRAM-bound regime of a real model). Times are per layer.
+  const int copies = argc > 5 ? std::atoi(argv[5]) : 1;
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (TensorType type : {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kTF_Q4, TensorType::kTF_Q8}) {
     const FormatTraits* f = FindFormat(type);
     if (!f || !f->from_float) continue;
+    if (!only_format.empty() && only_format != f->name) continue;
     struct Mat {
       std::vector<uint8_t> w, x;
       std::vector<float> y;
@@ -67,15 +76,21 @@ int main(int argc, char** argv) {
     };
     std::vector<Mat> mats;
     size_t bytes = 0;
+    for (int copy = 0; copy < copies; ++copy)
     for (const Shape& s : kLayer) {
       Mat m;
       m.s = s;
       m.rb = RowBytes(type, s.cols);
       m.w.resize(m.rb * s.rows);
       std::vector<float> row(s.cols);
+      // 8 distinct quantized rows, repeated (setup stays cheap next to the timed passes).
       for (int64_t r = 0; r < s.rows; ++r) {
-        for (auto& v : row) v = 0.02f * nd(rng);
-        f->from_float(row.data(), m.w.data() + r * m.rb, s.cols, nullptr);
+        if (r < 8) {
+          for (auto& v : row) v = 0.02f * nd(rng);
+          f->from_float(row.data(), m.w.data() + r * m.rb, s.cols, nullptr);
+        } else {
+          std::memcpy(m.w.data() + r * m.rb, m.w.data() + (r % 8) * m.rb, m.rb);
+        }
       }
       std::vector<float> x(s.cols * nt);
       for (auto& v : x) v = nd(rng);
@@ -111,10 +126,13 @@ int main(int argc, char** argv) {
       y[0] = static_cast<float>(a);
 #endif
     });
+    if (!only_cand.empty()) {
+      std::erase_if(cands, [&](const auto& c) { return c.first != only_cand; });
+    }
     std::vector<double> best(cands.size(), 1e30);
     for (int rep = 0; rep < reps; ++rep) {
       for (size_t c = 0; c < cands.size(); ++c) {
-        if (c == 0 && rep > 1) continue;  // scalar: 2 reps are enough
+        if (cands[c].first == "scalar" && rep > 1) continue;  // scalar: 2 reps are enough
         const auto t0 = std::chrono::steady_clock::now();
         for (Mat& m : mats) cands[c].second(m.w.data(), m.rb, 0, m.s.rows, m.s.cols, m.x.data(), nt, m.y.data(), m.s.rows);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -123,8 +141,8 @@ int main(int argc, char** argv) {
     }
     for (size_t c = 0; c < cands.size(); ++c)
       std::printf("%-6s %-13s n_tokens=%lld  %8.3f ms/layer  %6.2f GB/s  (x22 layers: %6.1f ms)\n", f->name,
-                  cands[c].first.c_str(), static_cast<long long>(nt), best[c] * 1e3, bytes / best[c] / 1e9,
-                  best[c] * 22e3);
+                  cands[c].first.c_str(), static_cast<long long>(nt), best[c] * 1e3 / copies, bytes / best[c] / 1e9,
+                  best[c] * 22e3 / copies);
   }
   return 0;
 }
