@@ -237,6 +237,7 @@ Command MakeBenchCommand() {
     EngineFlags flags;
     int n_prompt = 64;
     int n_gen = 64;
+    int depth = 0;  // tokens already in the context when tg starts
     int reps = 3;
     uint64_t seed = 1234;
     bool json = false;
@@ -250,6 +251,10 @@ Command MakeBenchCommand() {
     st->flags.Add(sub);
     sub->add_option("-p,--n-prompt", st->n_prompt, "prompt tokens per pp run (0: skip pp)")->default_val(64);
     sub->add_option("-n,--n-gen", st->n_gen, "generated tokens per tg run (0: skip tg)")->default_val(64);
+    sub->add_option("-d,--depth", st->depth,
+                    "tg runs with this many (random, untimed) tokens already in the context, e.g. 1024 to time "
+                    "decoding at a long context")
+        ->default_val(0);
     sub->add_option("-r,--repetitions", st->reps, "runs of each test (after one warm-up)")->default_val(3);
     sub->add_option("--seed", st->seed, "seed of the random token ids")->default_val(1234);
     sub->add_flag("--json", st->json, "print one JSON object instead of the table");
@@ -257,12 +262,14 @@ Command MakeBenchCommand() {
     return sub;
   };
   c.run = [st]() -> int {
-    if (st->n_prompt < 0 || st->n_gen < 0) return Fail(InvalidArgument("-p and -n must be >= 0"));
+    if (st->n_prompt < 0 || st->n_gen < 0 || st->depth < 0) {
+      return Fail(InvalidArgument("-p, -n and -d must be >= 0"));
+    }
     if (st->reps < 1) return Fail(InvalidArgument("-r must be >= 1"));
     const bool ctx_given = st->flags.n_ctx > 0;
     auto opts = st->flags.ToOptions();
     if (!opts.ok()) return Fail(opts.status());
-    if (!ctx_given) opts->n_ctx = std::max(st->n_prompt, st->n_gen) + 1;
+    if (!ctx_given) opts->n_ctx = std::max(st->n_prompt, st->depth + st->n_gen) + 1;
     if (st->flags.n_batch == 64 && st->n_prompt > 64) opts->n_batch = st->n_prompt;  // one batch, as llama-bench's -b 2048
     const std::string& model = st->flags.model;
 
@@ -273,8 +280,8 @@ Command MakeBenchCommand() {
     if (!eng.ok()) return Fail(eng.status());
     t_load = Now() - t_load;
     Engine& e = **eng;
-    if (std::max(st->n_prompt, st->n_gen) > e.context_size()) {
-      return Fail(InvalidArgument("-p/-n exceed the context size " + std::to_string(e.context_size()) + "; raise -c"));
+    if (std::max(st->n_prompt, st->depth + st->n_gen) > e.context_size() && !e.context_can_grow()) {
+      return Fail(InvalidArgument("-p/-d+n exceed the context size " + std::to_string(e.context_size()) + "; raise -c"));
     }
     const LlamaModel& lm = e.model();
     const LlamaHParams hp = lm.hparams();  // copies: the engine is freed before printing
@@ -307,6 +314,11 @@ Command MakeBenchCommand() {
     };
     auto run_tg = [&](int n) -> Result<double> {
       e.ResetContext();
+      if (st->depth > 0) {
+        std::vector<int32_t> toks(st->depth);
+        for (auto& t : toks) t = random_token();
+        TF_RETURN_IF_ERROR(e.Eval(toks));
+      }
       double t0 = Now();
       for (int i = 0; i < n; ++i) TF_RETURN_IF_ERROR(e.Eval({random_token()}));
       return Now() - t0;
@@ -353,6 +365,7 @@ Command MakeBenchCommand() {
       j["n_ctx"] = n_ctx;
       j["n_prompt"] = st->n_prompt;
       j["n_gen"] = st->n_gen;
+      j["depth"] = st->depth;
       j["repetitions"] = st->reps;
       j["load_seconds"] = t_load;
       j["pp"] = {{"tokens_per_second", pp.mean()}, {"sd", pp.sd()}, {"samples", pp.samples}};
@@ -384,7 +397,10 @@ Command MakeBenchCommand() {
     std::printf("| %-8s | %16s |\n", "test", "tokens/s");
     std::printf("|----------|------------------|\n");
     if (st->n_prompt > 0) std::printf("| pp%-6d | %8.2f ± %5.2f |\n", st->n_prompt, pp.mean(), pp.sd());
-    if (st->n_gen > 0) std::printf("| tg%-6d | %8.2f ± %5.2f |\n", st->n_gen, tg.mean(), tg.sd());
+    if (st->n_gen > 0) {
+      std::printf("| tg%-6d | %8.2f ± %5.2f |%s\n", st->n_gen, tg.mean(), tg.sd(),
+                  st->depth > 0 ? (" (after " + std::to_string(st->depth) + " tokens)").c_str() : "");
+    }
     std::printf("\nweight bytes read per generated token: %s\n", FormatBytes(bytes_per_token).c_str());
     std::printf("effective bandwidth (bytes/token x tg tokens/s): %s\n", Gbs(eff).c_str());
     if (!st->no_bandwidth) {

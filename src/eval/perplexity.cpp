@@ -260,6 +260,7 @@ Result<std::unique_ptr<PerplexityRunner>> PerplexityRunner::Create(const LlamaMo
     kc.capacity = std::max(1, static_cast<int>(o.kv_prune * o.n_ctx));
     ko.prune.sinks = o.kv_sinks;
     ko.prune.recent = 64;
+    ko.prune.recency_only = o.kv_prune_recency;
     // Evict just enough for the next batch (the cache stays as full as it can).
     ko.prune.auto_keep = 1.f - static_cast<float>(kPruneBatch) / kc.capacity;
     if (kc.capacity < o.kv_sinks + 64 + kPruneBatch || ko.prune.auto_keep <= 0.f) {

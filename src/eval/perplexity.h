@@ -57,6 +57,7 @@ struct PerplexityOptions {
   // dropped whenever a batch does not fit. 0: off (one batch per chunk).
   float kv_prune = 0.f;
   int kv_sinks = 4;
+  bool kv_prune_recency = false;  // baseline: evict the oldest non-sink tokens instead (StreamingLLM)
 };
 
 // Scored positions of one chunk: [n_scored][n_vocab] log-probabilities.

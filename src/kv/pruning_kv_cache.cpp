@@ -108,6 +108,7 @@ Result<int> PruningKvCache::Prune(int keep_slots) {
   const int take = keep_slots - sinks - recent;
   // Highest scores first; ties keep the newer slot.
   std::partial_sort(middle.begin(), middle.begin() + take, middle.end(), [&](int a, int b) {
+    if (opt_.recency_only) return a > b;
     const float sa = score(a), sb = score(b);
     return sa != sb ? sa > sb : a > b;
   });

@@ -36,6 +36,9 @@ struct KvPruneOptions {
   int sinks = 4;          // first slots always kept
   int recent = 64;        // last slots always kept
   float auto_keep = 0.f;  // 0: no automatic pruning; else the fraction of capacity MakeRoom prunes to
+  // Baseline for comparisons: ignore the scores and keep the newest middle
+  // slots (sinks + sliding window, as StreamingLLM).
+  bool recency_only = false;
 };
 
 class PruningKvCache final : public KvCache {

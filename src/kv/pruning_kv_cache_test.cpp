@@ -106,6 +106,19 @@ TEST(PruningKv, DropsLowestMassKeepsSinksAndRecent) {
     for (int s = 0; s < 10; ++s) want += p[s] / sum * h.V[kept[s]][j];
     EXPECT_NEAR(out[j], want, 1e-5);
   }
+  // The recency baseline keeps the newest middle slots instead.
+  {
+    KvPruneOptions ro = po;
+    ro.recency_only = true;
+    Harness r(32, ro);
+    for (int t = 0; t < 24; ++t) {
+      std::vector<float> k(kHD, 0.1f);
+      if (t == 7) k[3] = 12.f;
+      r.Step(k, u);
+    }
+    ASSERT_TRUE(r.kv->Prune(10).ok());
+    for (int s = 2; s < 10; ++s) EXPECT_EQ(r.kv->position(s), 14 + s) << s;
+  }
   // Asking to keep fewer than sinks + recent keeps exactly those.
   ASSERT_TRUE(h.kv->Prune(0).ok());
   EXPECT_EQ(h.kv->size(), 6);
