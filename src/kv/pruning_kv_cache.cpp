@@ -2,11 +2,27 @@
 #include "kv/pruning_kv_cache.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <numeric>
 
 namespace tabfit {
+
+namespace {
+// *p += v, atomically (compare-and-swap on the bits: std::atomic_ref is not in
+// every toolchain tabfit targets, e.g. Emscripten 3.1's libc++).
+inline void AtomicAdd(float* p, float v) {
+  auto* u = reinterpret_cast<uint32_t*>(p);
+  uint32_t old = __atomic_load_n(u, __ATOMIC_RELAXED);
+  for (;;) {
+    float f;
+    std::memcpy(&f, &old, 4);
+    f += v;
+    uint32_t next;
+    std::memcpy(&next, &f, 4);
+    if (__atomic_compare_exchange_n(u, &old, next, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return;
+  }
+}
+}  // namespace
 
 Result<std::unique_ptr<PruningKvCache>> PruningKvCache::Create(std::unique_ptr<KvCache> inner,
                                                                const KvPruneOptions& options, MemoryLedger& ledger) {
@@ -42,7 +58,7 @@ void PruningKvCache::Attend(int layer, int kv_head, const float* q, float scale,
   float* acc = const_cast<Buffer&>(acc_).as<float>() +
                (static_cast<size_t>(layer) * c.n_kv_heads + kv_head) * static_cast<size_t>(c.capacity);
   for (int s = 0; s < n_visible; ++s) {
-    std::atomic_ref<float>(acc[s]).fetch_add(scores[s], std::memory_order_relaxed);
+    AtomicAdd(acc + s, scores[s]);
   }
 }
 
