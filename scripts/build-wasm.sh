@@ -43,15 +43,15 @@ CFG
 }
 
 build_variant() {
-  local v="$1" flags="-fwasm-exceptions"
-  [[ "${TABFIT_WASM_SIMD:-1}" == 1 && "$v" != scalar ]] && flags+=" -msimd128"
+  local v="$1" flags="-fwasm-exceptions" simd=OFF
+  [[ "${TABFIT_WASM_SIMD:-1}" == 1 && "$v" != scalar ]] && flags+=" -msimd128" && simd=ON
   [[ "$v" == mt ]] && flags+=" -pthread"
   local dir="$PREFIX-$v"
   local launcher=()
   command -v ccache >/dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   emcmake cmake -S "$SRC" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DTABFIT_BUILD_TESTS=OFF -DTABFIT_BUILD_BENCH=OFF -DTABFIT_BUILD_CLI=OFF \
-    -DTABFIT_WASM_VARIANT="$v" -Dnlohmann_json_DIR="$(json_pkg)" -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
+    -DTABFIT_WASM_VARIANT="$v" -DTABFIT_WASM_SIMD="$simd" -Dnlohmann_json_DIR="$(json_pkg)" -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
     -DCMAKE_CROSSCOMPILING_EMULATOR="/usr/bin/node;--no-experimental-fetch" "${launcher[@]}" >/dev/null
   cmake --build "$dir" --target tabfit_wasm -j"$JOBS"
   if [[ "${TABFIT_WASM_SELFCHECK:-1}" == 1 ]]; then
