@@ -120,24 +120,28 @@ struct DecQ2 {
     const __m128i sa = _mm_cvtepu8_epi16(sc8), sb = _mm_cvtepu8_epi16(_mm_srli_si128(sc8, 8));
     st->sc_a = _mm256_broadcastsi128_si256(sa);  // groups 0..7
     st->sc_b = _mm256_broadcastsi128_si256(sb);  // groups 8..15
+    // z[g] = 2 + (bits 2g..2g+1 of the uint32 at 8) + 4 * (bit g of the uint16 at 12),
+    // decoded straight into 16 int16 lanes: each lane's field is moved to the top
+    // of its 16 bits by a multiply with a power of two, then shifted down.
     uint32_t lo;
     uint16_t hi;
     std::memcpy(&lo, b.scz + 8, 4);
     std::memcpy(&hi, b.scz + 12, 2);
-    const __m256i lov = _mm256_set1_epi32(static_cast<int>(lo)), hiv = _mm256_set1_epi32(hi);
-    const __m256i three = _mm256_set1_epi32(3), one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2);
-    const __m256i sh_lo0 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-    const __m256i sh_lo1 = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);
-    const __m256i sh_hi0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i sh_hi1 = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
-    auto z = [&](__m256i sl, __m256i shh) {
-      const __m256i l2 = _mm256_and_si256(_mm256_srlv_epi32(lov, sl), three);
-      const __m256i h1 = _mm256_slli_epi32(_mm256_and_si256(_mm256_srlv_epi32(hiv, shh), one), 2);
-      return _mm256_add_epi32(_mm256_or_si256(l2, h1), two);
-    };
-    // z for groups 0..15 as int16x16 in group order.
-    const __m256i z16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(z(sh_lo0, sh_hi0), z(sh_lo1, sh_hi1)), 0xD8);
-    st->corr = _mm256_mullo_epi16(_mm256_set_m128i(sb, sa), z16);
+    // lanes 0..7: low 16 bits of lo (groups 0..7); lanes 8..15: high 16 bits.
+    const __m256i lo16 = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(lo)),
+                                             _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2,
+                                                              3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+    const __m256i l2 = _mm256_srli_epi16(
+        _mm256_mullo_epi16(lo16, _mm256_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1, 1 << 14,
+                                                    1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1)),
+        14);
+    const __m256i h1 = _mm256_srli_epi16(
+        _mm256_mullo_epi16(_mm256_set1_epi16(static_cast<short>(hi)),
+                           _mm256_setr_epi16(short(0x8000), 1 << 14, 1 << 13, 1 << 12, 1 << 11, 1 << 10, 1 << 9, 1 << 8,
+                                             1 << 7, 1 << 6, 1 << 5, 1 << 4, 1 << 3, 1 << 2, 1 << 1, 1)),
+        15);
+    const __m256i z16 = _mm256_add_epi16(_mm256_or_si256(l2, _mm256_slli_epi16(h1, 2)), _mm256_set1_epi16(2));
+    st->corr = _mm256_mullo_epi16(_mm256_cvtepu8_epi16(sc8), z16);
     st->d = _cvtsh_ss(b.d);
     st->dmin = st->d * 0.25f;
   }
