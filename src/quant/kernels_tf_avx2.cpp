@@ -227,7 +227,7 @@ void TfRows8(int64_t nsb, const uint8_t* w, size_t rb, const BlockQ8_KA* x, floa
   using Block = typename Dec::Block;
   constexpr int kLaneRow[8] = {0, 1, 4, 5, 2, 3, 6, 7};
   __m256 sumf = _mm256_setzero_ps();
-  NextRowsPrefetch pf(w, rb, nsb);  // 8 rows of one superblock each per step: memory
+  NextRowsPrefetch pf(w, rb, nsb, sizeof(Block));  // 8 rows of one superblock each per step: memory
                                     // latency is otherwise exposed (2-4x slower from DRAM)
   for (int64_t b = 0; b < nsb; ++b) {
     pf.Step();

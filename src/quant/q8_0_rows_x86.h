@@ -73,11 +73,15 @@ static inline __m256i HsumBroadcast(__m256i v) {
 // swept in `lines` cache lines per block. (The hardware prefetchers, handed 8
 // short streams that each end after one row, otherwise leave most of the memory
 // latency exposed.)
+// Only for densely packed rows (rb == nb * block bytes, as in weight matrices):
+// with strided rows (e.g. one head's slice of a KV-cache row) most of the swept
+// range would be other data, so it prefetches nothing.
 struct NextRowsPrefetch {
   const uint8_t* p;
   int lines;
-  NextRowsPrefetch(const uint8_t* w, size_t rb, int64_t nb)
-      : p(w + 8 * rb), lines(static_cast<int>((8 * rb / 64 + nb) / (nb > 0 ? nb : 1))) {}
+  NextRowsPrefetch(const uint8_t* w, size_t rb, int64_t nb, size_t block_bytes)
+      : p(w + 8 * rb),
+        lines(nb > 0 && rb == static_cast<size_t>(nb) * block_bytes ? static_cast<int>((8 * rb / 64 + nb) / nb) : 0) {}
   void Step() {
     for (int i = 0; i < lines; ++i) _mm_prefetch(reinterpret_cast<const char*>(p + 64 * i), _MM_HINT_T0);
     p += 64 * lines;
@@ -92,7 +96,7 @@ struct NextRowsPrefetch {
 template <class Dot>
 static inline void Q8_0Rows8(const uint8_t* w, size_t rb, const BlockQ8_0A* x, int64_t nb, float* y) {
   __m256 acc = _mm256_setzero_ps();
-  NextRowsPrefetch pf(w, rb, nb);
+  NextRowsPrefetch pf(w, rb, nb, sizeof(BlockQ8_0));
   for (int64_t b = 0; b < nb; ++b) {
     pf.Step();
     const uint8_t* blk = w + b * sizeof(BlockQ8_0);
@@ -118,7 +122,7 @@ static inline void Q4_0Rows8(const uint8_t* w, size_t rb, const BlockQ8_0A* x, i
   __m256 acc = _mm256_setzero_ps();
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i eights = _mm256_set1_epi8(8);
-  NextRowsPrefetch pf(w, rb, nb);
+  NextRowsPrefetch pf(w, rb, nb, sizeof(BlockQ4_0));
   for (int64_t b = 0; b < nb; ++b) {
     pf.Step();
     const uint8_t* blk = w + b * sizeof(BlockQ4_0);
