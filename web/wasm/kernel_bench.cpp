@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
   // Optional filters (for `perf stat -e cycles:u`, which is immune to other processes' load):
   // argv[3] = format name (e.g. Q4_0), argv[4] = candidate (scalar, wasm_simd128, base_wasm,
   // read_only, or none = setup only, to subtract).
-  const std::string only_format = argc > 3 ? argv[3] : "", only_cand = argc > 4 && std::string(argv[4]) != "all" ? argv[4] : "";
+  const std::string only_format = argc > 3 && std::string(argv[3]) != "all" ? argv[3] : "", only_cand = argc > 4 && std::string(argv[4]) != "all" ? argv[4] : "";
   // argv[5] = copies of the layer's matrices (distinct memory; e.g. 8 = ~200 MB of Q4_0,
   // beyond any cache: the DRAM-bound regime of a real model). Times are per layer.
   const int copies = argc > 5 ? std::atoi(argv[5]) : 1;
