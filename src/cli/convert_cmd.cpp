@@ -50,7 +50,7 @@ Command MakeConvertCommand() {
     sub->add_option("out_dir", st->out_dir, "output directory (created; must be empty or a previous package)")
         ->required();
     sub->add_option("--weight-type", st->weight_type,
-                    "type of every 2-D weight: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2 "
+                    "type of every 2-D weight: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2 (also tf_q2s, tf_q2r, tf_q2sr) "
                     "(default: keep the file's types)");
     sub->add_option("--precision", st->precision,
                     "precision config JSON (per-layer / per-tensor bits, or a `tabfit calibrate --budget` plan); "
