@@ -141,8 +141,8 @@ struct YSplit {
   v128_t e0, o0, e1, o1, s8;  // s8: i32x4 partial sums of the offset term the caller subtracts
 };
 template <bool kQ4>
-inline YSplit SplitY(const BlockQ8_0A* xb) {
-  const v128_t y0 = wasm_v128_load(xb->qs), y1 = wasm_v128_load(xb->qs + 16);
+inline YSplit SplitY(const int8_t* qs) {  // 32 activation codes
+  const v128_t y0 = wasm_v128_load(qs), y1 = wasm_v128_load(qs + 16);
   YSplit s;
   s.e0 = EvenI8(y0);
   s.o0 = OddI8(y0);
@@ -165,6 +165,10 @@ inline YSplit SplitY(const BlockQ8_0A* xb) {
     s.o1 = wasm_i16x8_sub(s.o1, wasm_i16x8_shl(s.e1, 8));
   }
   return s;
+}
+template <bool kQ4>
+inline YSplit SplitY(const BlockQ8_0A* xb) {
+  return SplitY<kQ4>(xb->qs);
 }
 // Exact int dot of one weight block with one split activation block, as i32x4.
 template <bool kQ4>
@@ -207,6 +211,7 @@ struct Q8KernelI16 {
       v128_t half[R][T];  // Pair() of blocks b, b+1 then b+2, b+3
       v128_t sums[R][T];
       v128_t s8half[T], s8[T];  // the same for the offset terms
+#pragma clang loop unroll(full)
       for (int j = 0; j < 4; j += 2) {
         for (int t = 0; t < T; ++t) {
           const YSplit ya = SplitY<kQ4>(xr[t] + b + j), yb = SplitY<kQ4>(xr[t] + b + j + 1);
@@ -307,6 +312,7 @@ struct TfQ4KernelI16 {
       for (int t = 0; t < T; ++t) xb[t] = reinterpret_cast<const BlockQ8_KA*>(x[t]) + b;
       v128_t gsum[R][T][2];  // per group g: lane g%4 of gsum[..][g/4]
       v128_t half[R][T];
+#pragma clang loop unroll(full)
       for (int p = 0; p < 4; ++p) {
         for (int t = 0; t < T; ++t) {
           // Activations of groups 2p (ya*) and 2p+1 (yb*), split even/odd, both 16-halves.
