@@ -53,10 +53,10 @@ constexpr FormatTraits kFormats[] = {
     {TensorType::kTF_Q3, "TF_Q3", 256, 112, 3.5, ToFloatTfQ3, FromFloatTfQ3, PackType::kQ8_KA,
      {MatMulTfQ3Scalar, AVX2(MatMulTfQ3Avx2), WASM(MatMulTfQ3Wasm), nullptr}},
     {TensorType::kTF_Q2, "TF_Q2", 256, 80, 2.5, ToFloatTfQ2, FromFloatTfQ2, PackType::kQ8_KA,
-     {MatMulTfQ2Scalar, AVX2(MatMulTfQ2Avx2), WASM(MatMulTfQ2Wasm), nullptr}},
+     {MatMulTfQ2Scalar, AVX2(MatMulTfQ2Avx2), WASM(MatMulTfQ2Wasm), nullptr, VNNI(MatMulTfQ2Avx512Vnni)}},
     // TF_Q2R: TF_Q2 blocks of rotated weights; same mat-mul kernels, rotated activation packing.
     {TensorType::kTF_Q2R, "TF_Q2R", 256, 80, 2.5, ToFloatTfQ2R, FromFloatTfQ2R, PackType::kQ8_KAR,
-     {MatMulTfQ2Scalar, AVX2(MatMulTfQ2Avx2), WASM(MatMulTfQ2Wasm), nullptr}},
+     {MatMulTfQ2Scalar, AVX2(MatMulTfQ2Avx2), WASM(MatMulTfQ2Wasm), nullptr, VNNI(MatMulTfQ2Avx512Vnni)}},
     // TF_Q2S / TF_Q2SR: symmetric 2-bit groups, 2.3125 bits/weight (quant/tf_q2s.h).
     {TensorType::kTF_Q2S, "TF_Q2S", 256, 74, 2.3125, ToFloatTfQ2S, FromFloatTfQ2S, PackType::kQ8_KA,
      {MatMulTfQ2SScalar, AVX2(MatMulTfQ2SAvx2), WASM(MatMulTfQ2SWasm), nullptr}},

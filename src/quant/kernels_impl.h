@@ -90,6 +90,7 @@ void F16ToF32Avx2(const uint16_t* x, float* y, int64_t n);
 #if defined(TABFIT_HAVE_AVX512VNNI_KERNELS)
 void MatMulQ8_0Avx512Vnni(TF_MATMUL_ARGS);
 void MatMulQ4_0Avx512Vnni(TF_MATMUL_ARGS);
+void MatMulTfQ2Avx512Vnni(TF_MATMUL_ARGS);  // TF_Q2 and TF_Q2R (same blocks)
 #endif
 
 // ---- WASM SIMD128 (kernels_wasm.cpp) ----

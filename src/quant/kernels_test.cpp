@@ -422,7 +422,7 @@ TEST(KernelList, Avx2PresentAndSelectedWhenCpuSupportsIt) {
     EXPECT_TRUE(vnni);
     // The VNNI decode kernels are compiled in and listed, so the table-driven
     // comparisons above test them against the scalar oracle.
-    for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+    for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kTF_Q2, TensorType::kTF_Q2R}) {
       EXPECT_NE(FindFormat(t)->matmul[static_cast<int>(Isa::kAvx512Vnni)], nullptr) << TensorTypeName(t);
     }
   }
