@@ -44,6 +44,7 @@ struct EngineFlags {
   int kv_recent = 256;     // --kv-recent: 8-bit window of the "mixed" KV cache
   float kv_prune = 0.f;    // --kv-prune: auto-prune to this fraction of the context when full (0: off)
   int kv_sinks = 4;        // --kv-sinks: first tokens pruning always keeps
+  int kv_keep_recent = 0;  // --kv-keep-recent: last tokens pruning always keeps (0: auto)
   std::string weight_type;
   std::string profile;
   std::string precision;  // precision config JSON (per-layer / per-tensor bits)

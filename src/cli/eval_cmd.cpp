@@ -41,6 +41,7 @@ Command MakeEvalCommand() {
     int kv_recent = 256;
     float kv_prune = 0.f;
     int kv_sinks = 4;
+    int kv_keep_recent = 0;
     std::string kv_prune_policy = "attention";
     std::string save_logits, reference;
     PrecisionFlags precision;
@@ -68,6 +69,9 @@ Command MakeEvalCommand() {
                     "chunk runs in 16-token batches, evicting the least-attended tokens; 0 = off")
         ->default_val(0.f);
     sub->add_option("--kv-sinks", st->kv_sinks, "with --kv-prune: first tokens never evicted")->default_val(4);
+    sub->add_option("--kv-keep-recent", st->kv_keep_recent,
+                    "with --kv-prune: last tokens never evicted (0: 3/4 of the KV cache)")
+        ->default_val(0);
     sub->add_option("--kv-prune-policy", st->kv_prune_policy,
                     "with --kv-prune: attention (evict the least-attended) or recent (baseline: evict the oldest "
                     "non-sink tokens, a sliding window)")
@@ -146,6 +150,7 @@ Command MakeEvalCommand() {
     po.kv_recent = st->kv_recent;
     po.kv_prune = st->kv_prune;
     po.kv_sinks = st->kv_sinks;
+    po.kv_keep_recent = st->kv_keep_recent;
     po.kv_prune_recency = st->kv_prune_policy == "recent";
     auto runner = PerplexityRunner::Create(*m.model, po);
     if (!runner.ok()) return Fail(runner.status());

@@ -32,6 +32,9 @@ void EngineFlags::Add(CLI::App* app) {
       ->default_val(0.f);
   app->add_option("--kv-sinks", kv_sinks, "with --kv-prune: first tokens never pruned (attention sinks)")
       ->default_val(4);
+  app->add_option("--kv-keep-recent", kv_keep_recent,
+                  "with --kv-prune: last tokens never pruned (0: 3/4 of what pruning keeps)")
+      ->default_val(0);
   o_weight = app->add_option("--weight-type", weight_type,
                              "convert weights at load time: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2");
   app->add_option("--profile", profile,
@@ -53,6 +56,7 @@ Result<EngineOptions> EngineFlags::ToOptions() {
   o.kv_recent = kv_recent;
   o.kv_prune = kv_prune;
   o.kv_sinks = kv_sinks;
+  o.kv_keep_recent = kv_keep_recent;
   o.weight_type = weight_type;
   if (!budget.empty()) {
     TF_ASSIGN_OR_RETURN(o.budget_bytes, ParseBytes(budget));

@@ -190,9 +190,11 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
   kc.type = options.kv_type;
   KvCacheOptions ko = KvOptionsFrom(options);
   if (ko.prune.auto_keep > 0.f) {
-    // Small contexts: protect at most a quarter of it as "recent", and feed
-    // prompts in batches that pruning can always make room for.
-    ko.prune.recent = std::min(ko.prune.recent, n_ctx / 4);
+    // The protected recent window fits in what pruning keeps; prompts are fed
+    // in batches that pruning can always make room for.
+    const int kept = static_cast<int>(ko.prune.auto_keep * n_ctx);
+    if (ko.prune.recent <= 0) ko.prune.recent = kept * 3 / 4;
+    ko.prune.recent = std::min(ko.prune.recent, std::max(0, kept - ko.prune.sinks));
     const int room = n_ctx - ko.prune.sinks - ko.prune.recent;
     if (room < 1) {
       return InvalidArgument("KV pruning: " + std::to_string(ko.prune.sinks) + " sink tokens leave no room in a " +

@@ -259,11 +259,11 @@ Result<std::unique_ptr<PerplexityRunner>> PerplexityRunner::Create(const LlamaMo
     batch = kPruneBatch;
     kc.capacity = std::max(1, static_cast<int>(o.kv_prune * o.n_ctx));
     ko.prune.sinks = o.kv_sinks;
-    ko.prune.recent = 64;
+    ko.prune.recent = o.kv_keep_recent > 0 ? o.kv_keep_recent : kc.capacity * 3 / 4;
     ko.prune.recency_only = o.kv_prune_recency;
     // Evict just enough for the next batch (the cache stays as full as it can).
     ko.prune.auto_keep = 1.f - static_cast<float>(kPruneBatch) / kc.capacity;
-    if (kc.capacity < o.kv_sinks + 64 + kPruneBatch || ko.prune.auto_keep <= 0.f) {
+    if (kc.capacity < o.kv_sinks + ko.prune.recent + kPruneBatch || ko.prune.auto_keep <= 0.f) {
       return InvalidArgument("perplexity: --kv-prune " + std::to_string(o.kv_prune) + " of " +
                              std::to_string(o.n_ctx) + " leaves no room beyond the protected sink and recent tokens; "
                              "use a larger fraction or context");

@@ -53,10 +53,11 @@ struct PerplexityOptions {
   int kv_recent = 256;           // "mixed": 8-bit window
   // Attention-score pruning: > 0 gives the KV cache room for only
   // kv_prune * n_ctx tokens; each chunk then runs in batches of 16 tokens and
-  // the least-attended slots (never the first kv_sinks nor the last 64) are
+  // the least-attended slots (never the first kv_sinks nor the last kv_keep_recent) are
   // dropped whenever a batch does not fit. 0: off (one batch per chunk).
   float kv_prune = 0.f;
   int kv_sinks = 4;
+  int kv_keep_recent = 0;         // last tokens pruning never evicts; 0: 3/4 of the KV capacity
   bool kv_prune_recency = false;  // baseline: evict the oldest non-sink tokens instead (StreamingLLM)
 };
 

@@ -72,16 +72,18 @@ Status PruningKvCache::Commit(int n, const int32_t* pos) {
   float* mass = mass_.as<float>();
   float* seen = seen_.as<float>();
   for (int s = n_past; s < total; ++s) mass[s] = seen[s] = 0.f;
+  // Only attention from queries beyond the protected recent window counts:
+  // every token is heavily attended while it is local, which says nothing
+  // about whether it is needed once it is old. `far` = slots at least
+  // opt_.recent behind this step's first query.
+  const int far = std::max(0, n_past + 1 - opt_.recent);
   const int rows = c.n_layers * c.n_kv_heads;
   for (int r = 0; r < rows; ++r) {
     float* a = acc + r * cap;
-    for (int s = 0; s < total; ++s) {
-      mass[s] += a[s];
-      a[s] = 0.f;
-    }
+    for (int s = 0; s < far; ++s) mass[s] += a[s];
+    std::memset(a, 0, sizeof(float) * total);
   }
-  // Query row t of this step saw slots [0, n_past + t].
-  for (int s = 0; s < total; ++s) seen[s] += static_cast<float>(s < n_past ? n : n - (s - n_past));
+  for (int s = 0; s < far; ++s) seen[s] += static_cast<float>(n);
   return Status::Ok();
 }
 

@@ -4,8 +4,11 @@
 // much attention each slot receives: after every Attend it adds the softmax
 // probabilities (the `scores` output) into a per-(layer, kv head) accumulator;
 // Commit folds them into the slot's total mass and counts how many query rows
-// saw the slot. A slot's score is its mean attention per query row:
-//   score(s) = sum over steps, layers, heads, query rows of p(s) / rows that saw s
+// saw the slot — but only from queries at least `recent` tokens after it
+// (every token is heavily attended while it is local; that says nothing about
+// whether it is needed once it is old). A slot's score is its mean attention
+// per such query row:
+//   score(s) = sum over steps, layers, heads, far query rows of p(s) / far rows
 // (the mean, not the sum, so old slots are not favoured just for having been
 // visible longer — the H2O "heavy hitter" idea, normalised).
 //
