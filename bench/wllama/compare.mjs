@@ -5,6 +5,10 @@
 //   node bench/wllama/compare.mjs --model /tmp/wll/tl-q4_0.gguf [--model ...]
 //        [--tokens 32] [--reps 2] [--threads 2] [--nctx 4096] [--configs tabfit-threads,tabfit-baseline,wllama-mt,wllama-st]
 //   node bench/wllama/compare.mjs --table out.json      # re-render the table of a saved run
+//   --kv TYPE, --kv-recent N: tabfit's KV cache precision (f16, q8_0, q4_0, mixed) and 8-bit window.
+//   --ua-memory: after generation, also read performance.measureUserAgentSpecificMemory() (the
+//     browser's own figure for the page: JS heaps + wasm memories; ~10-20 s a call).
+//   --prompt-repeat K: the prompt text K times (a long prompt touches the KV pages it fills).
 //   --tf-model FILE (repeatable): a model only tabfit reads (e.g. TF_Q4): tabfit configs + native only.
 //   --alt-dist DIR: a second build of web/dist (e.g. a copy from before a change), served under
 //        /altdist/; configs tabfit-threads-alt / tabfit-baseline-alt run it in the same browser.
@@ -36,7 +40,10 @@ const tokens = Number(arg('tokens', 32));
 const reps = Number(arg('reps', 2));
 const threads = Number(arg('threads', 2));
 const nCtx = Number(arg('nctx', 4096));
-const prompt = arg('prompt', 'The king said');
+const prompt = Array(Number(arg('prompt-repeat', 1))).fill(arg('prompt', 'The king said')).join(' ');
+const kvType = arg('kv', null);
+const kvRecent = arg('kv-recent', null) == null ? undefined : Number(arg('kv-recent'));
+const uaMemory = argv.includes('--ua-memory');
 const configs = arg('configs', 'tabfit-threads,tabfit-baseline,wllama-mt,wllama-st').split(',');
 const nativeBin = arg('native', path.join(repoRoot, 'build/tabfit'));
 const log = (...a) => console.error('[compare]', ...a);
@@ -84,22 +91,24 @@ function tabPeak(before) {
 const loadavg = () => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 
 // --- page side ---------------------------------------------------------------
-async function runTabfit({ url, build, threads, nCtx, tokens, prompt, dist }) {
+async function runTabfit({ url, build, threads, nCtx, tokens, prompt, dist, kvType, kvRecent, uaMemory }) {
   const t = await import(`${dist}/index.js`);
   let t0 = performance.now();
-  const e = await t.load(url, { build, threads, nCtx });
+  const e = await t.load(url, { build, threads, nCtx, kvRecent, ...(kvType ? { precision: { kv: kvType } } : {}) });
   const loadSeconds = (performance.now() - t0) / 1000;
   const s = e.generate(prompt, { maxTokens: tokens, temperature: 0, stopAtEos: false });
   const times = [];
   t0 = performance.now();
   for await (const _ of s) times.push(performance.now());
   const st = await s.stats;
-  const mem = await e.memory();
+  const mem = await e.memory({ measureUserAgentSpecific: uaMemory });
   const info = { build: e.info.build, threads: e.info.threads, nCtx: e.info.n_ctx ?? e.info.nCtx };
   const fromCache = e.loadResult?.fromCache;
   await e.unload();
   return { loadSeconds, fromCache, info, times, t0, generated: st.generated_tokens, stats: st,
-    ledgerBytes: mem.ledger?.total_current, wasmHeapBytes: mem.wasmHeapBytes };
+    ledgerBytes: mem.ledger?.total_current, ledgerPeakBytes: mem.ledger?.total_peak, wasmHeapBytes: mem.wasmHeapBytes,
+    kvBytes: (mem.ledger?.components ?? []).filter((c) => c.name.startsWith('kv_cache')).reduce((a, c) => a + c.current_bytes, 0),
+    uaBytes: mem.userAgentSpecific?.bytes };
 }
 
 async function runWllama({ url, threads, nCtx, tokens, prompt }) {
@@ -135,8 +144,8 @@ function native(file, t, n = tokens) {
 // --- table -------------------------------------------------------------------------
 function renderTable(result) {
   const fmt = (x, d = 2) => (x == null || !Number.isFinite(x) ? '—' : x.toFixed(d));
-  const rows = ['| model | engine / build | threads | rep | tok/s | ratio to wllama (same threads, same rep) | ratio to native (same threads, same rep) | tab peak RSS ÷ weights (growth ÷ weights) | load s (cold/OPFS) |',
-    '|---|---|---|---|---|---|---|---|---|'];
+  const rows = ['| model | engine / build | threads | rep | tok/s | ratio to wllama (same threads, same rep) | ratio to native (same threads, same rep) | tab peak RSS ÷ weights (growth ÷ weights) | wasm heap ÷ weights; browser figure ÷ weights | load s (cold/OPFS) |',
+    '|---|---|---|---|---|---|---|---|---|---|'];
   const seen = new Set();  // first load of a model by an engine in this browser profile = cold (download)
   for (const r of result.runs) {
     const engine = r.config.split('-')[0];
@@ -147,9 +156,9 @@ function renderTable(result) {
     r.ratioToNative = nat && r.tokensPerSecond ? r.tokensPerSecond / nat.tokensPerSecond : null;
     r.cold = r.fromCache != null ? !r.fromCache : !seen.has(`${engine}:${r.model}`);
     seen.add(`${engine}:${r.model}`);
-    rows.push(`| ${r.model} | ${r.config} | ${r.threads} | ${r.rep} | ${r.error ? 'error: ' + r.error : fmt(r.tokensPerSecond)} | ${fmt(r.ratioToWllama)} | ${fmt(r.ratioToNative, 3)} | ${fmt(r.rssPeakOverWeights)} (${fmt(r.rssGrowthOverWeights)}) | ${fmt(r.loadSeconds, 1)} (${r.cold ? 'cold' : 'OPFS'}) |`);
+    rows.push(`| ${r.model} | ${r.config} | ${r.threads} | ${r.rep} | ${r.error ? 'error: ' + r.error : fmt(r.tokensPerSecond)} | ${fmt(r.ratioToWllama)} | ${fmt(r.ratioToNative, 3)} | ${fmt(r.rssPeakOverWeights)} (${fmt(r.rssGrowthOverWeights)}) | ${fmt(r.wasmHeapOverWeights, 3)}; ${fmt(r.uaOverWeights, 3)} | ${fmt(r.loadSeconds, 1)} (${r.cold ? 'cold' : 'OPFS'}) |`);
   }
-  for (const n of result.native) rows.push(`| ${n.model} | native tabfit bench | ${n.threads} | ${n.rep} | ${fmt(n.tokensPerSecond)} | | 1 | process RSS peak ÷ weights ${fmt(n.rssPeakBytes / n.weightBytes)} (n_ctx ${n.nCtx}) | |`);
+  for (const n of result.native) rows.push(`| ${n.model} | native tabfit bench | ${n.threads} | ${n.rep} | ${fmt(n.tokensPerSecond)} | | 1 | process RSS peak ÷ weights ${fmt(n.rssPeakBytes / n.weightBytes)} (n_ctx ${n.nCtx}) | | |`);
   return rows.join('\n');
 }
 
@@ -169,6 +178,7 @@ const modelUrls = models.map((m, i) => {
 const server = await startServer(repoRoot, { mounts });
 const browser = await launch();
 const result = { date: new Date().toISOString(), chromium: null, tokens, reps, threads, nCtx, prompt, configs, altDist,
+  kvType, kvRecent, uaMemory,
   loadavgStart: loadavg(),
   memoryMethod: 'VmHWM (peak RSS) of the tab\'s renderer process (the renderer whose peak grew most during the config; workers and wasm memory live in it), read before the tab closes; growth = VmHWM - VmRSS after navigation, before load',
   runs: [], native: [] };
@@ -190,7 +200,7 @@ try {
         const la = loadavg();
         const base = cfg.replace(/-alt$/, '');  // -alt: the same config on the --alt-dist build
         const params = { url: modelUrls[mi], threads: base.endsWith('-st') || base === 'tabfit-baseline' ? 1 : threads,
-          nCtx, tokens, prompt, build: base === 'tabfit-threads' ? 'threads' : 'baseline',
+          nCtx, tokens, prompt, kvType, kvRecent, uaMemory, build: base === 'tabfit-threads' ? 'threads' : 'baseline',
           dist: cfg.endsWith('-alt') ? '/altdist' : '/web/dist' };
         let r;
         try {
@@ -214,7 +224,10 @@ try {
           run.engineTokensPerSecond = cfg.startsWith('tabfit')
             ? r.stats.generated_tokens / r.stats.generate_seconds : r.stats?.predicted_per_second;
           Object.assign(run, { loadSeconds: r.loadSeconds, fromCache: r.fromCache, info: r.info,
-            ledgerBytes: r.ledgerBytes, wasmHeapBytes: r.wasmHeapBytes });
+            ledgerBytes: r.ledgerBytes, ledgerPeakBytes: r.ledgerPeakBytes, wasmHeapBytes: r.wasmHeapBytes,
+            kvBytes: r.kvBytes, uaBytes: r.uaBytes,
+            uaOverWeights: r.uaBytes ? r.uaBytes / weightBytes : null,
+            wasmHeapOverWeights: r.wasmHeapBytes ? r.wasmHeapBytes / weightBytes : null });
         } else run.error = r.error;
         log(JSON.stringify(run));
         result.runs.push(run);
