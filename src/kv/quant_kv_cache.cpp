@@ -9,6 +9,10 @@
 #include "quant/formats.h"
 #include "quant/kernels.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace tabfit {
 
 namespace {
@@ -36,6 +40,81 @@ Regions RegionsFor(const KvCacheConfig& c, int recent_window) {
   return r;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define TABFIT_KV_AVX2 1
+// AVX2+FMA versions of the V accumulation (compiled for that target only;
+// picked at run time by CPUID, like the quant module's kernels).
+__attribute__((target("avx2,fma,f16c"))) void AxpyQ8Avx2(float p, const BlockQ8_0* b, int nb, float* out) {
+  for (int i = 0; i < nb; ++i, out += kBlock) {
+    const __m256 c = _mm256_set1_ps(p * F16ToF32(b[i].d));
+    for (int j = 0; j < kBlock; j += 8) {
+      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[i].qs + j));
+      const __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
+      _mm256_storeu_ps(out + j, _mm256_fmadd_ps(c, x, _mm256_loadu_ps(out + j)));
+    }
+  }
+}
+
+__attribute__((target("avx2,fma,f16c"))) void AxpyQ4Avx2(float p, const BlockQ4_0* b, int nb, float* out) {
+  const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+  for (int i = 0; i < nb; ++i, out += kBlock) {
+    const __m256 c = _mm256_set1_ps(p * F16ToF32(b[i].d));
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs));
+    const __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, m4), eight);                     // elements 0..15
+    const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), eight);  // elements 16..31
+    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int k = 0; k < 4; ++k) {
+      const __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[k]));
+      _mm256_storeu_ps(out + 8 * k, _mm256_fmadd_ps(c, x, _mm256_loadu_ps(out + 8 * k)));
+    }
+  }
+}
+
+__attribute__((target("avx2,fma,f16c"))) inline float Hsum(__m256 v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_add_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+
+// q . dequant(blocks) with q in f32 (no quantization of q on this path).
+__attribute__((target("avx2,fma,f16c"))) float DotQ8Avx2(const BlockQ8_0* b, int nb, const float* q) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int i = 0; i < nb; ++i, q += kBlock) {
+    __m256 blk = _mm256_setzero_ps();
+    for (int j = 0; j < kBlock; j += 8) {
+      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[i].qs + j));
+      blk = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), _mm256_loadu_ps(q + j), blk);
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(F16ToF32(b[i].d)), blk, acc);
+  }
+  return Hsum(acc);
+}
+
+__attribute__((target("avx2,fma,f16c"))) float DotQ4Avx2(const BlockQ4_0* b, int nb, const float* q) {
+  const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+  __m256 acc = _mm256_setzero_ps();
+  for (int i = 0; i < nb; ++i, q += kBlock) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs));
+    const __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, m4), eight);
+    const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), eight);
+    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    __m256 blk = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      blk = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[k])), _mm256_loadu_ps(q + 8 * k), blk);
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(F16ToF32(b[i].d)), blk, acc);
+  }
+  return Hsum(acc);
+}
+
+bool HasAvx2() {
+  static const bool ok =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return ok;
+}
+#endif
+
 // out[0..32*nb) += p * dequant(blocks)
 inline void AxpyQ8(float p, const BlockQ8_0* b, int nb, float* out) {
   for (int i = 0; i < nb; ++i, out += kBlock) {
@@ -57,6 +136,13 @@ inline void AxpyQ4(float p, const BlockQ4_0* b, int nb, float* out) {
 }
 
 class QuantKvCache final : public KvCache {
+ private:
+  struct Layer {
+    Buffer k8, v8, k4, v4;
+    int n4 = 0;  // slots [0, n4) are 4-bit
+    int h8 = 0;  // ring index of slot n4
+  };
+
  public:
   QuantKvCache(KvCacheConfig c, Regions r) : config_(std::move(c)), reg_(r) {}
 
@@ -117,15 +203,38 @@ class QuantKvCache final : public KvCache {
     const Layer& L = layers_[layer];
     const int hd = config_.head_dim;
     const int nb = hd / kBlock;
-    alignas(64) BlockQ8_0A qa[kMaxHeadDim / kBlock];
-    PackActivations(TensorType::kQ8_0, q, 1, hd, qa);
     // Scores: 4-bit slots [0, n4), then the 8-bit ring (at most two contiguous runs).
     const int n4 = std::min(L.n4, n_visible);
+    const int m8 = n_visible - n4;
+#ifdef TABFIT_KV_AVX2
+    if (HasAvx2()) {
+      // Each K block is widened to f32 in registers and dotted with q directly.
+      const uint8_t* k4 = L.k4.as<uint8_t>() + static_cast<size_t>(kv_head) * nb * kB4;
+      for (int s = 0; s < n4; ++s) scores[s] = DotQ4Avx2(reinterpret_cast<const BlockQ4_0*>(k4 + s * row4_), nb, q);
+      const uint8_t* k8 = L.k8.as<uint8_t>() + static_cast<size_t>(kv_head) * nb * kB8;
+      for (int j = 0; j < m8; ++j) {
+        const size_t r = static_cast<size_t>((L.h8 + j) % reg_.w8);
+        scores[n4 + j] = DotQ8Avx2(reinterpret_cast<const BlockQ8_0*>(k8 + r * row8_), nb, q);
+      }
+    } else
+#endif
+    {
+      AttendScoresPacked(L, kv_head, q, n4, m8, scores);
+    }
+    Softmax_AccumulateV(L, kv_head, scale, n_visible, n4, m8, scores, out);
+  }
+
+  // Portable path: q quantized to int8 once, the quant module's Q4_0/Q8_0 dot
+  // kernels (WASM SIMD128 / NEON / scalar) run on the stored blocks.
+  void AttendScoresPacked(const Layer& L, int kv_head, const float* q, int n4, int m8, float* scores) const {
+    const int hd = config_.head_dim;
+    const int nb = hd / kBlock;
+    alignas(64) BlockQ8_0A qa[kMaxHeadDim / kBlock];
+    PackActivations(TensorType::kQ8_0, q, 1, hd, qa);
     if (n4 > 0) {
       MatMulRows(TensorType::kQ4_0, L.k4.as<uint8_t>() + static_cast<size_t>(kv_head) * nb * kB4, row4_, 0, n4, hd,
                  qa, 1, scores, 1);
     }
-    const int m8 = n_visible - n4;
     for (int j = 0; j < m8;) {
       const int r = (L.h8 + j) % reg_.w8;
       const int len = std::min(m8 - j, reg_.w8 - r);
@@ -133,6 +242,12 @@ class QuantKvCache final : public KvCache {
                  0, len, hd, qa, 1, scores + n4 + j, 1);
       j += len;
     }
+  }
+
+  void Softmax_AccumulateV(const Layer& L, int kv_head, float scale, int n_visible, int n4, int m8, float* scores,
+                           float* out) const {
+    const int hd = config_.head_dim;
+    const int nb = hd / kBlock;
     float mx = -INFINITY;
     for (int s = 0; s < n_visible; ++s) {
       scores[s] *= scale;
@@ -145,9 +260,16 @@ class QuantKvCache final : public KvCache {
     }
     const float inv = static_cast<float>(1.0 / sum);
     std::fill(out, out + hd, 0.f);
+#ifdef TABFIT_KV_AVX2
+    const auto axpy4 = HasAvx2() ? AxpyQ4Avx2 : AxpyQ4;
+    const auto axpy8 = HasAvx2() ? AxpyQ8Avx2 : AxpyQ8;
+#else
+    const auto axpy4 = AxpyQ4;
+    const auto axpy8 = AxpyQ8;
+#endif
     for (int s = 0; s < n4; ++s) {
       scores[s] *= inv;
-      AxpyQ4(scores[s],
+      axpy4(scores[s],
              reinterpret_cast<const BlockQ4_0*>(L.v4.as<uint8_t>() + s * row4_) + static_cast<size_t>(kv_head) * nb,
              nb, out);
     }
@@ -155,7 +277,7 @@ class QuantKvCache final : public KvCache {
       float& p = scores[n4 + j];
       p *= inv;
       const size_t r = static_cast<size_t>((L.h8 + j) % reg_.w8);
-      AxpyQ8(p, reinterpret_cast<const BlockQ8_0*>(L.v8.as<uint8_t>() + r * row8_) + static_cast<size_t>(kv_head) * nb,
+      axpy8(p, reinterpret_cast<const BlockQ8_0*>(L.v8.as<uint8_t>() + r * row8_) + static_cast<size_t>(kv_head) * nb,
              nb, out);
     }
   }
@@ -217,11 +339,6 @@ class QuantKvCache final : public KvCache {
   }
 
  private:
-  struct Layer {
-    Buffer k8, v8, k4, v4;
-    int n4 = 0;  // slots [0, n4) are 4-bit
-    int h8 = 0;  // ring index of slot n4
-  };
 
   // Moves the oldest 8-bit cell (ring head) to 4-bit slot n4.
   void Demote(Layer& L) {
