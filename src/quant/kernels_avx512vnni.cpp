@@ -123,6 +123,85 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
   _mm256_storeu_ps(y, _mm256_permutevar8x32_ps(sumf, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)));
 }
 
+
+// ---------------------------------------------------------------- Q4_0, 512-bit
+// Q4_0 decode, 8 rows x 2 blocks per step on zmm. Row k (k < 4) and row k+4
+// share one zmm with four 128-bit lanes L: (row k, b), (row k, b+1),
+// (row k+4, b), (row k+4, b+1), so one vpdpbusd covers 4 (row, block) pairs.
+// The -8 offset of the codes is folded in before the dot products: every
+// accumulator starts at -8*sum(y) spread over the same lanes, so after the
+// unpack-add reduction dword 4L+k is the exact integer block dot of (row, block)
+// of lane L of p[k].
+// Odd block counts use the 256-bit kernel (no 8-row x 2-block step exists).
+// The fp16 d of blocks b (at p) and b+1 of rows 0..3 (stride rb), in the word
+// order r0b, r1b, r2b, r3b, r0b1, r1b1, r2b1, r3b1.
+static inline __m128i Scales4x2(const uint8_t* p, size_t rb) {
+  constexpr int kB = sizeof(BlockQ4_0);
+  __m128i h = _mm_cvtsi32_si128(Ld16(p));
+  h = _mm_insert_epi16(h, Ld16(p + rb), 1);
+  h = _mm_insert_epi16(h, Ld16(p + 2 * rb), 2);
+  h = _mm_insert_epi16(h, Ld16(p + 3 * rb), 3);
+  h = _mm_insert_epi16(h, Ld16(p + kB), 4);
+  h = _mm_insert_epi16(h, Ld16(p + rb + kB), 5);
+  h = _mm_insert_epi16(h, Ld16(p + 2 * rb + kB), 6);
+  h = _mm_insert_epi16(h, Ld16(p + 3 * rb + kB), 7);
+  return h;
+}
+
+static inline void Q4_0Rows8Z(const uint8_t* w, size_t rb, const BlockQ8_0A* x, int64_t nb, float* y) {
+  if (nb % 2) {
+    Q4_0Rows8<DotVnni>(w, rb, x, nb, y);
+    return;
+  }
+  constexpr int kB = sizeof(BlockQ4_0);
+  __m512 acc = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i eights = _mm512_set1_epi8(8);
+  NextRowsPrefetch pf(w, rb, nb, sizeof(BlockQ4_0));
+  for (int64_t b = 0; b < nb; b += 2) {
+    pf.Step();
+    pf.Step();
+    const uint8_t* blk = w + b * kB;
+    const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
+    const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b + 1].qs));
+    const __m256i ylo2 = _mm256_permute2x128_si256(y0, y1, 0x20);  // y0[0..15] | y1[0..15]
+    const __m256i yhi2 = _mm256_permute2x128_si256(y0, y1, 0x31);  // y0[16..31] | y1[16..31]
+    const __m512i ylo = _mm512_inserti64x4(_mm512_castsi256_si512(ylo2), ylo2, 1);
+    const __m512i yhi = _mm512_inserti64x4(_mm512_castsi256_si512(yhi2), yhi2, 1);
+    const __m512i e = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), eights, ylo), eights, yhi);
+    const __m512i ne = _mm512_sub_epi32(_mm512_setzero_si512(), e);
+    __m512i p[4];
+    for (int k = 0; k < 4; ++k) {
+      const uint8_t* a = blk + k * rb + 2;
+      const uint8_t* c = blk + (k + 4) * rb + 2;
+      const __m256i va = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a))),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + kB)), 1);
+      const __m256i vc = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c))),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + kB)), 1);
+      const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(va), vc, 1);
+      const __m512i lo = _mm512_and_si512(v, m4);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+      p[k] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ne, lo, ylo), hi, yhi);
+    }
+    const __m512i a01 = _mm512_add_epi32(_mm512_unpacklo_epi32(p[0], p[1]), _mm512_unpackhi_epi32(p[0], p[1]));
+    const __m512i a23 = _mm512_add_epi32(_mm512_unpacklo_epi32(p[2], p[3]), _mm512_unpackhi_epi32(p[2], p[3]));
+    const __m512i sums = _mm512_add_epi32(_mm512_unpacklo_epi64(a01, a23), _mm512_unpackhi_epi64(a01, a23));
+    const __m512 dw = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(Scales4x2(blk, rb)),
+                                                              Scales4x2(blk + 4 * rb, rb), 1));
+    const __m256 dy2 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_set1_ps(x[b].d)), _mm_set1_ps(x[b + 1].d), 1);
+    const __m512 dy = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(dy2)),
+                                                          _mm256_castps_pd(dy2), 1));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(dw, dy), acc);
+  }
+  // Lanes 4L + k: rows 0..3 in L = 0, 1; rows 4..7 in L = 2, 3.
+  const __m128 r03 = _mm_add_ps(_mm512_castps512_ps128(acc), _mm512_extractf32x4_ps(acc, 1));
+  const __m128 r47 = _mm_add_ps(_mm512_extractf32x4_ps(acc, 2), _mm512_extractf32x4_ps(acc, 3));
+  _mm_storeu_ps(y, r03);
+  _mm_storeu_ps(y + 4, r47);
+}
+
 }  // namespace
 
 void MatMulTfQ2Avx512Vnni(TF_MATMUL_ARGS) {
@@ -146,7 +225,7 @@ void MatMulQ8_0Avx512Vnni(TF_MATMUL_ARGS) {
   MatMulDecodeVnni(Q8_0Rows8<DotVnni>, MatMulQ8_0Avx2, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
 }
 void MatMulQ4_0Avx512Vnni(TF_MATMUL_ARGS) {
-  MatMulDecodeVnni(Q4_0Rows8<DotVnni>, MatMulQ4_0Avx2, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
+  MatMulDecodeVnni(Q4_0Rows8Z, MatMulQ4_0Avx2, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
 }
 
 }  // namespace tabfit::qk
