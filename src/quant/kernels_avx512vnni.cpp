@@ -157,9 +157,8 @@ static inline void Q4_0Rows8Z(const uint8_t* w, size_t rb, const BlockQ8_0A* x, 
   __m512 acc = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i eights = _mm512_set1_epi8(8);
-  NextRowsPrefetch pf(w, rb, nb, sizeof(BlockQ4_0));
+  NextRowsPrefetch pf(w, rb, nb / 2, 2 * sizeof(BlockQ4_0));  // one step per block pair
   for (int64_t b = 0; b < nb; b += 2) {
-    pf.Step();
     pf.Step();
     const uint8_t* blk = w + b * kB;
     const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
