@@ -8,6 +8,12 @@
 #include "quant/tf_q2s.h"
 #include "quant/vec.h"
 
+#if defined(TABFIT_HAVE_AVX512VNNI_KERNELS)
+namespace tabfit::qk {
+void MatMulTfQ4Avx512Vnni(TF_MATMUL_ARGS);  // kernels_avx512vnni.cpp
+}  // namespace tabfit::qk
+#endif
+
 namespace tabfit {
 
 namespace {
@@ -49,7 +55,7 @@ constexpr FormatTraits kFormats[] = {
     {TensorType::kTF_Q8, "TF_Q8", 256, 266, 8.3125, ToFloatTfQ8, FromFloatTfQ8, PackType::kQ8_KA,
      {MatMulTfQ8Scalar, AVX2(MatMulTfQ8Avx2), WASM(MatMulTfQ8Wasm), nullptr}},
     {TensorType::kTF_Q4, "TF_Q4", 256, 144, 4.5, ToFloatTfQ4, FromFloatTfQ4, PackType::kQ8_KA,
-     {MatMulTfQ4Scalar, AVX2(MatMulTfQ4Avx2), WASM(MatMulTfQ4Wasm), nullptr}},
+     {MatMulTfQ4Scalar, AVX2(MatMulTfQ4Avx2), WASM(MatMulTfQ4Wasm), nullptr, VNNI(MatMulTfQ4Avx512Vnni)}},
     {TensorType::kTF_Q3, "TF_Q3", 256, 112, 3.5, ToFloatTfQ3, FromFloatTfQ3, PackType::kQ8_KA,
      {MatMulTfQ3Scalar, AVX2(MatMulTfQ3Avx2), WASM(MatMulTfQ3Wasm), nullptr}},
     {TensorType::kTF_Q2, "TF_Q2", 256, 80, 2.5, ToFloatTfQ2, FromFloatTfQ2, PackType::kQ8_KA,

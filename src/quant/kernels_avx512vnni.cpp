@@ -201,6 +201,90 @@ static inline void Q4_0Rows8Z(const uint8_t* w, size_t rb, const BlockQ8_0A* x, 
   _mm_storeu_ps(y + 4, r47);
 }
 
+// ---------------------------------------------------------------- TF_Q4
+// 6-bit sub-scales and mins of a superblock (formats.h layout) as two int16x8
+// (the same decode as kernels_tf_avx2.cpp).
+static inline void DecodeScales6(const uint8_t* s, __m128i* sc16, __m128i* m16) {
+  const __m128i lo16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)));
+  uint32_t hi;
+  std::memcpy(&hi, s + 8, 4);
+  const __m256i h = _mm256_set1_epi32(static_cast<int>(hi));
+  const __m256i three = _mm256_set1_epi32(3);
+  const __m256i hs = _mm256_and_si256(_mm256_srlv_epi32(h, _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)), three);
+  const __m256i hm = _mm256_and_si256(_mm256_srlv_epi32(h, _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30)), three);
+  const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(hs, hm), 0xD8);
+  *sc16 = _mm_or_si128(_mm_and_si128(lo16, _mm_set1_epi16(15)), _mm_slli_epi16(_mm256_castsi256_si128(p), 4));
+  *m16 = _mm_or_si128(_mm_srli_epi16(lo16, 4), _mm_slli_epi16(_mm256_extracti128_si256(p, 1), 4));
+}
+
+// TF_Q4 decode, 8 rows per step, on zmm. Per row and superblock the 128 code
+// bytes are two zmm; byte 32p + i holds group 2p (low nibble) and 2p+1 (high),
+// so A0 = lo(qs[0..63]) meets [y g0 | y g2], A1 = hi(qs[0..63]) [y g1 | y g3],
+// A2, A3 likewise groups 4,6 and 5,7: one vpdpbusd each, every 256-bit half
+// one group. An unpack-add reduction leaves dword 4L + k = the sum of 128-bit
+// lane L of A_k (a single group), which is multiplied by that group's sub-scale;
+// the integers sumi and summ are the scalar oracle's, and the float part is the
+// same SuperTerm per lane in the oracle's order as TfRows8: bit-identical.
+static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const BlockQ8_KA* x, float* y) {
+  __m256 sumf = _mm256_setzero_ps();
+  NextRowsPrefetch pf(w, rb, nsb, sizeof(BlockTfQ4));
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  // Lane 4L + k -> group of (A_k, lane L): k = 0: g0 (L 0,1), g2 (L 2,3); k = 1: g1, g3; k = 2: g4, g6; k = 3: g5, g7.
+  const __m512i sc_perm = _mm512_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5, 2, 3, 6, 7, 2, 3, 6, 7);
+  for (int64_t b = 0; b < nsb; ++b) {
+    pf.Step();
+    const BlockQ8_KA* xb = x + b;
+    __m256i yc[8];
+    for (int c = 0; c < 8; ++c) yc[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs + 32 * c));
+    const __m512i y0 = _mm512_inserti64x4(_mm512_castsi256_si512(yc[0]), yc[2], 1);
+    const __m512i y1 = _mm512_inserti64x4(_mm512_castsi256_si512(yc[1]), yc[3], 1);
+    const __m512i y2 = _mm512_inserti64x4(_mm512_castsi256_si512(yc[4]), yc[6], 1);
+    const __m512i y3 = _mm512_inserti64x4(_mm512_castsi256_si512(yc[5]), yc[7], 1);
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
+    __m256i v[8];
+    float d[8], dmin[8];
+    for (int r = 0; r < 8; ++r) {
+      const auto* blk = reinterpret_cast<const BlockTfQ4*>(w + r * rb) + b;
+      __m128i sc16, m16;
+      DecodeScales6(blk->scales, &sc16, &m16);
+      const __m512i q01 = _mm512_loadu_si512(blk->qs);
+      const __m512i q23 = _mm512_loadu_si512(blk->qs + 64);
+      const __m512i z = _mm512_setzero_si512();
+      const __m512i a0 = _mm512_dpbusd_epi32(z, _mm512_and_si512(q01, m4), y0);
+      const __m512i a1 = _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16(q01, 4), m4), y1);
+      const __m512i a2 = _mm512_dpbusd_epi32(z, _mm512_and_si512(q23, m4), y2);
+      const __m512i a3 = _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16(q23, 4), m4), y3);
+      const __m512i a01 = _mm512_add_epi32(_mm512_unpacklo_epi32(a0, a1), _mm512_unpackhi_epi32(a0, a1));
+      const __m512i a23 = _mm512_add_epi32(_mm512_unpacklo_epi32(a2, a3), _mm512_unpackhi_epi32(a2, a3));
+      const __m512i g = _mm512_add_epi32(_mm512_unpacklo_epi64(a01, a23), _mm512_unpackhi_epi64(a01, a23));
+      const __m512i scv = _mm512_permutexvar_epi32(sc_perm, _mm512_castsi256_si512(_mm256_cvtepu16_epi32(sc16)));
+      const __m512i s16 = _mm512_mullo_epi32(g, scv);
+      const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s16), _mm512_extracti64x4_epi64(s16, 1));
+      const __m256i corr = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+      // per 128-bit half: [sumi pair sums (2) | summ pair sums (2)]
+      v[r] = _mm256_hadd_epi32(s8, _mm256_madd_epi16(corr, bs));
+      d[r] = _cvtsh_ss(blk->d);
+      dmin[r] = _cvtsh_ss(blk->dmin);
+    }
+    const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
+    const __m256i w45 = _mm256_hadd_epi32(v[4], v[5]), w67 = _mm256_hadd_epi32(v[6], v[7]);
+    const __m256 xs = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w01, w23, 0x20),
+                                                           _mm256_permute2x128_si256(w01, w23, 0x31)));
+    const __m256 ys = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w45, w67, 0x20),
+                                                           _mm256_permute2x128_si256(w45, w67, 0x31)));
+    // Lanes hold rows 0,1,4,5,2,3,6,7.
+    const __m256i isum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(2, 0, 2, 0)));
+    const __m256i msum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m256 dv = _mm256_setr_ps(d[0], d[1], d[4], d[5], d[2], d[3], d[6], d[7]);
+    const __m256 mv = _mm256_setr_ps(dmin[0], dmin[1], dmin[4], dmin[5], dmin[2], dmin[3], dmin[6], dmin[7]);
+    // SuperTerm: dy * (d*sumi - dmin*summ), no contraction (-ffp-contract=off).
+    const __m256 a = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(isum));
+    const __m256 m = _mm256_mul_ps(mv, _mm256_cvtepi32_ps(msum));
+    sumf = _mm256_add_ps(sumf, _mm256_mul_ps(_mm256_set1_ps(xb->d), _mm256_sub_ps(a, m)));
+  }
+  _mm256_storeu_ps(y, _mm256_permutevar8x32_ps(sumf, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)));
+}
+
 }  // namespace
 
 void MatMulTfQ2Avx512Vnni(TF_MATMUL_ARGS) {
@@ -217,6 +301,23 @@ void MatMulTfQ2Avx512Vnni(TF_MATMUL_ARGS) {
     int64_t r = r0;
     for (; r + 8 <= r1; r += 8) TfQ2Rows8(nsb, wb + r * row_bytes, row_bytes, xt, y + t * ldy + r);
     if (r < r1) MatMulTfQ2Avx2(w, row_bytes, r, r1, cols, xp + t * xrb, 1, y + t * ldy, ldy);
+  }
+}
+
+void MatMulTfQ4Avx512Vnni(TF_MATMUL_ARGS) {
+  if (n_tokens >= 4) {
+    MatMulTfQ4Avx2(w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
+    return;
+  }
+  const int64_t nsb = cols / kQKSuper;
+  const size_t xrb = nsb * sizeof(BlockQ8_KA);
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* xp = static_cast<const uint8_t*>(xpacked);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const auto* xt = reinterpret_cast<const BlockQ8_KA*>(xp + t * xrb);
+    int64_t r = r0;
+    for (; r + 8 <= r1; r += 8) TfQ4Rows8(nsb, wb + r * row_bytes, row_bytes, xt, y + t * ldy + r);
+    if (r < r1) MatMulTfQ4Avx2(w, row_bytes, r, r1, cols, xp + t * xrb, 1, y + t * ldy, ldy);
   }
 }
 
