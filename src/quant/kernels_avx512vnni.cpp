@@ -45,14 +45,16 @@ void MatMulDecodeVnni(Rows8 rows8, Fallback fallback, TF_MATMUL_ARGS) {
 // sub-scales' nibble layout puts groups 0,2,4,6 | 1,3,5,7 (and 8.. | 9..) in the
 // dword lanes of two vectors, so chunk c (groups 2c, 2c+1 in its low / high 16
 // bytes) indexes dword c%4 of its vector with code + 4*(c%4) (one vpternlogd:
-// (shifted & 3) | 4*(c%4)). sumi, summ are the scalar oracle's integers; the float
-// part is SuperTerm per lane in the oracle's order: bit-identical.
+// (shifted & 3) | 4*(c%4)). On zmm, chunks c and c + 4 (same shift, tables of
+// the two vectors side by side) take one vpdpbusd. sumi, summ are the scalar
+// oracle's integers; the float part is SuperTerm per lane in the oracle's order:
+// bit-identical.
 static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const BlockQ8_KA* x, float* y) {
   __m256 sumf = _mm256_setzero_ps();
   NextRowsPrefetch pf(w, rb, nsb, sizeof(BlockTfQ2));
-  const __m256i m3 = _mm256_set1_epi8(3);
+  const __m512i m3 = _mm512_set1_epi8(3);
   const __m128i m15 = _mm_set1_epi8(15);
-  const __m256i lut_mul = _mm256_set1_epi32(0x03020100);
+  const __m512i lut_mul = _mm512_set1_epi32(0x03020100);
   const __m256i lo_sel = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
                                           2, 3, 2, 3, 2, 3);
   const __m256i lo_mul = _mm256_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1, 1 << 14,
@@ -62,8 +64,12 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
   for (int64_t b = 0; b < nsb; ++b) {
     pf.Step();
     const BlockQ8_KA* xb = x + b;
-    __m256i yv[8];
-    for (int c = 0; c < 8; ++c) yv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs + 32 * c));
+    // zmm k: chunks k (low 256 bits) and k + 4 (high), both indexed with shift 2k.
+    __m512i yv[4];
+    for (int c = 0; c < 4; ++c)
+      yv[c] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs + 32 * c))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs + 32 * (c + 4))), 1);
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
     __m256i v[8];
     float d[8];
@@ -73,23 +79,22 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
       const __m128i s8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk->scz));
       const __m128i lo = _mm_and_si128(s8, m15), hi = _mm_and_si128(_mm_srli_epi16(s8, 4), m15);
       const __m128i t = _mm_unpacklo_epi32(lo, hi);  // sc of groups 0,2,4,6,1,3,5,7,8,10,..,9,11,..
-      const __m256i lut0 = _mm256_mullo_epi32(_mm256_cvtepu8_epi32(t), lut_mul);
-      const __m256i lut1 = _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(t, 8)), lut_mul);
-      const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs));
-      const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs + 32));
-      __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
-      for (int c = 0; c < 8; ++c) {
-        const __m256i q = c < 4 ? q0 : q1;
-        const __m256i sh = (c % 4) ? _mm256_srli_epi16(q, 2 * (c % 4)) : q;
-        // (sh & 3) | 4*(c%4)
-        const __m256i idx = _mm256_ternarylogic_epi32(sh, m3, _mm256_set1_epi8(static_cast<char>(4 * (c % 4))), 0xEA);
-        const __m256i sq = _mm256_shuffle_epi8(c < 4 ? lut0 : lut1, idx);
+      const __m512i lut = _mm512_mullo_epi32(_mm512_cvtepu8_epi32(t), lut_mul);  // [lut of chunks 0..3 | 4..7]
+      const __m512i q = _mm512_loadu_si512(blk->qs);
+      __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+      for (int c = 0; c < 4; ++c) {
+        const __m512i sh = c ? _mm512_srli_epi16(q, 2 * c) : q;
+        // (sh & 3) | 4*c
+        const __m512i idx = _mm512_ternarylogic_epi32(sh, m3, _mm512_set1_epi8(static_cast<char>(4 * c)), 0xEA);
+        const __m512i sq = _mm512_shuffle_epi8(lut, idx);
         if (c % 2) {
-          acc1 = _mm256_dpbusd_epi32(acc1, sq, yv[c]);
+          acc1 = _mm512_dpbusd_epi32(acc1, sq, yv[c]);
         } else {
-          acc0 = _mm256_dpbusd_epi32(acc0, sq, yv[c]);
+          acc0 = _mm512_dpbusd_epi32(acc0, sq, yv[c]);
         }
       }
+      const __m512i acc = _mm512_add_epi32(acc0, acc1);
+      const __m256i acc8 = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
       // summ = sum_g sc[g] * z[g] * bsum[g] with int16 lanes in group order.
       uint32_t zlo;
       uint16_t zhi;
@@ -101,7 +106,7 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
       const __m256i z16 = _mm256_add_epi16(_mm256_or_si256(l2, _mm256_slli_epi16(h1, 2)), _mm256_set1_epi16(2));
       const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(lo, hi));
       const __m256i m8 = _mm256_madd_epi16(_mm256_mullo_epi16(sc16, z16), bs);
-      v[r] = _mm256_hadd_epi32(_mm256_add_epi32(acc0, acc1), m8);  // per half: [sumi (2) | summ (2)]
+      v[r] = _mm256_hadd_epi32(acc8, m8);  // per half: [sumi (2) | summ (2)]
       d[r] = _cvtsh_ss(blk->d);
     }
     const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
