@@ -13,7 +13,7 @@
 
 namespace tabfit {
 
-// kAvx512Vnni: AVX2 plus AVX-512 F/VL/BW/VNNI, used on 256-bit vectors (vpdpbusd).
+// kAvx512Vnni: AVX2 plus AVX-512 F/VL/BW/VNNI (vpdpbusd; 256- and 512-bit vectors).
 // Formats without a kAvx512Vnni kernel use their kAvx2 one there (FallbackIsa).
 enum class Isa : int { kScalar = 0, kAvx2 = 1, kWasmSimd = 2, kNeon = 3, kAvx512Vnni = 4 };
 constexpr int kIsaCount = 5;
