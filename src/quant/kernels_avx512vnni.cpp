@@ -74,7 +74,6 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs + 32 * (c + 4))), 1);
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
     __m256i v[8];
-    float d[8];
     for (int r = 0; r < 8; ++r) {
       const auto* blk = reinterpret_cast<const BlockTfQ2*>(w + r * rb) + b;
       // Sub-scales: byte j of scz = sc[2j] | sc[2j+1] << 4.
@@ -109,7 +108,6 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
       const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(lo, hi));
       const __m256i m8 = _mm256_madd_epi16(_mm256_mullo_epi16(sc16, z16), bs);
       v[r] = _mm256_hadd_epi32(acc8, m8);  // per half: [sumi (2) | summ (2)]
-      d[r] = _cvtsh_ss(blk->d);
     }
     const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
     const __m256i w45 = _mm256_hadd_epi32(v[4], v[5]), w67 = _mm256_hadd_epi32(v[6], v[7]);
@@ -120,7 +118,7 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     // Lanes hold rows 0,1,4,5,2,3,6,7.
     const __m256i isum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(2, 0, 2, 0)));
     const __m256i msum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(3, 1, 3, 1)));
-    const __m256 dv = _mm256_setr_ps(d[0], d[1], d[4], d[5], d[2], d[3], d[6], d[7]);
+    const __m256 dv = Scales8<0, 1, 4, 5, 2, 3, 6, 7>(w + b * sizeof(BlockTfQ2), rb);  // d is the block's first field
     const __m256 mv = _mm256_mul_ps(dv, _mm256_set1_ps(0.25f));  // dmin = d * 0.25f, as the oracle
     // SuperTerm: dy * (d*sumi - dmin*summ), no contraction (-ffp-contract=off).
     const __m256 a = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(isum));
@@ -249,7 +247,6 @@ static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     const __m512i y3 = _mm512_inserti64x4(_mm512_castsi256_si512(yc[5]), yc[7], 1);
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
     __m256i v[8];
-    float d[8], dmin[8];
     for (int r = 0; r < 8; ++r) {
       const auto* blk = reinterpret_cast<const BlockTfQ4*>(w + r * rb) + b;
       __m128i sc16, m16;
@@ -270,8 +267,6 @@ static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
       const __m256i corr = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
       // per 128-bit half: [sumi pair sums (2) | summ pair sums (2)]
       v[r] = _mm256_hadd_epi32(s8, _mm256_madd_epi16(corr, bs));
-      d[r] = _cvtsh_ss(blk->d);
-      dmin[r] = _cvtsh_ss(blk->dmin);
     }
     const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
     const __m256i w45 = _mm256_hadd_epi32(v[4], v[5]), w67 = _mm256_hadd_epi32(v[6], v[7]);
@@ -282,8 +277,9 @@ static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     // Lanes hold rows 0,1,4,5,2,3,6,7.
     const __m256i isum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(2, 0, 2, 0)));
     const __m256i msum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(3, 1, 3, 1)));
-    const __m256 dv = _mm256_setr_ps(d[0], d[1], d[4], d[5], d[2], d[3], d[6], d[7]);
-    const __m256 mv = _mm256_setr_ps(dmin[0], dmin[1], dmin[4], dmin[5], dmin[2], dmin[3], dmin[6], dmin[7]);
+    const uint8_t* wb = w + b * sizeof(BlockTfQ4);  // d, dmin: the block's first fields
+    const __m256 dv = Scales8<0, 1, 4, 5, 2, 3, 6, 7>(wb, rb);
+    const __m256 mv = Scales8<0, 1, 4, 5, 2, 3, 6, 7>(wb + 2, rb);
     // SuperTerm: dy * (d*sumi - dmin*summ), no contraction (-ffp-contract=off).
     const __m256 a = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(isum));
     const __m256 m = _mm256_mul_ps(mv, _mm256_cvtepi32_ps(msum));
