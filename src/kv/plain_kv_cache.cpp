@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/f16.h"
+#include "kv/kv_slots.h"
 #include "kv/plain_kv_cache.h"
 #include "quant/vec.h"
 
@@ -35,11 +36,7 @@ class PlainKvCache final : public KvCache {
   int position(int slot) const override { return positions_[slot]; }
 
   Status Write(int layer, int n, const int32_t* pos, const float* k, const float* v) override {
-    if (layer < 0 || layer >= config_.n_layers) return InvalidArgument("KV write: bad layer");
-    if (size_ + n > config_.capacity) {
-      return OutOfRange("KV cache full: " + std::to_string(size_) + " + " + std::to_string(n) + " > capacity " +
-                        std::to_string(config_.capacity) + "; raise the context size or enable KV pruning");
-    }
+    TF_RETURN_IF_ERROR(kvslots::CheckWrite(config_, size_, layer, n));
     const size_t row = static_cast<size_t>(config_.n_kv_heads) * config_.head_dim;
     for (int t = 0; t < n; ++t) {
       uint8_t* kd = k_[layer].as<uint8_t>() + (size_ + t) * row_bytes_;
@@ -56,10 +53,7 @@ class PlainKvCache final : public KvCache {
   }
 
   Status Commit(int n, const int32_t* pos) override {
-    if (size_ + n > config_.capacity) return OutOfRange("KV commit past capacity");
-    for (int t = 0; t < n; ++t) positions_[size_ + t] = pos[t];
-    size_ += n;
-    return Status::Ok();
+    return kvslots::Commit(config_.capacity, positions_, &size_, n, pos);
   }
 
   void Attend(int layer, int kv_head, const float* q, float scale, int n_visible, float* scores,

@@ -1,4 +1,5 @@
 // The quantized KV cache: Q8_0 / Q4_0 cells, and the mixed 8-bit-window cache.
+#include "kv/kv_slots.h"
 #include "kv/quant_kv_cache.h"
 
 #include <algorithm>
@@ -168,11 +169,7 @@ class QuantKvCache final : public KvCache {
   int position(int slot) const override { return positions_[slot]; }
 
   Status Write(int layer, int n, const int32_t* pos, const float* k, const float* v) override {
-    if (layer < 0 || layer >= config_.n_layers) return InvalidArgument("KV write: bad layer");
-    if (n < 0 || size_ + n > config_.capacity) {
-      return OutOfRange("KV cache full: " + std::to_string(size_) + " + " + std::to_string(n) + " > capacity " +
-                        std::to_string(config_.capacity) + "; raise the context size or enable KV pruning");
-    }
+    TF_RETURN_IF_ERROR(kvslots::CheckWrite(config_, size_, layer, n));
     Layer& L = layers_[layer];
     const size_t row = static_cast<size_t>(config_.n_kv_heads) * config_.head_dim;
     for (int t = 0; t < n; ++t) {
@@ -192,10 +189,7 @@ class QuantKvCache final : public KvCache {
   }
 
   Status Commit(int n, const int32_t* pos) override {
-    if (n < 0 || size_ + n > config_.capacity) return OutOfRange("KV commit past capacity");
-    for (int t = 0; t < n; ++t) positions_[size_ + t] = pos[t];
-    size_ += n;
-    return Status::Ok();
+    return kvslots::Commit(config_.capacity, positions_, &size_, n, pos);
   }
 
   void Attend(int layer, int kv_head, const float* q, float scale, int n_visible, float* scores,
