@@ -137,22 +137,12 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
 // accumulator starts at -8*sum(y) spread over the same lanes, so after the
 // unpack-add reduction dword 4L+k is the exact integer block dot of (row, block)
 // of lane L of p[k].
-// Odd block counts use the 256-bit kernel (no 8-row x 2-block step exists).
-// The fp16 d of blocks b (at p) and b+1 of rows 0..3 (stride rb), in the word
-// order r0b, r1b, r2b, r3b, r0b1, r1b1, r2b1, r3b1.
-static inline __m128i Scales4x2(const uint8_t* p, size_t rb) {
-  constexpr int kB = sizeof(BlockQ4_0);
-  __m128i h = _mm_cvtsi32_si128(Ld16(p));
-  h = _mm_insert_epi16(h, Ld16(p + rb), 1);
-  h = _mm_insert_epi16(h, Ld16(p + 2 * rb), 2);
-  h = _mm_insert_epi16(h, Ld16(p + 3 * rb), 3);
-  h = _mm_insert_epi16(h, Ld16(p + kB), 4);
-  h = _mm_insert_epi16(h, Ld16(p + rb + kB), 5);
-  h = _mm_insert_epi16(h, Ld16(p + 2 * rb + kB), 6);
-  h = _mm_insert_epi16(h, Ld16(p + 3 * rb + kB), 7);
-  return h;
-}
-
+// Each row's two blocks (36 bytes) arrive in ONE load; word permutes (vpermt2w)
+// place the code bytes of rows k and k+4 into the four 128-bit lanes and collect the 16
+// fp16 scales, instead of 16 narrow loads + inserts and 16 scalar scale loads
+// per step (the loads and inserts were a third of the kernel's instructions).
+// The last block pair of a row uses a masked load, so nothing past the matrix's
+// last byte is read.
 static inline void Q4_0Rows8Z(const uint8_t* w, size_t rb, const BlockQ8_0A* x, int64_t nb, float* y) {
   if (nb % 2) {
     Q4_0Rows8<DotVnni>(w, rb, x, nb, y);
@@ -162,10 +152,21 @@ static inline void Q4_0Rows8Z(const uint8_t* w, size_t rb, const BlockQ8_0A* x, 
   __m512 acc = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i eights = _mm512_set1_epi8(8);
-  NextRowsPrefetch pf(w, rb, nb / 2, 2 * sizeof(BlockQ4_0));  // one step per block pair
+  // Words of the two 36-byte rows (a = row k, b = row k+4; b's words at 32+):
+  // block b codes are words 1..8, block b+1 codes 10..17, scales words 0 and 9.
+  const __m512i code_idx = _mm512_setr_epi32(0x00020001, 0x00040003, 0x00060005, 0x00080007,  // a: 1..8
+                                             0x000B000A, 0x000D000C, 0x000F000E, 0x00110010,  // a: 10..17
+                                             0x00220021, 0x00240023, 0x00260025, 0x00280027,  // b: 1..8
+                                             0x002B002A, 0x002D002C, 0x002F002E, 0x00310030);  // b: 10..17
+  // Scale word of lane 4L + k: L = 0: a word 0, 1: a word 9, 2: b word 0, 3: b word 9.
+  const __m512i sc_idx = _mm512_setr_epi32(0, 0, 0x00090009, 0x00090009, 0x00200020, 0x00200020, 0x00290029,
+                                           0x00290029, 0, 0, 0, 0, 0, 0, 0, 0);
+  constexpr __mmask64 kAll = ~0ull, kTail = (1ull << (2 * kB)) - 1;
+  NextRowsPrefetch pf(w, rb, nb / 2, 2 * kB);  // one step per block pair
   for (int64_t b = 0; b < nb; b += 2) {
     pf.Step();
     const uint8_t* blk = w + b * kB;
+    const __mmask64 lm = b + 2 < nb ? kAll : kTail;
     const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
     const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b + 1].qs));
     const __m256i ylo2 = _mm256_permute2x128_si256(y0, y1, 0x20);  // y0[0..15] | y1[0..15]
@@ -175,16 +176,12 @@ static inline void Q4_0Rows8Z(const uint8_t* w, size_t rb, const BlockQ8_0A* x, 
     const __m512i e = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), eights, ylo), eights, yhi);
     const __m512i ne = _mm512_sub_epi32(_mm512_setzero_si512(), e);
     __m512i p[4];
+    __m512i sc = _mm512_setzero_si512();
     for (int k = 0; k < 4; ++k) {
-      const uint8_t* a = blk + k * rb + 2;
-      const uint8_t* c = blk + (k + 4) * rb + 2;
-      const __m256i va = _mm256_inserti128_si256(
-          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a))),
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + kB)), 1);
-      const __m256i vc = _mm256_inserti128_si256(
-          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c))),
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + kB)), 1);
-      const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(va), vc, 1);
+      const __m512i ra = _mm512_maskz_loadu_epi8(lm, blk + k * rb);
+      const __m512i rc = _mm512_maskz_loadu_epi8(lm, blk + (k + 4) * rb);
+      const __m512i v = _mm512_permutex2var_epi16(ra, code_idx, rc);
+      sc = _mm512_or_si512(sc, _mm512_maskz_permutex2var_epi16(0x1111u << k, ra, sc_idx, rc));
       const __m512i lo = _mm512_and_si512(v, m4);
       const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
       p[k] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ne, lo, ylo), hi, yhi);
@@ -192,14 +189,12 @@ static inline void Q4_0Rows8Z(const uint8_t* w, size_t rb, const BlockQ8_0A* x, 
     const __m512i a01 = _mm512_add_epi32(_mm512_unpacklo_epi32(p[0], p[1]), _mm512_unpackhi_epi32(p[0], p[1]));
     const __m512i a23 = _mm512_add_epi32(_mm512_unpacklo_epi32(p[2], p[3]), _mm512_unpackhi_epi32(p[2], p[3]));
     const __m512i sums = _mm512_add_epi32(_mm512_unpacklo_epi64(a01, a23), _mm512_unpackhi_epi64(a01, a23));
-    const __m512 dw = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(Scales4x2(blk, rb)),
-                                                              Scales4x2(blk + 4 * rb, rb), 1));
+    const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
     const __m256 dy2 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_set1_ps(x[b].d)), _mm_set1_ps(x[b + 1].d), 1);
     const __m512 dy = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(dy2)),
                                                           _mm256_castps_pd(dy2), 1));
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(dw, dy), acc);
   }
-  // Lanes 4L + k: rows 0..3 in L = 0, 1; rows 4..7 in L = 2, 3.
   const __m128 r03 = _mm_add_ps(_mm512_castps512_ps128(acc), _mm512_extractf32x4_ps(acc, 1));
   const __m128 r47 = _mm_add_ps(_mm512_extractf32x4_ps(acc, 2), _mm512_extractf32x4_ps(acc, 3));
   _mm_storeu_ps(y, r03);
@@ -207,19 +202,30 @@ static inline void Q4_0Rows8Z(const uint8_t* w, size_t rb, const BlockQ8_0A* x, 
 }
 
 // ---------------------------------------------------------------- TF_Q4
-// 6-bit sub-scales and mins of a superblock (formats.h layout) as two int16x8
-// (the same decode as kernels_tf_avx2.cpp).
-static inline void DecodeScales6(const uint8_t* s, __m128i* sc16, __m128i* m16) {
-  const __m128i lo16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)));
-  uint32_t hi;
-  std::memcpy(&hi, s + 8, 4);
-  const __m256i h = _mm256_set1_epi32(static_cast<int>(hi));
-  const __m256i three = _mm256_set1_epi32(3);
-  const __m256i hs = _mm256_and_si256(_mm256_srlv_epi32(h, _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)), three);
-  const __m256i hm = _mm256_and_si256(_mm256_srlv_epi32(h, _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30)), three);
-  const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(hs, hm), 0xD8);
-  *sc16 = _mm_or_si128(_mm_and_si128(lo16, _mm_set1_epi16(15)), _mm_slli_epi16(_mm256_castsi256_si128(p), 4));
-  *m16 = _mm_or_si128(_mm_srli_epi16(lo16, 4), _mm_slli_epi16(_mm256_extracti128_si256(p, 1), 4));
+// The 16-byte headers (d, dmin, scales[12]) of one superblock of 4 rows, one
+// row per 128-bit lane, decoded to [sc[0..7] | m[0..7]] bytes per lane
+// (formats.h 6-bit layout: byte g = (sc&15) | (m&15)<<4; the uint32 at bytes
+// 12..15 holds sc>>4 at bits 2g..2g+1 and m>>4 at bits 16+2g..16+2g+1). Four
+// rows take 13 vector instructions; one row at a time took about 16 each.
+static inline __m512i DecodeScales6x4(__m512i h) {
+  const __m512i m15 = _mm512_set1_epi8(15);
+  // Low nibbles: bytes 4..11 twice; the first copy keeps the low, the second the high nibble.
+  const __m512i a = _mm512_shuffle_epi8(
+      h, _mm512_broadcast_i32x4(_mm_setr_epi8(4, 5, 6, 7, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11)));
+  const __m512i lo = _mm512_mask_mov_epi8(_mm512_and_si512(a, m15), 0xFF00FF00FF00FF00ull,
+                                          _mm512_and_si512(_mm512_srli_epi16(a, 4), m15));
+  // High 2 bits: words 0..3 = uint16 at bytes 12..13 (sc), words 4..7 = bytes 14..15 (m).
+  // Result byte 2k (k = word % 4) wants bits 4k..4k+1 of its word, byte 2k+1 bits 4k+2..4k+3.
+  const __m512i hw = _mm512_shuffle_epi8(
+      h, _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 12, 13, 12, 13, 12, 13, 14, 15, 14, 15, 14, 15, 14, 15)));
+  const __m512i sh_even = _mm512_broadcast_i32x4(_mm_setr_epi16(0, 4, 8, 12, 0, 4, 8, 12));
+  const __m512i sh_odd = _mm512_broadcast_i32x4(_mm_setr_epi16(2, 6, 10, 14, 2, 6, 10, 14));
+  const __m512i t_even = _mm512_srlv_epi16(hw, sh_even);
+  const __m512i t_odd = _mm512_slli_epi16(_mm512_srlv_epi16(hw, sh_odd), 8);
+  // (even & 0x00FF) | (odd & 0xFF00), then & 0x0303.
+  const __m512i hi = _mm512_and_si512(_mm512_ternarylogic_epi32(t_even, t_odd, _mm512_set1_epi16(0x00FF), 0xE4),
+                                      _mm512_set1_epi16(0x0303));
+  return _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
 }
 
 // TF_Q4 decode, 8 rows per step, on zmm. Per row and superblock the 128 code
@@ -230,44 +236,79 @@ static inline void DecodeScales6(const uint8_t* s, __m128i* sc16, __m128i* m16) 
 // lane L of A_k (a single group), which is multiplied by that group's sub-scale;
 // the integers sumi and summ are the scalar oracle's, and the float part is the
 // same SuperTerm per lane in the oracle's order as TfRows8: bit-identical.
-static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const BlockQ8_KA* x, float* y) {
-  __m256 sumf = _mm256_setzero_ps();
-  NextRowsPrefetch pf(w, rb, nsb, sizeof(BlockTfQ4));
+// The 8 rows' 16-byte block headers are loaded once per superblock and decoded
+// 4 rows per vector (DecodeScales6x4); their d and dmin come out of the same
+// registers with one word permute.
+template <int J>
+static inline __m128i Lane(__m512i v) {
+  if constexpr (J == 0) {
+    return _mm512_castsi512_si128(v);
+  } else {
+    return _mm512_extracti32x4_epi32(v, J);
+  }
+}
+
+template <int R>
+static inline __m256i TfQ4Row(const BlockTfQ4* blk, __m512i dec, const __m512i* yq, __m256i bs) {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   // Lane 4L + k -> group of (A_k, lane L): k = 0: g0 (L 0,1), g2 (L 2,3); k = 1: g1, g3; k = 2: g4, g6; k = 3: g5, g7.
   const __m512i sc_perm = _mm512_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5, 2, 3, 6, 7, 2, 3, 6, 7);
+  const __m128i d = Lane<R % 4>(dec);  // [sc[0..7] | m[0..7]]
+  const __m512i q01 = _mm512_loadu_si512(blk->qs);
+  const __m512i q23 = _mm512_loadu_si512(blk->qs + 64);
+  const __m512i z = _mm512_setzero_si512();
+  const __m512i a0 = _mm512_dpbusd_epi32(z, _mm512_and_si512(q01, m4), yq[0]);
+  const __m512i a1 = _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16(q01, 4), m4), yq[1]);
+  const __m512i a2 = _mm512_dpbusd_epi32(z, _mm512_and_si512(q23, m4), yq[2]);
+  const __m512i a3 = _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16(q23, 4), m4), yq[3]);
+  const __m512i a01 = _mm512_add_epi32(_mm512_unpacklo_epi32(a0, a1), _mm512_unpackhi_epi32(a0, a1));
+  const __m512i a23 = _mm512_add_epi32(_mm512_unpacklo_epi32(a2, a3), _mm512_unpackhi_epi32(a2, a3));
+  const __m512i g = _mm512_add_epi32(_mm512_unpacklo_epi64(a01, a23), _mm512_unpackhi_epi64(a01, a23));
+  const __m512i scv = _mm512_permutexvar_epi32(sc_perm, _mm512_cvtepu8_epi32(d));
+  const __m512i s16 = _mm512_mullo_epi32(g, scv);
+  const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s16), _mm512_extracti64x4_epi64(s16, 1));
+  // m[g] twice each as int16, against the 16 sums of 16 activations.
+  const __m256i corr = _mm256_cvtepu8_epi16(
+      _mm_shuffle_epi8(d, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
+  // per 128-bit half: [sumi pair sums (2) | summ pair sums (2)]
+  return _mm256_hadd_epi32(s8, _mm256_madd_epi16(corr, bs));
+}
+
+static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const BlockQ8_KA* x, float* y) {
+  __m256 sumf = _mm256_setzero_ps();
+  NextRowsPrefetch pf(w, rb, nsb, sizeof(BlockTfQ4));
+  // d and dmin words of the headers of rows 0,1,4,5,2,3,6,7 (the lane order of the
+  // reduction below): rows 0..3 in h0 lanes, 4..7 in h1 (word index 32 + ...).
+  const __m512i dm_idx = _mm512_castsi256_si512(
+      _mm256_setr_epi16(0, 8, 32, 40, 16, 24, 48, 56, 1, 9, 33, 41, 17, 25, 49, 57));
   for (int64_t b = 0; b < nsb; ++b) {
     pf.Step();
     const BlockQ8_KA* xb = x + b;
     __m256i yc[8];
     for (int c = 0; c < 8; ++c) yc[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs + 32 * c));
-    const __m512i y0 = _mm512_inserti64x4(_mm512_castsi256_si512(yc[0]), yc[2], 1);
-    const __m512i y1 = _mm512_inserti64x4(_mm512_castsi256_si512(yc[1]), yc[3], 1);
-    const __m512i y2 = _mm512_inserti64x4(_mm512_castsi256_si512(yc[4]), yc[6], 1);
-    const __m512i y3 = _mm512_inserti64x4(_mm512_castsi256_si512(yc[5]), yc[7], 1);
+    __m512i yq[4];
+    yq[0] = _mm512_inserti64x4(_mm512_castsi256_si512(yc[0]), yc[2], 1);
+    yq[1] = _mm512_inserti64x4(_mm512_castsi256_si512(yc[1]), yc[3], 1);
+    yq[2] = _mm512_inserti64x4(_mm512_castsi256_si512(yc[4]), yc[6], 1);
+    yq[3] = _mm512_inserti64x4(_mm512_castsi256_si512(yc[5]), yc[7], 1);
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
+    const uint8_t* wb = w + b * sizeof(BlockTfQ4);
+    auto hdr = [&](int r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + r * rb)); };
+    const __m512i h0 = _mm512_inserti32x4(
+        _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(hdr(0)), hdr(1), 1), hdr(2), 2), hdr(3), 3);
+    const __m512i h1 = _mm512_inserti32x4(
+        _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(hdr(4)), hdr(5), 1), hdr(6), 2), hdr(7), 3);
+    const __m512i dec0 = DecodeScales6x4(h0), dec1 = DecodeScales6x4(h1);
+    auto row = [&](int r) { return reinterpret_cast<const BlockTfQ4*>(wb + r * rb); };
     __m256i v[8];
-    for (int r = 0; r < 8; ++r) {
-      const auto* blk = reinterpret_cast<const BlockTfQ4*>(w + r * rb) + b;
-      __m128i sc16, m16;
-      DecodeScales6(blk->scales, &sc16, &m16);
-      const __m512i q01 = _mm512_loadu_si512(blk->qs);
-      const __m512i q23 = _mm512_loadu_si512(blk->qs + 64);
-      const __m512i z = _mm512_setzero_si512();
-      const __m512i a0 = _mm512_dpbusd_epi32(z, _mm512_and_si512(q01, m4), y0);
-      const __m512i a1 = _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16(q01, 4), m4), y1);
-      const __m512i a2 = _mm512_dpbusd_epi32(z, _mm512_and_si512(q23, m4), y2);
-      const __m512i a3 = _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16(q23, 4), m4), y3);
-      const __m512i a01 = _mm512_add_epi32(_mm512_unpacklo_epi32(a0, a1), _mm512_unpackhi_epi32(a0, a1));
-      const __m512i a23 = _mm512_add_epi32(_mm512_unpacklo_epi32(a2, a3), _mm512_unpackhi_epi32(a2, a3));
-      const __m512i g = _mm512_add_epi32(_mm512_unpacklo_epi64(a01, a23), _mm512_unpackhi_epi64(a01, a23));
-      const __m512i scv = _mm512_permutexvar_epi32(sc_perm, _mm512_castsi256_si512(_mm256_cvtepu16_epi32(sc16)));
-      const __m512i s16 = _mm512_mullo_epi32(g, scv);
-      const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s16), _mm512_extracti64x4_epi64(s16, 1));
-      const __m256i corr = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
-      // per 128-bit half: [sumi pair sums (2) | summ pair sums (2)]
-      v[r] = _mm256_hadd_epi32(s8, _mm256_madd_epi16(corr, bs));
-    }
+    v[0] = TfQ4Row<0>(row(0), dec0, yq, bs);
+    v[1] = TfQ4Row<1>(row(1), dec0, yq, bs);
+    v[2] = TfQ4Row<2>(row(2), dec0, yq, bs);
+    v[3] = TfQ4Row<3>(row(3), dec0, yq, bs);
+    v[4] = TfQ4Row<0>(row(4), dec1, yq, bs);
+    v[5] = TfQ4Row<1>(row(5), dec1, yq, bs);
+    v[6] = TfQ4Row<2>(row(6), dec1, yq, bs);
+    v[7] = TfQ4Row<3>(row(7), dec1, yq, bs);
     const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
     const __m256i w45 = _mm256_hadd_epi32(v[4], v[5]), w67 = _mm256_hadd_epi32(v[6], v[7]);
     const __m256 xs = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w01, w23, 0x20),
@@ -277,9 +318,9 @@ static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     // Lanes hold rows 0,1,4,5,2,3,6,7.
     const __m256i isum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(2, 0, 2, 0)));
     const __m256i msum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(3, 1, 3, 1)));
-    const uint8_t* wb = w + b * sizeof(BlockTfQ4);  // d, dmin: the block's first fields
-    const __m256 dv = Scales8<0, 1, 4, 5, 2, 3, 6, 7>(wb, rb);
-    const __m256 mv = Scales8<0, 1, 4, 5, 2, 3, 6, 7>(wb + 2, rb);
+    const __m512 dm = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(h0, dm_idx, h1)));
+    const __m256 dv = _mm512_castps512_ps256(dm);
+    const __m256 mv = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dm), 1));
     // SuperTerm: dy * (d*sumi - dmin*summ), no contraction (-ffp-contract=off).
     const __m256 a = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(isum));
     const __m256 m = _mm256_mul_ps(mv, _mm256_cvtepi32_ps(msum));

@@ -303,6 +303,21 @@ TEST(MatMul, AllKernelsMatchScalarOnRandomData) {
   }
 }
 
+// Decode (one token) kernels step 8 rows at a time and, for Q4_0, two blocks per
+// load: cover an even and an odd block count with rows a multiple of 8, so the
+// last step reads the matrix's final bytes (ASan flags any read past them).
+TEST(MatMul, DecodeKernelsCoverBlockParitiesAndTheMatrixEnd) {
+  for (const FormatTraits& f : Formats()) {
+    if (!f.matmul[0]) continue;
+    const int64_t unit = std::max<int64_t>(256, f.block_elems);
+    for (int64_t extra : {int64_t{0}, f.block_elems}) {  // an even, then an odd number of blocks
+      const int64_t cols = 2 * unit + extra;
+      MatMulCase c = MakeCase(f, 16, cols, 1, static_cast<uint32_t>(300 + extra));
+      CheckKernelsOn(f, c, "decode cols=" + std::to_string(cols));
+    }
+  }
+}
+
 // Enough tokens x columns that the packed activations exceed the driver's L2 chunk
 // (192 KiB), so several token chunks with ragged tails are walked.
 TEST(MatMul, LongPrefillAcrossTokenChunksMatchesScalar) {
