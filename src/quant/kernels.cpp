@@ -43,11 +43,11 @@ using namespace qk;
 // matmul[] order: kScalar, kAvx2, kWasmSimd, kNeon, kAvx512Vnni.
 constexpr FormatTraits kFormats[] = {
     {TensorType::kF32, "F32", 1, 4, 32.0, ToFloatF32, FromFloatF32, PackType::kF32,
-     {MatMulF32Scalar, AVX2(MatMulF32Avx2), WASM(MatMulF32Wasm), NEON(MatMulF32Neon)}},
+     {MatMulF32Scalar, AVX2(MatMulF32Avx2), WASM(MatMulF32Wasm), NEON(MatMulF32Neon), VNNI(MatMulF32Avx512Vnni)}},
     {TensorType::kF16, "F16", 1, 2, 16.0, ToFloatF16, FromFloatF16, PackType::kF32,
-     {MatMulF16Scalar, AVX2(MatMulF16Avx2), WASM(MatMulF16Wasm), nullptr}},
+     {MatMulF16Scalar, AVX2(MatMulF16Avx2), WASM(MatMulF16Wasm), nullptr, VNNI(MatMulF16Avx512Vnni)}},
     {TensorType::kBF16, "BF16", 1, 2, 16.0, ToFloatBF16, FromFloatBF16, PackType::kF32,
-     {MatMulBF16Scalar, AVX2(MatMulBF16Avx2), WASM(MatMulBF16Wasm), nullptr}},
+     {MatMulBF16Scalar, AVX2(MatMulBF16Avx2), WASM(MatMulBF16Wasm), nullptr, VNNI(MatMulBF16Avx512Vnni)}},
     {TensorType::kQ8_0, "Q8_0", 32, 34, 8.5, ToFloatQ8_0, FromFloatQ8_0, PackType::kQ8_0A,
      {MatMulQ8_0Scalar, AVX2(MatMulQ8_0Avx2), WASM(MatMulQ8_0Wasm), NEON(MatMulQ8_0Neon), VNNI(MatMulQ8_0Avx512Vnni)}},
     {TensorType::kQ4_0, "Q4_0", 32, 18, 4.5, ToFloatQ4_0, FromFloatQ4_0, PackType::kQ8_0A,
