@@ -51,18 +51,104 @@ void MatMulDecodeVnni(Rows8 rows8, Fallback fallback, TF_MATMUL_ARGS) {
 // the two vectors side by side) take one vpdpbusd. sumi, summ are the scalar
 // oracle's integers; the float part is SuperTerm per lane in the oracle's order:
 // bit-identical.
+// The 16-byte headers (d, scz[14]) of one TF_Q2 superblock of 4 rows, one row per
+// 128-bit lane, decoded for all 4 rows at once:
+//   *lut_sc: per lane the 16 sub-scales in the order the lookup tables want
+//            (groups 0,2,4,6,1,3,5,7,8,10,12,14,9,11,13,15);
+//   *m01, *m23: per row 8 int32 = sum over group pairs of sc[g]*z[g]*bsum[g] (rows
+//            of lanes 0,1 in the 256-bit halves of m01, lanes 2,3 in m23).
+static inline void TfQ2Headers4(__m512i h, __m512i bs2, __m512i* lut_sc, __m512i* m01, __m512i* m23) {
+  const __m512i m15 = _mm512_set1_epi8(15);
+  const __m512i a = _mm512_shuffle_epi8(
+      h, _mm512_broadcast_i32x4(_mm_setr_epi8(2, 3, 4, 5, 2, 3, 4, 5, 6, 7, 8, 9, 6, 7, 8, 9)));
+  *lut_sc = _mm512_mask_mov_epi8(_mm512_and_si512(a, m15), 0xF0F0F0F0F0F0F0F0ull,
+                                 _mm512_and_si512(_mm512_srli_epi16(a, 4), m15));
+  const __m512i b = _mm512_shuffle_epi8(
+      h, _mm512_broadcast_i32x4(_mm_setr_epi8(2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9)));
+  const __m512i sc = _mm512_mask_mov_epi8(_mm512_and_si512(b, m15), 0xAAAAAAAAAAAAAAAAull,
+                                          _mm512_and_si512(_mm512_srli_epi16(b, 4), m15));
+  // z[g] - 2: bits 2g..2g+1 of the uint32 at bytes 10..13, plus 4 * bit g of the uint16 at 14..15.
+  const __m512i hw = _mm512_shuffle_epi8(
+      h, _mm512_broadcast_i32x4(_mm_setr_epi8(10, 11, 10, 11, 10, 11, 10, 11, 12, 13, 12, 13, 12, 13, 12, 13)));
+  const __m512i t_even = _mm512_srlv_epi16(hw, _mm512_broadcast_i32x4(_mm_setr_epi16(0, 4, 8, 12, 0, 4, 8, 12)));
+  const __m512i t_odd = _mm512_slli_epi16(
+      _mm512_srlv_epi16(hw, _mm512_broadcast_i32x4(_mm_setr_epi16(2, 6, 10, 14, 2, 6, 10, 14))), 8);
+  const __m512i lo2 = _mm512_and_si512(_mm512_ternarylogic_epi32(t_even, t_odd, _mm512_set1_epi16(0x00FF), 0xE4),
+                                       _mm512_set1_epi16(0x0303));
+  const __m512i hb = _mm512_shuffle_epi8(
+      h, _mm512_broadcast_i32x4(_mm_setr_epi8(14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15)));
+  const __mmask64 bit2 = _mm512_test_epi8_mask(
+      hb, _mm512_broadcast_i32x4(_mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128)));
+  const __m512i z2 = _mm512_add_epi8(lo2, _mm512_set1_epi8(2));
+  const __m512i z = _mm512_mask_add_epi8(z2, bit2, z2, _mm512_set1_epi8(4));
+  // sc*z <= 135 as int16, times the int16 sums of 16 activations, pairs summed.
+  const __m512i p01 = _mm512_mullo_epi16(_mm512_cvtepu8_epi16(_mm512_castsi512_si256(sc)),
+                                         _mm512_cvtepu8_epi16(_mm512_castsi512_si256(z)));
+  const __m512i p23 = _mm512_mullo_epi16(_mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(sc, 1)),
+                                         _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(z, 1)));
+  *m01 = _mm512_madd_epi16(p01, bs2);
+  *m23 = _mm512_madd_epi16(p23, bs2);
+}
+
+template <int J>
+static inline __m128i Lane(__m512i v) {
+  if constexpr (J == 0) {
+    return _mm512_castsi512_si128(v);
+  } else {
+    return _mm512_extracti32x4_epi32(v, J);
+  }
+}
+template <int J>
+static inline __m256i Half(__m512i v) {
+  if constexpr (J == 0) {
+    return _mm512_castsi512_si256(v);
+  } else {
+    return _mm512_extracti64x4_epi64(v, 1);
+  }
+}
+
+// One row of TfQ2Rows8: the integer sums sumi (pshufb tables times codes) and the
+// row's summ pair sums m8 -> [sumi pair sums (2) | summ pair sums (2)] per half.
+template <int J>
+static inline __m256i TfQ2Row(const BlockTfQ2* blk, __m512i lut_sc, __m256i m8, const __m512i* yv) {
+  const __m512i m3 = _mm512_set1_epi8(3);
+  const __m512i lut = _mm512_mullo_epi32(_mm512_cvtepu8_epi32(Lane<J>(lut_sc)), _mm512_set1_epi32(0x03020100));
+  const __m512i q = _mm512_loadu_si512(blk->qs);
+  __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+  for (int c = 0; c < 4; ++c) {
+    const __m512i sh = c ? _mm512_srli_epi16(q, 2 * c) : q;
+    // (sh & 3) | 4*c
+    const __m512i idx = _mm512_ternarylogic_epi32(sh, m3, _mm512_set1_epi8(static_cast<char>(4 * c)), 0xEA);
+    const __m512i sq = _mm512_shuffle_epi8(lut, idx);
+    if (c % 2) {
+      acc1 = _mm512_dpbusd_epi32(acc1, sq, yv[c]);
+    } else {
+      acc0 = _mm512_dpbusd_epi32(acc0, sq, yv[c]);
+    }
+  }
+  const __m512i acc = _mm512_add_epi32(acc0, acc1);
+  const __m256i acc8 = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+  return _mm256_hadd_epi32(acc8, m8);
+}
+
+// TF_Q2 decode, 8 rows per step. The group sub-scale is applied to the codes
+// before the dot product: w*y summed with sc = sum (sc*q) * y, and sc*q <= 45
+// fits an unsigned byte, so each 32-element chunk is ONE vpdpbusd of
+// pshufb(table, code) with the activation, all chunks into one accumulator.
+// The tables: the uint32 sc * 0x03020100 holds the bytes 0, sc, 2sc, 3sc; the
+// sub-scales' nibble layout puts groups 0,2,4,6 | 1,3,5,7 (and 8.. | 9..) in the
+// dword lanes of two vectors, so chunk c (groups 2c, 2c+1 in its low / high 16
+// bytes) indexes dword c%4 of its vector with code + 4*(c%4) (one vpternlogd:
+// (shifted & 3) | 4*(c%4)). On zmm, chunks c and c + 4 (same shift, tables of
+// the two vectors side by side) take one vpdpbusd. The 8 rows' 16-byte headers
+// are loaded once per superblock and decoded 4 rows per vector (TfQ2Headers4),
+// their d with one word permute. sumi, summ are the scalar oracle's integers;
+// the float part is SuperTerm per lane in the oracle's order: bit-identical.
 static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const BlockQ8_KA* x, float* y) {
   __m256 sumf = _mm256_setzero_ps();
   NextRowsPrefetch pf(w, rb, nsb, sizeof(BlockTfQ2));
-  const __m512i m3 = _mm512_set1_epi8(3);
-  const __m128i m15 = _mm_set1_epi8(15);
-  const __m512i lut_mul = _mm512_set1_epi32(0x03020100);
-  const __m256i lo_sel = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
-                                          2, 3, 2, 3, 2, 3);
-  const __m256i lo_mul = _mm256_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1, 1 << 14,
-                                           1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1);
-  const __m256i hi_mul = _mm256_setr_epi16(short(0x8000), 1 << 14, 1 << 13, 1 << 12, 1 << 11, 1 << 10, 1 << 9, 1 << 8,
-                                           1 << 7, 1 << 6, 1 << 5, 1 << 4, 1 << 3, 1 << 2, 1 << 1, 1);
+  // d words of rows 0,1,4,5,2,3,6,7 (the reduction's lane order); rows 4..7 in h1.
+  const __m512i d_idx = _mm512_castsi256_si512(_mm256_setr_epi16(0, 8, 32, 40, 16, 24, 48, 56, 0, 0, 0, 0, 0, 0, 0, 0));
   for (int64_t b = 0; b < nsb; ++b) {
     pf.Step();
     const BlockQ8_KA* xb = x + b;
@@ -73,42 +159,26 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
           _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs + 32 * c))),
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs + 32 * (c + 4))), 1);
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
+    const __m512i bs2 = _mm512_inserti64x4(_mm512_castsi256_si512(bs), bs, 1);
+    const uint8_t* wb = w + b * sizeof(BlockTfQ2);
+    auto hdr = [&](int r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + r * rb)); };
+    const __m512i h0 = _mm512_inserti32x4(
+        _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(hdr(0)), hdr(1), 1), hdr(2), 2), hdr(3), 3);
+    const __m512i h1 = _mm512_inserti32x4(
+        _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(hdr(4)), hdr(5), 1), hdr(6), 2), hdr(7), 3);
+    __m512i ls0, ls1, m01, m23, m45, m67;
+    TfQ2Headers4(h0, bs2, &ls0, &m01, &m23);
+    TfQ2Headers4(h1, bs2, &ls1, &m45, &m67);
+    auto row = [&](int r) { return reinterpret_cast<const BlockTfQ2*>(wb + r * rb); };
     __m256i v[8];
-    for (int r = 0; r < 8; ++r) {
-      const auto* blk = reinterpret_cast<const BlockTfQ2*>(w + r * rb) + b;
-      // Sub-scales: byte j of scz = sc[2j] | sc[2j+1] << 4.
-      const __m128i s8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk->scz));
-      const __m128i lo = _mm_and_si128(s8, m15), hi = _mm_and_si128(_mm_srli_epi16(s8, 4), m15);
-      const __m128i t = _mm_unpacklo_epi32(lo, hi);  // sc of groups 0,2,4,6,1,3,5,7,8,10,..,9,11,..
-      const __m512i lut = _mm512_mullo_epi32(_mm512_cvtepu8_epi32(t), lut_mul);  // [lut of chunks 0..3 | 4..7]
-      const __m512i q = _mm512_loadu_si512(blk->qs);
-      __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
-      for (int c = 0; c < 4; ++c) {
-        const __m512i sh = c ? _mm512_srli_epi16(q, 2 * c) : q;
-        // (sh & 3) | 4*c
-        const __m512i idx = _mm512_ternarylogic_epi32(sh, m3, _mm512_set1_epi8(static_cast<char>(4 * c)), 0xEA);
-        const __m512i sq = _mm512_shuffle_epi8(lut, idx);
-        if (c % 2) {
-          acc1 = _mm512_dpbusd_epi32(acc1, sq, yv[c]);
-        } else {
-          acc0 = _mm512_dpbusd_epi32(acc0, sq, yv[c]);
-        }
-      }
-      const __m512i acc = _mm512_add_epi32(acc0, acc1);
-      const __m256i acc8 = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
-      // summ = sum_g sc[g] * z[g] * bsum[g] with int16 lanes in group order.
-      uint32_t zlo;
-      uint16_t zhi;
-      std::memcpy(&zlo, blk->scz + 8, 4);
-      std::memcpy(&zhi, blk->scz + 12, 2);
-      const __m256i l2 = _mm256_srli_epi16(
-          _mm256_mullo_epi16(_mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(zlo)), lo_sel), lo_mul), 14);
-      const __m256i h1 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_set1_epi16(static_cast<short>(zhi)), hi_mul), 15);
-      const __m256i z16 = _mm256_add_epi16(_mm256_or_si256(l2, _mm256_slli_epi16(h1, 2)), _mm256_set1_epi16(2));
-      const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(lo, hi));
-      const __m256i m8 = _mm256_madd_epi16(_mm256_mullo_epi16(sc16, z16), bs);
-      v[r] = _mm256_hadd_epi32(acc8, m8);  // per half: [sumi (2) | summ (2)]
-    }
+    v[0] = TfQ2Row<0>(row(0), ls0, Half<0>(m01), yv);
+    v[1] = TfQ2Row<1>(row(1), ls0, Half<1>(m01), yv);
+    v[2] = TfQ2Row<2>(row(2), ls0, Half<0>(m23), yv);
+    v[3] = TfQ2Row<3>(row(3), ls0, Half<1>(m23), yv);
+    v[4] = TfQ2Row<0>(row(4), ls1, Half<0>(m45), yv);
+    v[5] = TfQ2Row<1>(row(5), ls1, Half<1>(m45), yv);
+    v[6] = TfQ2Row<2>(row(6), ls1, Half<0>(m67), yv);
+    v[7] = TfQ2Row<3>(row(7), ls1, Half<1>(m67), yv);
     const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
     const __m256i w45 = _mm256_hadd_epi32(v[4], v[5]), w67 = _mm256_hadd_epi32(v[6], v[7]);
     const __m256 xs = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w01, w23, 0x20),
@@ -118,7 +188,7 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     // Lanes hold rows 0,1,4,5,2,3,6,7.
     const __m256i isum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(2, 0, 2, 0)));
     const __m256i msum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(3, 1, 3, 1)));
-    const __m256 dv = Scales8<0, 1, 4, 5, 2, 3, 6, 7>(w + b * sizeof(BlockTfQ2), rb);  // d is the block's first field
+    const __m256 dv = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(h0, d_idx, h1)));
     const __m256 mv = _mm256_mul_ps(dv, _mm256_set1_ps(0.25f));  // dmin = d * 0.25f, as the oracle
     // SuperTerm: dy * (d*sumi - dmin*summ), no contraction (-ffp-contract=off).
     const __m256 a = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(isum));
@@ -239,15 +309,6 @@ static inline __m512i DecodeScales6x4(__m512i h) {
 // The 8 rows' 16-byte block headers are loaded once per superblock and decoded
 // 4 rows per vector (DecodeScales6x4); their d and dmin come out of the same
 // registers with one word permute.
-template <int J>
-static inline __m128i Lane(__m512i v) {
-  if constexpr (J == 0) {
-    return _mm512_castsi512_si128(v);
-  } else {
-    return _mm512_extracti32x4_epi32(v, J);
-  }
-}
-
 template <int R>
 static inline __m256i TfQ4Row(const BlockTfQ4* blk, __m512i dec, const __m512i* yq, __m256i bs) {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
