@@ -107,6 +107,21 @@ struct FloatKernel {
   }
 };
 
+// ---- Relaxed SIMD 8-bit dot (TABFIT_WASM_RELAXED builds) ------------------------
+// i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, c): lane i = c[i] + sum_k a[4i+k]*b[4i+k],
+// a signed bytes, b bytes in 0..127 (then every engine gives the same result; V8 on
+// AVX-VNNI CPUs emits one vpdpbusd). Emscripten 3.1.6 / clang 14 cannot emit the
+// instruction, so the kernels call an import with the same stack signature and
+// scripts/wasm-relaxed-patch.mjs rewrites every `call` of it into the opcode
+// (0xfd 0x93 0x02) after linking; the JS stub (web/wasm/relaxed_stub.js) that
+// satisfies the import throws, so an unpatched module fails loudly, never wrongly.
+// `const`: a pure function of its operands (lets clang schedule and CSE around it).
+#if defined(TABFIT_WASM_RELAXED)
+extern "C" __attribute__((import_module("env"), import_name("tabfit_relaxed_dot_add"), const)) v128_t
+tabfit_relaxed_dot_add(v128_t a_i8, v128_t b_u7, v128_t acc);
+inline v128_t RDot(v128_t a_i8, v128_t b_u7, v128_t acc) { return tabfit_relaxed_dot_add(a_i8, b_u7, acc); }
+#endif
+
 // Signed 8-bit dot of 16 lanes -> i32x4 partial sums.
 inline v128_t DotI8x16(v128_t a, v128_t b) {
   const v128_t lo = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(a), wasm_i16x8_extend_low_i8x16(b));
@@ -263,6 +278,88 @@ struct Q8KernelI16 {
   }
 };
 
+#if defined(TABFIT_WASM_RELAXED)
+// Q4_0 x Q8_0A with the relaxed 8-bit dot: the unsigned nibbles (0..15) are the i7
+// operand, the activation codes the i8 one, so per block the exact int dot is two
+// RDot (low nibbles with qs[0..16), high with qs[16..32)) and the -8 offset is
+// 8*sum(y), itself two RDot with splat(8) per token, shared by the tile's rows. The
+// same block reduction and float expression as Q8KernelI16<true>: identical results.
+struct Q4KernelRelaxed {
+  int64_t nb;
+  template <int R, int T>
+  void Run(const uint8_t* const* w, const uint8_t* const* x, float (*out)[T]) const {
+    const BlockQ4_0* wr[R];
+    const BlockQ8_0A* xr[T];
+    for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const BlockQ4_0*>(w[r]);
+    for (int t = 0; t < T; ++t) xr[t] = reinterpret_cast<const BlockQ8_0A*>(x[t]);
+    const v128_t m15 = wasm_i8x16_splat(0x0F), eight = wasm_i8x16_splat(8), zero = wasm_i32x4_splat(0);
+    v128_t acc[R][T];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) acc[r][t] = wasm_f32x4_splat(0.0f);
+    auto block_dot = [&](const uint8_t* qs, v128_t y0, v128_t y1) {
+      const v128_t v = wasm_v128_load(qs);
+      return RDot(y1, wasm_v128_and(wasm_u16x8_shr(v, 4), m15), RDot(y0, wasm_v128_and(v, m15), zero));
+    };
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+      v128_t half[R][T], sums[R][T], s8half[T], s8[T];
+#pragma clang loop unroll(full)
+      for (int j = 0; j < 4; j += 2) {
+        for (int t = 0; t < T; ++t) {
+          const int8_t* qa = xr[t][b + j].qs;
+          const int8_t* qb = xr[t][b + j + 1].qs;
+          const v128_t a0 = wasm_v128_load(qa), a1 = wasm_v128_load(qa + 16);
+          const v128_t b0 = wasm_v128_load(qb), b1 = wasm_v128_load(qb + 16);
+          const v128_t ps8 = Pair(RDot(a1, eight, RDot(a0, eight, zero)), RDot(b1, eight, RDot(b0, eight, zero)));
+          if (j == 0) {
+            s8half[t] = ps8;
+          } else {
+            s8[t] = Join(s8half[t], ps8);
+          }
+          for (int r = 0; r < R; ++r) {
+            const v128_t p = Pair(block_dot(wr[r][b + j].qs, a0, a1), block_dot(wr[r][b + j + 1].qs, b0, b1));
+            if (j == 0) {
+              half[r][t] = p;
+            } else {
+              sums[r][t] = Join(half[r][t], p);
+            }
+          }
+        }
+      }
+      v128_t dw[R];
+      for (int r = 0; r < R; ++r) {
+        const BlockQ4_0* q = wr[r] + b;
+        v128_t h = wasm_v128_load16_lane(&q[0].d, wasm_i16x8_splat(0), 0);
+        h = wasm_v128_load16_lane(&q[1].d, h, 1);
+        h = wasm_v128_load16_lane(&q[2].d, h, 2);
+        h = wasm_v128_load16_lane(&q[3].d, h, 3);
+        dw[r] = HalfToFloat4(h);
+        for (int t = 0; t < T; ++t) sums[r][t] = wasm_i32x4_sub(sums[r][t], s8[t]);
+      }
+      for (int t = 0; t < T; ++t) {
+        const BlockQ8_0A* xb = xr[t] + b;
+        const v128_t dy = wasm_f32x4_make(xb[0].d, xb[1].d, xb[2].d, xb[3].d);
+        for (int r = 0; r < R; ++r)
+          acc[r][t] = Fma(wasm_f32x4_convert_i32x4(sums[r][t]), wasm_f32x4_mul(dw[r], dy), acc[r][t]);
+      }
+    }
+    for (; b < nb; ++b) {
+      for (int t = 0; t < T; ++t) {
+        const v128_t y0 = wasm_v128_load(xr[t][b].qs), y1 = wasm_v128_load(xr[t][b].qs + 16);
+        const v128_t s8b = RDot(y1, eight, RDot(y0, eight, zero));
+        for (int r = 0; r < R; ++r) {
+          const v128_t p = wasm_i32x4_sub(block_dot(wr[r][b].qs, y0, y1), s8b);
+          acc[r][t] =
+              Fma(wasm_f32x4_convert_i32x4(p), wasm_f32x4_splat(F16ToF32(wr[r][b].d) * xr[t][b].d), acc[r][t]);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) out[r][t] = Hsum(acc[r][t]);
+  }
+};
+#endif
+
 // ---- TF_Q4 x Q8_KA, int16 formulation -----------------------------------------
 // Same widening as above: for group pair p, the 32 code bytes hold group 2p in the
 // low and group 2p+1 in the high nibbles; as i16 lanes, and/shr give the even and
@@ -304,7 +401,7 @@ struct TfQ4KernelI16 {
   template <int R, int T>
   void Run(const uint8_t* const* w, const uint8_t* const* x, float (*out)[T]) const {
     float sumf[R][T] = {};
-    const v128_t m15 = wasm_i16x8_splat(0x0F);
+    [[maybe_unused]] const v128_t m15 = wasm_i16x8_splat(0x0F);
     for (int64_t b = 0; b < nsb; ++b) {
       const BlockTfQ4* blk[R];
       const BlockQ8_KA* xb[T];
@@ -319,6 +416,24 @@ struct TfQ4KernelI16 {
           const int8_t* qa = xb[t]->qs + 64 * p;
           const v128_t a0 = wasm_v128_load(qa), a1 = wasm_v128_load(qa + 16);
           const v128_t b0 = wasm_v128_load(qa + 32), b1 = wasm_v128_load(qa + 48);
+#if defined(TABFIT_WASM_RELAXED)
+          // Byte k: low nibble = element k of group 2p (activation qa[k]), high nibble
+          // = element k of group 2p+1 (qa[32+k]); nibbles are the i7 operand.
+          const v128_t n15 = wasm_i8x16_splat(0x0F), zero = wasm_i32x4_splat(0);
+          for (int r = 0; r < R; ++r) {
+            const uint8_t* q = blk[r]->qs + 32 * p;
+            const v128_t v0 = wasm_v128_load(q), v1 = wasm_v128_load(q + 16);
+            const v128_t ga = RDot(a1, wasm_v128_and(v1, n15), RDot(a0, wasm_v128_and(v0, n15), zero));
+            const v128_t gb = RDot(b1, wasm_v128_and(wasm_u16x8_shr(v1, 4), n15),
+                                   RDot(b0, wasm_v128_and(wasm_u16x8_shr(v0, 4), n15), zero));
+            const v128_t pr = Pair(ga, gb);
+            if (p % 2 == 0) {
+              half[r][t] = pr;
+            } else {
+              gsum[r][t][p / 2] = Join(half[r][t], pr);
+            }
+          }
+#else
           const v128_t ae0 = EvenI8(a0), ao0 = OddI8(a0), ae1 = EvenI8(a1), ao1 = OddI8(a1);
           const v128_t be0 = EvenI8(b0), bo0 = OddI8(b0), be1 = EvenI8(b1), bo1 = OddI8(b1);
           for (int r = 0; r < R; ++r) {
@@ -339,6 +454,7 @@ struct TfQ4KernelI16 {
               gsum[r][t][p / 2] = Join(half[r][t], pr);
             }
           }
+#endif
         }
       }
       // Activation pair sums of bsums (one per group) as i16x8: |sum| <= 32*128.
@@ -528,7 +644,12 @@ void MatMulQ8_0Wasm(TF_MATMUL_ARGS) {
 }
 void MatMulQ4_0Wasm(TF_MATMUL_ARGS) {
   const int64_t nb = cols / kQK4_0;
-  DriveSplit<kQRows1, kQRowsN, kQTokN>(Q8KernelI16<true>{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
+#if defined(TABFIT_WASM_RELAXED)
+  using Q4Kernel = Q4KernelRelaxed;
+#else
+  using Q4Kernel = Q8KernelI16<true>;
+#endif
+  DriveSplit<kQRows1, kQRowsN, kQTokN>(Q4Kernel{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
 }
 void MatMulTfQ4Wasm(TF_MATMUL_ARGS) {
   const int64_t nsb = cols / kQKSuper;
