@@ -310,7 +310,7 @@ static inline __m512i DecodeScales6x4(__m512i h) {
 // 4 rows per vector (DecodeScales6x4); their d and dmin come out of the same
 // registers with one word permute.
 template <int R>
-static inline __m256i TfQ4Row(const BlockTfQ4* blk, __m512i dec, const __m512i* yq, __m256i bs) {
+static inline __m256i TfQ4Row(const BlockTfQ4* blk, __m512i dec, const __m512i* yq, __m256i m8) {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   // Lane 4L + k -> group of (A_k, lane L): k = 0: g0 (L 0,1), g2 (L 2,3); k = 1: g1, g3; k = 2: g4, g6; k = 3: g5, g7.
   const __m512i sc_perm = _mm512_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5, 2, 3, 6, 7, 2, 3, 6, 7);
@@ -328,11 +328,18 @@ static inline __m256i TfQ4Row(const BlockTfQ4* blk, __m512i dec, const __m512i* 
   const __m512i scv = _mm512_permutexvar_epi32(sc_perm, _mm512_cvtepu8_epi32(d));
   const __m512i s16 = _mm512_mullo_epi32(g, scv);
   const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s16), _mm512_extracti64x4_epi64(s16, 1));
-  // m[g] twice each as int16, against the 16 sums of 16 activations.
-  const __m256i corr = _mm256_cvtepu8_epi16(
-      _mm_shuffle_epi8(d, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
   // per 128-bit half: [sumi pair sums (2) | summ pair sums (2)]
-  return _mm256_hadd_epi32(s8, _mm256_madd_epi16(corr, bs));
+  return _mm256_hadd_epi32(s8, m8);
+}
+
+// summ pair sums of 4 rows from their decoded [sc | m] lanes: m[g] twice each as
+// int16 against the 16 sums of 16 activations (bs2: them in both 256-bit halves);
+// rows of lanes 0,1 in the halves of *m01, lanes 2,3 in *m23.
+static inline void TfQ4Mins4(__m512i dec, __m512i bs2, __m512i* m01, __m512i* m23) {
+  const __m512i mm = _mm512_shuffle_epi8(
+      dec, _mm512_broadcast_i32x4(_mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
+  *m01 = _mm512_madd_epi16(_mm512_cvtepu8_epi16(_mm512_castsi512_si256(mm)), bs2);
+  *m23 = _mm512_madd_epi16(_mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(mm, 1)), bs2);
 }
 
 static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const BlockQ8_KA* x, float* y) {
@@ -362,14 +369,18 @@ static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     const __m512i dec0 = DecodeScales6x4(h0), dec1 = DecodeScales6x4(h1);
     auto row = [&](int r) { return reinterpret_cast<const BlockTfQ4*>(wb + r * rb); };
     __m256i v[8];
-    v[0] = TfQ4Row<0>(row(0), dec0, yq, bs);
-    v[1] = TfQ4Row<1>(row(1), dec0, yq, bs);
-    v[2] = TfQ4Row<2>(row(2), dec0, yq, bs);
-    v[3] = TfQ4Row<3>(row(3), dec0, yq, bs);
-    v[4] = TfQ4Row<0>(row(4), dec1, yq, bs);
-    v[5] = TfQ4Row<1>(row(5), dec1, yq, bs);
-    v[6] = TfQ4Row<2>(row(6), dec1, yq, bs);
-    v[7] = TfQ4Row<3>(row(7), dec1, yq, bs);
+    const __m512i bs2 = _mm512_inserti64x4(_mm512_castsi256_si512(bs), bs, 1);
+    __m512i m01, m23, m45, m67;
+    TfQ4Mins4(dec0, bs2, &m01, &m23);
+    TfQ4Mins4(dec1, bs2, &m45, &m67);
+    v[0] = TfQ4Row<0>(row(0), dec0, yq, Half<0>(m01));
+    v[1] = TfQ4Row<1>(row(1), dec0, yq, Half<1>(m01));
+    v[2] = TfQ4Row<2>(row(2), dec0, yq, Half<0>(m23));
+    v[3] = TfQ4Row<3>(row(3), dec0, yq, Half<1>(m23));
+    v[4] = TfQ4Row<0>(row(4), dec1, yq, Half<0>(m45));
+    v[5] = TfQ4Row<1>(row(5), dec1, yq, Half<1>(m45));
+    v[6] = TfQ4Row<2>(row(6), dec1, yq, Half<0>(m67));
+    v[7] = TfQ4Row<3>(row(7), dec1, yq, Half<1>(m67));
     const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
     const __m256i w45 = _mm256_hadd_epi32(v[4], v[5]), w67 = _mm256_hadd_epi32(v[6], v[7]);
     const __m256 xs = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w01, w23, 0x20),
