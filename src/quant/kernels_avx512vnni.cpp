@@ -38,6 +38,61 @@ void MatMulDecodeVnni(Rows8 rows8, Fallback fallback, TF_MATMUL_ARGS) {
              w, row_bytes, r0, r1, xpacked, xrb, n_tokens, y, ldy);
 }
 
+// ---------------------------------------------------------------- block headers
+// The TF_Q4 and TF_Q2 decode kernels load the 16-byte block headers of 8 rows
+// once per superblock (4 rows per zmm, one per 128-bit lane) and decode their
+// packed sub-scales for 4 rows per instruction with these helpers.
+
+// 16-byte headers at p + r*rb for r = R0..R0+3 -> one zmm, row R0+j in lane j.
+template <int R0>
+static inline __m512i Headers4(const uint8_t* p, size_t rb) {
+  auto h = [&](int r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * rb)); };
+  return _mm512_inserti32x4(
+      _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(h(R0)), h(R0 + 1), 1), h(R0 + 2), 2), h(R0 + 3),
+      3);
+}
+
+// Per lane: the bytes picked by `pick`, low nibble where `hi_mask` is clear, high nibble where set.
+static inline __m512i Nibbles(__m512i h, __m128i pick, __mmask64 hi_mask) {
+  const __m512i m15 = _mm512_set1_epi8(15);
+  const __m512i a = _mm512_shuffle_epi8(h, _mm512_broadcast_i32x4(pick));
+  return _mm512_mask_mov_epi8(_mm512_and_si512(a, m15), hi_mask, _mm512_and_si512(_mm512_srli_epi16(a, 4), m15));
+}
+
+// Per lane: byte g (0..15) = bits 2g..2g+1 of the little-endian uint32 at lane
+// bytes O..O+3. Word k of a copy of the uint16 holding field 2k (k%4 < 4: the low
+// half, else the high) is shifted right so that its low byte gets field 2k and
+// (a second shift) its high byte field 2k+1.
+template <int O>
+static inline __m512i TwoBitFields(__m512i h) {
+  const __m512i hw = _mm512_shuffle_epi8(
+      h, _mm512_broadcast_i32x4(_mm_setr_epi8(O, O + 1, O, O + 1, O, O + 1, O, O + 1, O + 2, O + 3, O + 2, O + 3,
+                                              O + 2, O + 3, O + 2, O + 3)));
+  const __m512i t_even = _mm512_srlv_epi16(hw, _mm512_broadcast_i32x4(_mm_setr_epi16(0, 4, 8, 12, 0, 4, 8, 12)));
+  const __m512i t_odd = _mm512_slli_epi16(
+      _mm512_srlv_epi16(hw, _mm512_broadcast_i32x4(_mm_setr_epi16(2, 6, 10, 14, 2, 6, 10, 14))), 8);
+  // (even & 0x00FF) | (odd & 0xFF00), then & 0x0303.
+  return _mm512_and_si512(_mm512_ternarylogic_epi32(t_even, t_odd, _mm512_set1_epi16(0x00FF), 0xE4),
+                          _mm512_set1_epi16(0x0303));
+}
+
+template <int J>
+static inline __m128i Lane(__m512i v) {
+  if constexpr (J == 0) {
+    return _mm512_castsi512_si128(v);
+  } else {
+    return _mm512_extracti32x4_epi32(v, J);
+  }
+}
+template <int J>
+static inline __m256i Half(__m512i v) {
+  if constexpr (J == 0) {
+    return _mm512_castsi512_si256(v);
+  } else {
+    return _mm512_extracti64x4_epi64(v, 1);
+  }
+}
+
 // ---------------------------------------------------------------- TF_Q2
 // TF_Q2 decode, 8 rows per step. The group sub-scale is applied to the codes
 // before the dot product: w*y summed with sc = sum (sc*q) * y, and sc*q <= 45
@@ -58,23 +113,10 @@ void MatMulDecodeVnni(Rows8 rows8, Fallback fallback, TF_MATMUL_ARGS) {
 //   *m01, *m23: per row 8 int32 = sum over group pairs of sc[g]*z[g]*bsum[g] (rows
 //            of lanes 0,1 in the 256-bit halves of m01, lanes 2,3 in m23).
 static inline void TfQ2Headers4(__m512i h, __m512i bs2, __m512i* lut_sc, __m512i* m01, __m512i* m23) {
-  const __m512i m15 = _mm512_set1_epi8(15);
-  const __m512i a = _mm512_shuffle_epi8(
-      h, _mm512_broadcast_i32x4(_mm_setr_epi8(2, 3, 4, 5, 2, 3, 4, 5, 6, 7, 8, 9, 6, 7, 8, 9)));
-  *lut_sc = _mm512_mask_mov_epi8(_mm512_and_si512(a, m15), 0xF0F0F0F0F0F0F0F0ull,
-                                 _mm512_and_si512(_mm512_srli_epi16(a, 4), m15));
-  const __m512i b = _mm512_shuffle_epi8(
-      h, _mm512_broadcast_i32x4(_mm_setr_epi8(2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9)));
-  const __m512i sc = _mm512_mask_mov_epi8(_mm512_and_si512(b, m15), 0xAAAAAAAAAAAAAAAAull,
-                                          _mm512_and_si512(_mm512_srli_epi16(b, 4), m15));
+  *lut_sc = Nibbles(h, _mm_setr_epi8(2, 3, 4, 5, 2, 3, 4, 5, 6, 7, 8, 9, 6, 7, 8, 9), 0xF0F0F0F0F0F0F0F0ull);
+  const __m512i sc = Nibbles(h, _mm_setr_epi8(2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9), 0xAAAAAAAAAAAAAAAAull);
   // z[g] - 2: bits 2g..2g+1 of the uint32 at bytes 10..13, plus 4 * bit g of the uint16 at 14..15.
-  const __m512i hw = _mm512_shuffle_epi8(
-      h, _mm512_broadcast_i32x4(_mm_setr_epi8(10, 11, 10, 11, 10, 11, 10, 11, 12, 13, 12, 13, 12, 13, 12, 13)));
-  const __m512i t_even = _mm512_srlv_epi16(hw, _mm512_broadcast_i32x4(_mm_setr_epi16(0, 4, 8, 12, 0, 4, 8, 12)));
-  const __m512i t_odd = _mm512_slli_epi16(
-      _mm512_srlv_epi16(hw, _mm512_broadcast_i32x4(_mm_setr_epi16(2, 6, 10, 14, 2, 6, 10, 14))), 8);
-  const __m512i lo2 = _mm512_and_si512(_mm512_ternarylogic_epi32(t_even, t_odd, _mm512_set1_epi16(0x00FF), 0xE4),
-                                       _mm512_set1_epi16(0x0303));
+  const __m512i lo2 = TwoBitFields<10>(h);
   const __m512i hb = _mm512_shuffle_epi8(
       h, _mm512_broadcast_i32x4(_mm_setr_epi8(14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15)));
   const __mmask64 bit2 = _mm512_test_epi8_mask(
@@ -88,23 +130,6 @@ static inline void TfQ2Headers4(__m512i h, __m512i bs2, __m512i* lut_sc, __m512i
                                          _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(z, 1)));
   *m01 = _mm512_madd_epi16(p01, bs2);
   *m23 = _mm512_madd_epi16(p23, bs2);
-}
-
-template <int J>
-static inline __m128i Lane(__m512i v) {
-  if constexpr (J == 0) {
-    return _mm512_castsi512_si128(v);
-  } else {
-    return _mm512_extracti32x4_epi32(v, J);
-  }
-}
-template <int J>
-static inline __m256i Half(__m512i v) {
-  if constexpr (J == 0) {
-    return _mm512_castsi512_si256(v);
-  } else {
-    return _mm512_extracti64x4_epi64(v, 1);
-  }
 }
 
 // One row of TfQ2Rows8: the integer sums sumi (pshufb tables times codes) and the
@@ -161,11 +186,7 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
     const __m512i bs2 = _mm512_inserti64x4(_mm512_castsi256_si512(bs), bs, 1);
     const uint8_t* wb = w + b * sizeof(BlockTfQ2);
-    auto hdr = [&](int r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + r * rb)); };
-    const __m512i h0 = _mm512_inserti32x4(
-        _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(hdr(0)), hdr(1), 1), hdr(2), 2), hdr(3), 3);
-    const __m512i h1 = _mm512_inserti32x4(
-        _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(hdr(4)), hdr(5), 1), hdr(6), 2), hdr(7), 3);
+    const __m512i h0 = Headers4<0>(wb, rb), h1 = Headers4<4>(wb, rb);
     __m512i ls0, ls1, m01, m23, m45, m67;
     TfQ2Headers4(h0, bs2, &ls0, &m01, &m23);
     TfQ2Headers4(h1, bs2, &ls1, &m45, &m67);
@@ -278,23 +299,11 @@ static inline void Q4_0Rows8Z(const uint8_t* w, size_t rb, const BlockQ8_0A* x, 
 // 12..15 holds sc>>4 at bits 2g..2g+1 and m>>4 at bits 16+2g..16+2g+1). Four
 // rows take 13 vector instructions; one row at a time took about 16 each.
 static inline __m512i DecodeScales6x4(__m512i h) {
-  const __m512i m15 = _mm512_set1_epi8(15);
   // Low nibbles: bytes 4..11 twice; the first copy keeps the low, the second the high nibble.
-  const __m512i a = _mm512_shuffle_epi8(
-      h, _mm512_broadcast_i32x4(_mm_setr_epi8(4, 5, 6, 7, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11)));
-  const __m512i lo = _mm512_mask_mov_epi8(_mm512_and_si512(a, m15), 0xFF00FF00FF00FF00ull,
-                                          _mm512_and_si512(_mm512_srli_epi16(a, 4), m15));
-  // High 2 bits: words 0..3 = uint16 at bytes 12..13 (sc), words 4..7 = bytes 14..15 (m).
-  // Result byte 2k (k = word % 4) wants bits 4k..4k+1 of its word, byte 2k+1 bits 4k+2..4k+3.
-  const __m512i hw = _mm512_shuffle_epi8(
-      h, _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 12, 13, 12, 13, 12, 13, 14, 15, 14, 15, 14, 15, 14, 15)));
-  const __m512i sh_even = _mm512_broadcast_i32x4(_mm_setr_epi16(0, 4, 8, 12, 0, 4, 8, 12));
-  const __m512i sh_odd = _mm512_broadcast_i32x4(_mm_setr_epi16(2, 6, 10, 14, 2, 6, 10, 14));
-  const __m512i t_even = _mm512_srlv_epi16(hw, sh_even);
-  const __m512i t_odd = _mm512_slli_epi16(_mm512_srlv_epi16(hw, sh_odd), 8);
-  // (even & 0x00FF) | (odd & 0xFF00), then & 0x0303.
-  const __m512i hi = _mm512_and_si512(_mm512_ternarylogic_epi32(t_even, t_odd, _mm512_set1_epi16(0x00FF), 0xE4),
-                                      _mm512_set1_epi16(0x0303));
+  const __m512i lo = Nibbles(h, _mm_setr_epi8(4, 5, 6, 7, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11),
+                             0xFF00FF00FF00FF00ull);
+  // High 2 bits: fields 0..7 (sc) and 8..15 (m) of the uint32 at bytes 12..15.
+  const __m512i hi = TwoBitFields<12>(h);
   return _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
 }
 
@@ -361,11 +370,7 @@ static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     yq[3] = _mm512_inserti64x4(_mm512_castsi256_si512(yc[5]), yc[7], 1);
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
     const uint8_t* wb = w + b * sizeof(BlockTfQ4);
-    auto hdr = [&](int r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + r * rb)); };
-    const __m512i h0 = _mm512_inserti32x4(
-        _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(hdr(0)), hdr(1), 1), hdr(2), 2), hdr(3), 3);
-    const __m512i h1 = _mm512_inserti32x4(
-        _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(hdr(4)), hdr(5), 1), hdr(6), 2), hdr(7), 3);
+    const __m512i h0 = Headers4<0>(wb, rb), h1 = Headers4<4>(wb, rb);
     const __m512i dec0 = DecodeScales6x4(h0), dec1 = DecodeScales6x4(h1);
     auto row = [&](int r) { return reinterpret_cast<const BlockTfQ4*>(wb + r * rb); };
     __m256i v[8];
