@@ -3,12 +3,16 @@
 #   web/dist/wasm/tabfit-mt.{mjs,wasm,worker.js}  SIMD128 + pthreads (needs crossOriginIsolated)
 #   web/dist/wasm/tabfit-st.{mjs,wasm}            SIMD128, no threads (baseline)
 #   web/dist/wasm/tabfit-scalar.{mjs,wasm}        no SIMD, no threads (browsers without wasm SIMD)
+#   web/dist/wasm/tabfit-{mt,st}-relaxed.*        as mt/st, plus relaxed SIMD's 8-bit dot in the Q4_0/TF_Q4
+#                                                 kernels (docs/wasm-relaxed-simd.md; the loader picks them
+#                                                 where WebAssembly.validate accepts a relaxed-dot module)
 # then compiles the TypeScript package (web/src -> web/dist).
-# Usage: scripts/build-wasm.sh [mt|st|scalar|ts ...]   (default: all). Needs scripts/setup-web.sh first.
+# Usage: scripts/build-wasm.sh [mt|st|scalar|mt-relaxed|st-relaxed|ts ...]   (default: all). Needs scripts/setup-web.sh first.
 # Env: TABFIT_SOURCE (default: this checkout), TABFIT_WASM_BUILD_PREFIX (default: <root>/build-wasm),
 #      TABFIT_WASM_SIMD=0 builds every variant without SIMD128,
 #      TABFIT_WASM_NODE_TESTS=1 also builds c_api_test for Node in each variant and runs it (ctest),
-#      TABFIT_WASM_SELFCHECK=0 skips quant_selfcheck (each variant's kernels vs the scalar oracle, under Node).
+#      TABFIT_WASM_SELFCHECK=0 skips quant_selfcheck (each variant's kernels vs the scalar oracle, under Node;
+#      relaxed variants in headless Chromium, because Node 20 computes the relaxed dot wrongly).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="${TABFIT_SOURCE:-$ROOT}"
@@ -18,7 +22,7 @@ export NODE_PATH=/usr/share/nodejs   # em++ needs Debian's node-acorn (NodeSourc
 JOBS="${JOBS:-2}"
 
 targets=("$@")
-((${#targets[@]})) || targets=(mt st scalar ts)
+((${#targets[@]})) || targets=(mt st scalar mt-relaxed st-relaxed ts)
 mkdir -p "$OUT"
 
 # nlohmann_json is header-only, but Emscripten's toolchain confines find_package
@@ -43,23 +47,32 @@ CFG
 }
 
 build_variant() {
-  local v="$1" flags="-fwasm-exceptions" simd=OFF
+  local v="$1" flags="-fwasm-exceptions" simd=OFF relaxed=OFF
   [[ "${TABFIT_WASM_SIMD:-1}" == 1 && "$v" != scalar ]] && flags+=" -msimd128" && simd=ON
-  [[ "$v" == mt ]] && flags+=" -pthread"
+  [[ "$v" == mt* ]] && flags+=" -pthread"
+  if [[ "$v" == *-relaxed ]]; then
+    [[ "$simd" == ON ]] || { echo "build-wasm: $v needs SIMD (TABFIT_WASM_SIMD=1)" >&2; exit 2; }
+    relaxed=ON
+  fi
   local dir="$PREFIX-$v"
   local launcher=()
   command -v ccache >/dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   emcmake cmake -S "$SRC" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DTABFIT_BUILD_TESTS=OFF -DTABFIT_BUILD_BENCH=OFF -DTABFIT_BUILD_CLI=OFF \
-    -DTABFIT_WASM_VARIANT="$v" -DTABFIT_WASM_SIMD="$simd" -Dnlohmann_json_DIR="$(json_pkg)" -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
+    -DTABFIT_WASM_VARIANT="$v" -DTABFIT_WASM_SIMD="$simd" -DTABFIT_WASM_RELAXED="$relaxed" -Dnlohmann_json_DIR="$(json_pkg)" -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
     -DCMAKE_CROSSCOMPILING_EMULATOR="/usr/bin/node;--no-experimental-fetch" "${launcher[@]}" >/dev/null
   cmake --build "$dir" --target tabfit_wasm -j"$JOBS"
   if [[ "${TABFIT_WASM_SELFCHECK:-1}" == 1 ]]; then
     # Every wasm kernel of the kernel list against the scalar oracle, under Node (seconds).
     cmake --build "$dir" --target quant_selfcheck -j"$JOBS"
-    /usr/bin/node --no-experimental-fetch "$dir/src/quant/quant_selfcheck.js"
+    if [[ "$relaxed" == ON ]]; then
+      /usr/bin/node "$ROOT/scripts/wasm-run-in-chromium.mjs" "$dir/src/quant/quant_selfcheck.js"
+    else
+      /usr/bin/node --no-experimental-fetch "$dir/src/quant/quant_selfcheck.js"
+    fi
   fi
-  if [[ "${TABFIT_WASM_NODE_TESTS:-0}" == 1 ]]; then
+  # Not for relaxed variants: c_api_test_node runs under Node 20, which computes the relaxed dot wrongly.
+  if [[ "${TABFIT_WASM_NODE_TESTS:-0}" == 1 && "$relaxed" == OFF ]]; then
     cmake "$dir" -DTABFIT_WASM_NODE_TESTS=ON >/dev/null
     cmake --build "$dir" --target c_api_test_node -j"$JOBS"
     ctest --test-dir "$dir/web/wasm" -R c_api_test_node --output-on-failure --no-tests=error
@@ -71,10 +84,10 @@ build_variant() {
 
 for t in "${targets[@]}"; do
   case "$t" in
-    mt|st|scalar) build_variant "$t" ;;
+    mt|st|scalar|mt-relaxed|st-relaxed) build_variant "$t" ;;
     ts) (cd "$ROOT/web" && [[ -d node_modules ]] || { echo "run scripts/setup-web.sh first" >&2; exit 1; }
          cd "$ROOT/web" && npx --no-install tsc -p tsconfig.json &&
          echo "build-wasm: ts -> web/dist/*.js") ;;
-    *) echo "unknown target '$t' (mt, st, scalar, ts)" >&2; exit 2 ;;
+    *) echo "unknown target '$t' (mt, st, scalar, mt-relaxed, st-relaxed, ts)" >&2; exit 2 ;;
   esac
 done

@@ -17,7 +17,7 @@ done
 wasm="${out%.*}.wasm"
 [[ -f "$wasm" ]] || { echo "wasm-relaxed-link: $wasm not found after linking $out" >&2; exit 1; }
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-if ! /usr/bin/node --experimental-wasm-relaxed-simd "$here/wasm-relaxed-patch.mjs" "$wasm" --glue "$out" --require-valid >"$wasm.relaxed.json"; then
+if ! /usr/bin/node --experimental-wasm-relaxed-simd "$here/wasm-relaxed-patch.mjs" "$wasm" --glue "$out" --require-valid >"$(dirname "$wasm")/relaxed-patch-$(basename "$wasm").json"; then
   rm -f "$out" "$wasm"
   exit 1
 fi

@@ -52,6 +52,11 @@ export interface LoadOptions {
   /** "auto" (default): threads when crossOriginIsolated and SharedArrayBuffer exist, else baseline;
    * scalar (no SIMD) when the browser lacks WebAssembly SIMD128. */
   build?: 'auto' | WasmBuild;
+  /** Relaxed SIMD (tabfit-mt-relaxed / tabfit-st-relaxed: the Q4_0 and TF_Q4 kernels use the 8-bit dot
+   * i32x4.relaxed_dot_i8x16_i7x16_add_s). "auto" (default): when WebAssembly.validate accepts a relaxed-dot
+   * module (and the build is not scalar), falling back to the plain build if the relaxed one fails to start;
+   * true: required (error if unsupported); false: never. */
+  relaxedSimd?: 'auto' | boolean;
   /** Keep the downloaded model in the origin's storage (OPFS) so a reload downloads nothing. Default true. */
   cache?: boolean;
   /** Download chunk size in bytes (capped at the profile's max buffer). Default 16 MiB. */
@@ -266,6 +271,8 @@ export class TabfitEngine {
 
   /** 'threads', 'baseline' or 'scalar'. */
   get build(): WasmBuild { return this.loadResult.build; }
+  /** Whether that build is its relaxed-SIMD twin (tabfit-mt-relaxed / tabfit-st-relaxed). */
+  get relaxedSimd(): boolean { return this.loadResult.relaxedSimd ?? false; }
 
   /** Generates a continuation of `prompt`, token by token. Abort with options.signal or by leaving the loop. */
   generate(prompt: string, options: GenerateOptions = {}): TokenStream {
@@ -429,13 +436,21 @@ export async function load(source: ModelSource, options: LoadOptions = {}): Prom
       'or use build: "baseline"');
   }
   const build = requested === 'auto' ? possible : requested;
+  const relaxedWanted = options.relaxedSimd ?? 'auto';
+  const relaxedOk = build !== 'scalar' && detectCapabilities().wasmRelaxedSimd;
+  if (relaxedWanted === true && !relaxedOk) {
+    throw new TabfitError('unsupported', build === 'scalar' ? 'relaxedSimd: true needs a SIMD build, not "scalar"'
+      : 'relaxedSimd: true, but this browser does not validate WebAssembly relaxed SIMD (i32x4.relaxed_dot_i8x16_i7x16_add_s); ' +
+        'use relaxedSimd: "auto"');
+  }
+  let relaxed = relaxedWanted !== false && relaxedOk;
   const eo = engineOptions(profile, options, build);
   const chunkBytes = Math.max(64 * 1024, Math.min(options.chunkBytes ?? 16 * MiB, eo.max_buffer_bytes));
 
   const workerUrl = options.workerUrl ?? new URL('./worker.js', import.meta.url);
   const wasmBase = options.wasmBaseUrl ?? new URL('./wasm/', import.meta.url);
   const file = { threads: 'mt', baseline: 'st', scalar: 'scalar' }[build];
-  const wasmUrl = new URL(`tabfit-${file}.mjs`, wasmBase).toString();
+  const wasmUrl = (r: boolean) => new URL(`tabfit-${file}${r ? '-relaxed' : ''}.mjs`, wasmBase).toString();
   const link = new WorkerLink(new Worker(workerUrl, { type: 'module', name: 'tabfit-engine' }));
   const cancel = typeof SharedArrayBuffer === 'function' && globalThis.crossOriginIsolated
     ? new SharedArrayBuffer(4) : undefined;
@@ -446,7 +461,16 @@ export async function load(source: ModelSource, options: LoadOptions = {}): Prom
   };
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    await link.send({ op: 'init', build, wasmUrl, threads: eo.threads, cancelFlag: cancel });
+    const init = (r: boolean) => link.send({ op: 'init', build, wasmUrl: wasmUrl(r), threads: eo.threads, cancelFlag: cancel });
+    try {
+      await init(relaxed);
+    } catch (e) {
+      // "auto": a relaxed build that is missing or fails to start falls back to its plain twin.
+      if (!relaxed || relaxedWanted !== 'auto' || signal?.aborted) throw e;
+      console.warn(`tabfit: the relaxed-SIMD build did not start (${(e as Error).message}); using the plain ${build} build`);
+      relaxed = false;
+      await init(false);
+    }
     if (signal?.aborted) throw abortError('load');
     let req: WorkerRequest;
     const transfer: Transferable[] = [];
@@ -469,6 +493,7 @@ export async function load(source: ModelSource, options: LoadOptions = {}): Prom
       throw new TabfitError('invalid_argument', 'load(source): give a URL, a Blob/File, or an ArrayBuffer');
     }
     const result = await link.request<LoadResult>(req, { onProgress: options.onProgress }, transfer);
+    result.relaxedSimd = relaxed;
     // The abort may have raced the end of the load: it still wins.
     if (signal?.aborted) throw abortError('load');
     return new TabfitEngine(link, result.info, result, profile, reasons);

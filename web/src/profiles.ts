@@ -196,6 +196,8 @@ export interface Capabilities {
   sharedArrayBuffer: boolean;
   wasmSimd: boolean;
   wasmThreads: boolean;
+  /** WebAssembly relaxed SIMD's i32x4.relaxed_dot_i8x16_i7x16_add_s validates (the *-relaxed builds). */
+  wasmRelaxedSimd: boolean;
   hardwareConcurrency?: number;
   /** navigator.deviceMemory in GiB (Chromium only; rounded and capped at 8 by the browser). */
   deviceMemoryGiB?: number;
@@ -218,6 +220,10 @@ const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 
   65, 0, 253, 15, 253, 98, 11]);
 const THREADS_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 5, 4, 1, 3, 1, 1,
   10, 11, 1, 9, 0, 65, 0, 254, 16, 2, 0, 26, 11]);
+// (func (param v128 v128 v128) (result v128) local.get 0..2 i32x4.relaxed_dot_i8x16_i7x16_add_s):
+// the standard encoding 0xfd 0x93 0x02 that the *-relaxed builds use.
+const RELAXED_DOT_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 8, 1, 96, 3, 123, 123, 123, 1, 123, 3, 2, 1,
+  0, 10, 13, 1, 11, 0, 32, 0, 32, 1, 32, 2, 253, 147, 2, 11]);
 
 function validates(bytes: BufferSource): boolean {
   try {
@@ -242,6 +248,7 @@ export function detectCapabilities(): Capabilities {
     sharedArrayBuffer: sab,
     wasmSimd: validates(SIMD_PROBE),
     wasmThreads: sab && validates(THREADS_PROBE),
+    wasmRelaxedSimd: validates(RELAXED_DOT_PROBE),
     hardwareConcurrency: typeof nav.hardwareConcurrency === 'number' ? nav.hardwareConcurrency : undefined,
     deviceMemoryGiB: typeof nav.deviceMemory === 'number' ? nav.deviceMemory : undefined,
     touch: (nav.maxTouchPoints ?? 0) > 1,

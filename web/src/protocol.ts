@@ -118,6 +118,8 @@ export interface LoadResult {
   /** Seconds spent fetching / reading storage, and in the engine's load. */
   fetchSeconds: number;
   engineSeconds: number;
+  /** Set by load() (main thread): the engine runs a *-relaxed build (relaxed SIMD 8-bit dot kernels). */
+  relaxedSimd?: boolean;
 }
 
 export type WorkerRequest =

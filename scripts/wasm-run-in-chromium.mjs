@@ -3,15 +3,15 @@
 // -DTABFIT_WASM_BENCH_ENVIRONMENT=node,web) in headless Chromium and relays its output.
 // For relaxed-SIMD builds: Node 20 (V8 11.3) computes i32x4.relaxed_dot_i8x16_i7x16_add_s
 // wrongly, Chromium 156 correctly.
-//   node bench/wasm-relaxed/run-in-chromium.mjs PROGRAM.js [args...]
+//   node scripts/wasm-run-in-chromium.mjs PROGRAM.js [args...]
 // Exit status: the program's (main's return value), 1 on a page error, 2 on a timeout
 // (TABFIT_RUN_TIMEOUT_S, default 600).
 import path from 'node:path';
-import { launch, repoRoot } from '../../tests/web/browser.mjs';
-import { startServer } from '../../tests/web/server.mjs';
+import { launch, repoRoot } from '../tests/web/browser.mjs';
+import { startServer } from '../tests/web/server.mjs';
 
 const [prog, ...args] = process.argv.slice(2);
-if (!prog) { console.error('usage: run-in-chromium.mjs PROGRAM.js [args...]'); process.exit(2); }
+if (!prog) { console.error('usage: wasm-run-in-chromium.mjs PROGRAM.js [args...]'); process.exit(2); }
 const abs = path.resolve(prog);
 const rel = path.relative(repoRoot, abs);
 const mounts = rel.startsWith('..') ? { '/prog/': path.dirname(abs) } : {};
@@ -21,7 +21,10 @@ const b = await launch();
 let status = 1;
 try {
   const page = await b.page(`${server.origin}/tests/web/page.html`);
-  page.on('console', (m) => (m.type() === 'error' ? console.error : console.log)(m.text()));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /^Failed to load resource/.test(m.text())) return;  // the page's favicon
+    (m.type() === 'error' ? console.error : console.log)(m.text());
+  });
   status = await page.evaluate(({ url, args, timeoutS }) => new Promise((resolve) => {
     const timer = setTimeout(() => resolve(2), timeoutS * 1000);
     const done = (code) => { clearTimeout(timer); resolve(code); };
