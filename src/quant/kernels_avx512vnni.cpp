@@ -93,6 +93,28 @@ static inline __m256i Half(__m512i v) {
   }
 }
 
+// The 8 rows' [sumi pair sums (2) | summ pair sums (2)] per 128-bit half (v[r])
+// reduced to sumi and summ per row, in the lane order rows 0,1,4,5,2,3,6,7 (that of
+// dv, mv), and turned into the scalar oracle's SuperTerm dy * (d*sumi - dmin*summ)
+// in its order (no contraction: -ffp-contract=off), so the sums stay bit-identical.
+static inline __m256 SuperTerms8(const __m256i* v, __m256 dv, __m256 mv, float dy) {
+  const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i w45 = _mm256_hadd_epi32(v[4], v[5]), w67 = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256 xs = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w01, w23, 0x20),
+                                                         _mm256_permute2x128_si256(w01, w23, 0x31)));
+  const __m256 ys = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w45, w67, 0x20),
+                                                         _mm256_permute2x128_si256(w45, w67, 0x31)));
+  const __m256i isum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(2, 0, 2, 0)));
+  const __m256i msum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m256 a = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(isum));
+  const __m256 m = _mm256_mul_ps(mv, _mm256_cvtepi32_ps(msum));
+  return _mm256_mul_ps(_mm256_set1_ps(dy), _mm256_sub_ps(a, m));
+}
+// Rows 0,1,4,5,2,3,6,7 (SuperTerms8's lane order) back to 0..7.
+static inline void StoreRows8(float* y, __m256 sumf) {
+  _mm256_storeu_ps(y, _mm256_permutevar8x32_ps(sumf, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)));
+}
+
 // ---------------------------------------------------------------- TF_Q2
 // TF_Q2 decode, 8 rows per step. The group sub-scale is applied to the codes
 // before the dot product: w*y summed with sc = sum (sc*q) * y, and sc*q <= 45
@@ -200,23 +222,11 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     v[5] = TfQ2Row<1>(row(5), ls1, Half<1>(m45), yv);
     v[6] = TfQ2Row<2>(row(6), ls1, Half<0>(m67), yv);
     v[7] = TfQ2Row<3>(row(7), ls1, Half<1>(m67), yv);
-    const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
-    const __m256i w45 = _mm256_hadd_epi32(v[4], v[5]), w67 = _mm256_hadd_epi32(v[6], v[7]);
-    const __m256 xs = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w01, w23, 0x20),
-                                                           _mm256_permute2x128_si256(w01, w23, 0x31)));
-    const __m256 ys = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w45, w67, 0x20),
-                                                           _mm256_permute2x128_si256(w45, w67, 0x31)));
-    // Lanes hold rows 0,1,4,5,2,3,6,7.
-    const __m256i isum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(2, 0, 2, 0)));
-    const __m256i msum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(3, 1, 3, 1)));
     const __m256 dv = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(h0, d_idx, h1)));
     const __m256 mv = _mm256_mul_ps(dv, _mm256_set1_ps(0.25f));  // dmin = d * 0.25f, as the oracle
-    // SuperTerm: dy * (d*sumi - dmin*summ), no contraction (-ffp-contract=off).
-    const __m256 a = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(isum));
-    const __m256 m = _mm256_mul_ps(mv, _mm256_cvtepi32_ps(msum));
-    sumf = _mm256_add_ps(sumf, _mm256_mul_ps(_mm256_set1_ps(xb->d), _mm256_sub_ps(a, m)));
+    sumf = _mm256_add_ps(sumf, SuperTerms8(v, dv, mv, xb->d));
   }
-  _mm256_storeu_ps(y, _mm256_permutevar8x32_ps(sumf, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)));
+  StoreRows8(y, sumf);
 }
 
 
@@ -386,62 +396,42 @@ static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     v[5] = TfQ4Row<1>(row(5), dec1, yq, Half<1>(m45));
     v[6] = TfQ4Row<2>(row(6), dec1, yq, Half<0>(m67));
     v[7] = TfQ4Row<3>(row(7), dec1, yq, Half<1>(m67));
-    const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
-    const __m256i w45 = _mm256_hadd_epi32(v[4], v[5]), w67 = _mm256_hadd_epi32(v[6], v[7]);
-    const __m256 xs = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w01, w23, 0x20),
-                                                           _mm256_permute2x128_si256(w01, w23, 0x31)));
-    const __m256 ys = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w45, w67, 0x20),
-                                                           _mm256_permute2x128_si256(w45, w67, 0x31)));
-    // Lanes hold rows 0,1,4,5,2,3,6,7.
-    const __m256i isum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(2, 0, 2, 0)));
-    const __m256i msum = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(3, 1, 3, 1)));
     const __m512 dm = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(h0, dm_idx, h1)));
     const __m256 dv = _mm512_castps512_ps256(dm);
     const __m256 mv = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dm), 1));
-    // SuperTerm: dy * (d*sumi - dmin*summ), no contraction (-ffp-contract=off).
-    const __m256 a = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(isum));
-    const __m256 m = _mm256_mul_ps(mv, _mm256_cvtepi32_ps(msum));
-    sumf = _mm256_add_ps(sumf, _mm256_mul_ps(_mm256_set1_ps(xb->d), _mm256_sub_ps(a, m)));
+    sumf = _mm256_add_ps(sumf, SuperTerms8(v, dv, mv, xb->d));
   }
-  _mm256_storeu_ps(y, _mm256_permutevar8x32_ps(sumf, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)));
+  StoreRows8(y, sumf);
+}
+
+// TF formats: decode (1..3 tokens) in 8-row steps, the rows % 8 tail and prefill
+// (4 or more tokens) with the AVX2 kernel.
+template <class Rows8, class Fallback>
+void MatMulTfDecodeVnni(Rows8 rows8, Fallback fallback, TF_MATMUL_ARGS) {
+  if (n_tokens >= 4) {
+    fallback(w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
+    return;
+  }
+  const int64_t nsb = cols / kQKSuper;
+  const size_t xrb = nsb * sizeof(BlockQ8_KA);
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* xp = static_cast<const uint8_t*>(xpacked);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const auto* xt = reinterpret_cast<const BlockQ8_KA*>(xp + t * xrb);
+    int64_t r = r0;
+    for (; r + 8 <= r1; r += 8) rows8(nsb, wb + r * row_bytes, row_bytes, xt, y + t * ldy + r);
+    if (r < r1) fallback(w, row_bytes, r, r1, cols, xp + t * xrb, 1, y + t * ldy, ldy);
+  }
 }
 
 }  // namespace
 
 void MatMulTfQ2Avx512Vnni(TF_MATMUL_ARGS) {
-  if (n_tokens >= 4) {
-    MatMulTfQ2Avx2(w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
-    return;
-  }
-  const int64_t nsb = cols / kQKSuper;
-  const size_t xrb = nsb * sizeof(BlockQ8_KA);
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* xp = static_cast<const uint8_t*>(xpacked);
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const auto* xt = reinterpret_cast<const BlockQ8_KA*>(xp + t * xrb);
-    int64_t r = r0;
-    for (; r + 8 <= r1; r += 8) TfQ2Rows8(nsb, wb + r * row_bytes, row_bytes, xt, y + t * ldy + r);
-    if (r < r1) MatMulTfQ2Avx2(w, row_bytes, r, r1, cols, xp + t * xrb, 1, y + t * ldy, ldy);
-  }
+  MatMulTfDecodeVnni(TfQ2Rows8, MatMulTfQ2Avx2, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
 }
-
 void MatMulTfQ4Avx512Vnni(TF_MATMUL_ARGS) {
-  if (n_tokens >= 4) {
-    MatMulTfQ4Avx2(w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
-    return;
-  }
-  const int64_t nsb = cols / kQKSuper;
-  const size_t xrb = nsb * sizeof(BlockQ8_KA);
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* xp = static_cast<const uint8_t*>(xpacked);
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const auto* xt = reinterpret_cast<const BlockQ8_KA*>(xp + t * xrb);
-    int64_t r = r0;
-    for (; r + 8 <= r1; r += 8) TfQ4Rows8(nsb, wb + r * row_bytes, row_bytes, xt, y + t * ldy + r);
-    if (r < r1) MatMulTfQ4Avx2(w, row_bytes, r, r1, cols, xp + t * xrb, 1, y + t * ldy, ldy);
-  }
+  MatMulTfDecodeVnni(TfQ4Rows8, MatMulTfQ4Avx2, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
 }
-
 void MatMulQ8_0Avx512Vnni(TF_MATMUL_ARGS) {
   MatMulDecodeVnni(Q8_0Rows8<DotVnni>, MatMulQ8_0Avx2, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
 }
