@@ -540,6 +540,15 @@ struct WDecQ2 {
   static void Codes(const Block& b, int c, v128_t* v0, v128_t* v1) { Low2(b.qs, c, v0, v1); }
 };
 
+// Dot of 16 unsigned codes (0..127) with 16 signed activation codes -> i32x4 partial sums.
+inline v128_t DotCodesI8(v128_t codes, v128_t y) {
+#if defined(TABFIT_WASM_RELAXED)
+  return RDot(y, codes, wasm_i32x4_splat(0));
+#else
+  return DotI8x16(codes, y);
+#endif
+}
+
 // kQ2: 16-groups with sc*(q - z/4); otherwise 32-groups with 6-bit sc and min.
 template <class Dec, bool kQ2>
 struct TfKernel {
@@ -575,11 +584,15 @@ struct TfKernel {
           const v128_t y0 = wasm_v128_load(xb[t]->qs + 32 * c), y1 = wasm_v128_load(xb[t]->qs + 32 * c + 16);
           for (int r = 0; r < R; ++r) {
             if constexpr (kQ2) {
-              acc[r][t] = wasm_i32x4_add(acc[r][t], wasm_i32x4_mul(DotI8x16(q0[r], y0), wasm_i32x4_splat(sc[r][2 * c])));
+              acc[r][t] = wasm_i32x4_add(acc[r][t], wasm_i32x4_mul(DotCodesI8(q0[r], y0), wasm_i32x4_splat(sc[r][2 * c])));
               acc[r][t] =
-                  wasm_i32x4_add(acc[r][t], wasm_i32x4_mul(DotI8x16(q1[r], y1), wasm_i32x4_splat(sc[r][2 * c + 1])));
+                  wasm_i32x4_add(acc[r][t], wasm_i32x4_mul(DotCodesI8(q1[r], y1), wasm_i32x4_splat(sc[r][2 * c + 1])));
             } else {
+#if defined(TABFIT_WASM_RELAXED)
+              const v128_t p = RDot(y1, q1[r], RDot(y0, q0[r], wasm_i32x4_splat(0)));
+#else
               const v128_t p = wasm_i32x4_add(DotI8x16(q0[r], y0), DotI8x16(q1[r], y1));
+#endif
               acc[r][t] = wasm_i32x4_add(acc[r][t], wasm_i32x4_mul(p, wasm_i32x4_splat(sc[r][c])));
             }
           }

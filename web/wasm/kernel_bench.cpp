@@ -29,6 +29,8 @@ TF_BASE_DECL(MatMulQ4_0Wasm)
 TF_BASE_DECL(MatMulQ8_0Wasm)
 TF_BASE_DECL(MatMulTfQ4Wasm)
 TF_BASE_DECL(MatMulTfQ8Wasm)
+TF_BASE_DECL(MatMulTfQ3Wasm)
+TF_BASE_DECL(MatMulTfQ2Wasm)
 }  // namespace tabfit::qk_base
 static MatMulFn BaseKernel(TensorType t) {
   switch (t) {
@@ -36,6 +38,8 @@ static MatMulFn BaseKernel(TensorType t) {
     case TensorType::kQ8_0: return qk_base::MatMulQ8_0Wasm;
     case TensorType::kTF_Q4: return qk_base::MatMulTfQ4Wasm;
     case TensorType::kTF_Q8: return qk_base::MatMulTfQ8Wasm;
+    case TensorType::kTF_Q3: return qk_base::MatMulTfQ3Wasm;
+    case TensorType::kTF_Q2: return qk_base::MatMulTfQ2Wasm;
     default: return nullptr;
   }
 }
@@ -64,7 +68,8 @@ int main(int argc, char** argv) {
   const int copies = argc > 5 ? std::atoi(argv[5]) : 1;
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (TensorType type : {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kTF_Q4, TensorType::kTF_Q8}) {
+  for (TensorType type : {TensorType::kQ4_0, TensorType::kQ8_0, TensorType::kTF_Q4, TensorType::kTF_Q8, TensorType::kTF_Q3,
+                          TensorType::kTF_Q2}) {
     const FormatTraits* f = FindFormat(type);
     if (!f || !f->from_float) continue;
     if (!only_format.empty() && only_format != f->name) continue;
