@@ -111,20 +111,20 @@ void MatMulFloatDecode(MatMulKernel fallback, TF_MATMUL_ARGS) {
   // rows (one head's slice of a KV-cache row) the bytes ahead are other data.
   const int pf = row_bytes == static_cast<size_t>(cols) * W::kBytes ? kPrefetchAhead : 0;
   const int64_t per = (r1 - r0) / kStreams;
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const float* xt = xb + t * cols;
-    float* yt = y + t * ldy;
-    for (int64_t j = 0; j < per; ++j) {
-      const uint8_t* rows[kStreams];
+  // Tokens inside the row loop: with 2-3 tokens the step's rows are still in L1
+  // for the next token, so the weights stream from memory once.
+  for (int64_t j = 0; j < per; ++j) {
+    const uint8_t* rows[kStreams];
+    for (int s = 0; s < kStreams; ++s) rows[s] = wb + (r0 + s * per + j) * row_bytes;
+    for (int64_t t = 0; t < n_tokens; ++t) {
       float out[kStreams];
-      for (int s = 0; s < kStreams; ++s) rows[s] = wb + (r0 + s * per + j) * row_bytes;
-      DotRows<W, kStreams, U>(rows, xt, cols, pf, out);
-      for (int s = 0; s < kStreams; ++s) yt[r0 + s * per + j] = out[s];
+      DotRows<W, kStreams, U>(rows, xb + t * cols, cols, t == 0 ? pf : 0, out);
+      for (int s = 0; s < kStreams; ++s) y[t * ldy + r0 + s * per + j] = out[s];
     }
-    for (int64_t r = r0 + kStreams * per; r < r1; ++r) {
-      const uint8_t* row = wb + r * row_bytes;
-      DotRows<W, 1, U>(&row, xt, cols, pf, yt + r);
-    }
+  }
+  for (int64_t r = r0 + kStreams * per; r < r1; ++r) {
+    const uint8_t* row = wb + r * row_bytes;
+    for (int64_t t = 0; t < n_tokens; ++t) DotRows<W, 1, U>(&row, xb + t * cols, cols, t == 0 ? pf : 0, y + t * ldy + r);
   }
 }
 
