@@ -123,7 +123,7 @@ inline v128_t RDot(v128_t a_i8, v128_t b_u7, v128_t acc) { return tabfit_relaxed
 #endif
 
 // Signed 8-bit dot of 16 lanes -> i32x4 partial sums.
-inline v128_t DotI8x16(v128_t a, v128_t b) {
+[[maybe_unused]] inline v128_t DotI8x16(v128_t a, v128_t b) {
   const v128_t lo = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(a), wasm_i16x8_extend_low_i8x16(b));
   const v128_t hi = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(a), wasm_i16x8_extend_high_i8x16(b));
   return wasm_i32x4_add(lo, hi);
@@ -140,8 +140,8 @@ inline v128_t DotI8x16(v128_t a, v128_t b) {
 // reduced into one i32x4 (one lane per block) and scaled by one f32x4 of
 // dw*dy, so fp16 scales are converted 4 at a time, in SIMD.
 
-inline v128_t EvenI8(v128_t v) { return wasm_i16x8_shr(wasm_i16x8_shl(v, 8), 8); }
-inline v128_t OddI8(v128_t v) { return wasm_i16x8_shr(v, 8); }
+[[maybe_unused]] inline v128_t EvenI8(v128_t v) { return wasm_i16x8_shr(wasm_i16x8_shl(v, 8), 8); }
+[[maybe_unused]] inline v128_t OddI8(v128_t v) { return wasm_i16x8_shr(v, 8); }
 inline v128_t Dot16(v128_t a, v128_t b) { return wasm_i32x4_dot_i16x8(a, b); }
 // [a0+a1+a2+a3 | b... | c... | d...] from a pairwise step (Pair(a, b), Pair(c, d)).
 inline v128_t Pair(v128_t a, v128_t b) {
@@ -279,45 +279,82 @@ struct Q8KernelI16 {
 };
 
 #if defined(TABFIT_WASM_RELAXED)
-// Q4_0 x Q8_0A with the relaxed 8-bit dot: the unsigned nibbles (0..15) are the i7
-// operand, the activation codes the i8 one, so per block the exact int dot is two
-// RDot (low nibbles with qs[0..16), high with qs[16..32)) and the -8 offset is
-// 8*sum(y), itself two RDot with splat(8) per token, shared by the tile's rows. The
-// same block reduction and float expression as Q8KernelI16<true>: identical results.
-struct Q4KernelRelaxed {
+// Q4_0 / Q8_0 x Q8_0A with the relaxed 8-bit dot, exact int sums per block and the
+// same block reduction and float expression as Q8KernelI16: identical results.
+// Q4_0: the unsigned nibbles (0..15) are the i7 operand and the activation codes the
+//   i8 one: two RDot per block (low nibbles with qs[0..16), high with qs[16..32)); the
+//   -8 offset is 8*sum(y), two RDot with splat(8) per block and token.
+// Q8_0: both sides are signed, so the activation codes (PackQ8_0A: within [-127, 127])
+//   are split once per block and token into y+ = max(y, 0) and y- = y+ - y, both in
+//   0..127: w.y = w.y+ - w.y-, four RDot per block with the weights as the i8 operand.
+// The activation work is shared by all rows of a tile.
+template <bool kQ4>
+struct ActRelaxed {
+  v128_t y0, y1, n0, n1;  // Q4: y (n unused); Q8: y+ and y- of both 16-halves
+  v128_t s8;              // Q4: i32x4 partial sums of 8*y, subtracted by the caller
+};
+template <bool kQ4>
+inline ActRelaxed<kQ4> LoadActRelaxed(const int8_t* qs) {
+  ActRelaxed<kQ4> a;
+  const v128_t y0 = wasm_v128_load(qs), y1 = wasm_v128_load(qs + 16);
+  if constexpr (kQ4) {
+    const v128_t eight = wasm_i8x16_splat(8);
+    a.y0 = y0;
+    a.y1 = y1;
+    a.s8 = RDot(y1, eight, RDot(y0, eight, wasm_i32x4_splat(0)));
+  } else {
+    const v128_t z = wasm_i8x16_splat(0);
+    a.y0 = wasm_i8x16_max(y0, z);
+    a.y1 = wasm_i8x16_max(y1, z);
+    a.n0 = wasm_i8x16_sub(a.y0, y0);
+    a.n1 = wasm_i8x16_sub(a.y1, y1);
+  }
+  return a;
+}
+template <bool kQ4>
+inline v128_t BlockDotRelaxed(const void* qs_, const ActRelaxed<kQ4>& a) {
+  const auto* qs = static_cast<const uint8_t*>(qs_);
+  const v128_t zero = wasm_i32x4_splat(0);
+  if constexpr (kQ4) {  // without the -8 offset
+    const v128_t m15 = wasm_i8x16_splat(0x0F);
+    const v128_t v = wasm_v128_load(qs);
+    return RDot(a.y1, wasm_v128_and(wasm_u16x8_shr(v, 4), m15), RDot(a.y0, wasm_v128_and(v, m15), zero));
+  } else {
+    const v128_t w0 = wasm_v128_load(qs), w1 = wasm_v128_load(qs + 16);
+    return wasm_i32x4_sub(RDot(w1, a.y1, RDot(w0, a.y0, zero)), RDot(w1, a.n1, RDot(w0, a.n0, zero)));
+  }
+}
+
+template <bool kQ4>
+struct QKernelRelaxed {
+  using WBlock = std::conditional_t<kQ4, BlockQ4_0, BlockQ8_0>;
   int64_t nb;
   template <int R, int T>
   void Run(const uint8_t* const* w, const uint8_t* const* x, float (*out)[T]) const {
-    const BlockQ4_0* wr[R];
+    const WBlock* wr[R];
     const BlockQ8_0A* xr[T];
-    for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const BlockQ4_0*>(w[r]);
+    for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const WBlock*>(w[r]);
     for (int t = 0; t < T; ++t) xr[t] = reinterpret_cast<const BlockQ8_0A*>(x[t]);
-    const v128_t m15 = wasm_i8x16_splat(0x0F), eight = wasm_i8x16_splat(8), zero = wasm_i32x4_splat(0);
     v128_t acc[R][T];
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < T; ++t) acc[r][t] = wasm_f32x4_splat(0.0f);
-    auto block_dot = [&](const uint8_t* qs, v128_t y0, v128_t y1) {
-      const v128_t v = wasm_v128_load(qs);
-      return RDot(y1, wasm_v128_and(wasm_u16x8_shr(v, 4), m15), RDot(y0, wasm_v128_and(v, m15), zero));
-    };
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
       v128_t half[R][T], sums[R][T], s8half[T], s8[T];
 #pragma clang loop unroll(full)
       for (int j = 0; j < 4; j += 2) {
         for (int t = 0; t < T; ++t) {
-          const int8_t* qa = xr[t][b + j].qs;
-          const int8_t* qb = xr[t][b + j + 1].qs;
-          const v128_t a0 = wasm_v128_load(qa), a1 = wasm_v128_load(qa + 16);
-          const v128_t b0 = wasm_v128_load(qb), b1 = wasm_v128_load(qb + 16);
-          const v128_t ps8 = Pair(RDot(a1, eight, RDot(a0, eight, zero)), RDot(b1, eight, RDot(b0, eight, zero)));
-          if (j == 0) {
-            s8half[t] = ps8;
-          } else {
-            s8[t] = Join(s8half[t], ps8);
+          const ActRelaxed<kQ4> ya = LoadActRelaxed<kQ4>(xr[t][b + j].qs);
+          const ActRelaxed<kQ4> yb = LoadActRelaxed<kQ4>(xr[t][b + j + 1].qs);
+          if constexpr (kQ4) {
+            if (j == 0) {
+              s8half[t] = Pair(ya.s8, yb.s8);
+            } else {
+              s8[t] = Join(s8half[t], Pair(ya.s8, yb.s8));
+            }
           }
           for (int r = 0; r < R; ++r) {
-            const v128_t p = Pair(block_dot(wr[r][b + j].qs, a0, a1), block_dot(wr[r][b + j + 1].qs, b0, b1));
+            const v128_t p = Pair(BlockDotRelaxed<kQ4>(wr[r][b + j].qs, ya), BlockDotRelaxed<kQ4>(wr[r][b + j + 1].qs, yb));
             if (j == 0) {
               half[r][t] = p;
             } else {
@@ -328,13 +365,15 @@ struct Q4KernelRelaxed {
       }
       v128_t dw[R];
       for (int r = 0; r < R; ++r) {
-        const BlockQ4_0* q = wr[r] + b;
+        const WBlock* q = wr[r] + b;
         v128_t h = wasm_v128_load16_lane(&q[0].d, wasm_i16x8_splat(0), 0);
         h = wasm_v128_load16_lane(&q[1].d, h, 1);
         h = wasm_v128_load16_lane(&q[2].d, h, 2);
         h = wasm_v128_load16_lane(&q[3].d, h, 3);
         dw[r] = HalfToFloat4(h);
-        for (int t = 0; t < T; ++t) sums[r][t] = wasm_i32x4_sub(sums[r][t], s8[t]);
+        if constexpr (kQ4) {
+          for (int t = 0; t < T; ++t) sums[r][t] = wasm_i32x4_sub(sums[r][t], s8[t]);
+        }
       }
       for (int t = 0; t < T; ++t) {
         const BlockQ8_0A* xb = xr[t] + b;
@@ -345,10 +384,10 @@ struct Q4KernelRelaxed {
     }
     for (; b < nb; ++b) {
       for (int t = 0; t < T; ++t) {
-        const v128_t y0 = wasm_v128_load(xr[t][b].qs), y1 = wasm_v128_load(xr[t][b].qs + 16);
-        const v128_t s8b = RDot(y1, eight, RDot(y0, eight, zero));
+        const ActRelaxed<kQ4> ys = LoadActRelaxed<kQ4>(xr[t][b].qs);
         for (int r = 0; r < R; ++r) {
-          const v128_t p = wasm_i32x4_sub(block_dot(wr[r][b].qs, y0, y1), s8b);
+          v128_t p = BlockDotRelaxed<kQ4>(wr[r][b].qs, ys);
+          if constexpr (kQ4) p = wasm_i32x4_sub(p, ys.s8);
           acc[r][t] =
               Fma(wasm_f32x4_convert_i32x4(p), wasm_f32x4_splat(F16ToF32(wr[r][b].d) * xr[t][b].d), acc[r][t]);
         }
@@ -499,9 +538,20 @@ struct TfQ8Kernel {
         for (int r = 0; r < R; ++r) {
           v128_t acc = wasm_i32x4_splat(0);
           for (int g = 0; g < 8; ++g) {
+#if defined(TABFIT_WASM_RELAXED)
+            // Both sides signed: split the activation codes (within [-127, 127]) into
+            // y+ = max(y, 0) and y- = y+ - y, both 0..127 (see QKernelRelaxed<false>).
+            const v128_t z = wasm_i8x16_splat(0), zero = wasm_i32x4_splat(0);
+            const v128_t y0 = wasm_v128_load(xb->qs + 32 * g), y1 = wasm_v128_load(xb->qs + 32 * g + 16);
+            const v128_t p0 = wasm_i8x16_max(y0, z), p1 = wasm_i8x16_max(y1, z);
+            const v128_t n0 = wasm_i8x16_sub(p0, y0), n1 = wasm_i8x16_sub(p1, y1);
+            const v128_t w0 = wasm_v128_load(blk[r]->qs + 32 * g), w1 = wasm_v128_load(blk[r]->qs + 32 * g + 16);
+            const v128_t p = wasm_i32x4_sub(RDot(w1, p1, RDot(w0, p0, zero)), RDot(w1, n1, RDot(w0, n0, zero)));
+#else
             const v128_t p = wasm_i32x4_add(DotI8x16(wasm_v128_load(blk[r]->qs + 32 * g), wasm_v128_load(xb->qs + 32 * g)),
                                             DotI8x16(wasm_v128_load(blk[r]->qs + 32 * g + 16),
                                                      wasm_v128_load(xb->qs + 32 * g + 16)));
+#endif
             acc = wasm_i32x4_add(acc, wasm_i32x4_mul(p, wasm_i32x4_splat(blk[r]->scales[g])));
           }
           sumf[r][t] += SuperTerm(xb->d, F16ToF32(blk[r]->d), 0.0f, HsumI(acc), 0);
@@ -653,12 +703,17 @@ void MatMulTfQ3Wasm(TF_MATMUL_ARGS) {
 }
 void MatMulQ8_0Wasm(TF_MATMUL_ARGS) {
   const int64_t nb = cols / kQK8_0;
-  DriveSplit<kQRows1, kQRowsN, kQTokN>(Q8KernelI16<false>{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
+#if defined(TABFIT_WASM_RELAXED)
+  using Q8Kernel = QKernelRelaxed<false>;
+#else
+  using Q8Kernel = Q8KernelI16<false>;
+#endif
+  DriveSplit<kQRows1, kQRowsN, kQTokN>(Q8Kernel{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
 }
 void MatMulQ4_0Wasm(TF_MATMUL_ARGS) {
   const int64_t nb = cols / kQK4_0;
 #if defined(TABFIT_WASM_RELAXED)
-  using Q4Kernel = Q4KernelRelaxed;
+  using Q4Kernel = QKernelRelaxed<true>;
 #else
   using Q4Kernel = Q8KernelI16<true>;
 #endif

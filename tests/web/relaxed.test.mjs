@@ -1,7 +1,8 @@
 // Browser tests of the relaxed-SIMD builds (tabfit-mt-relaxed / tabfit-st-relaxed; see
 // docs/wasm-relaxed-simd.md): the loader's detection and fallback, and that the relaxed
 // Q4_0 / TF_Q4 kernels give the same greedy output as the plain builds (their integer
-// sums are exact, so the logits are bit-identical).
+// sums are exact, so the logits are bit-identical); likewise Q8_0 / TF_Q8 and the
+// wasm-relaxed-patch tool itself.
 // Run: scripts/build-wasm.sh && node --test tests/web/relaxed.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -58,7 +59,7 @@ test('Chromium validates the relaxed-dot probe; auto picks the relaxed build', {
 });
 
 for (const build of ['threads', 'baseline']) {
-  for (const precision of ['q4_0', 'tf_q4']) {
+  for (const precision of ['q4_0', 'tf_q4', 'q8_0', 'tf_q8']) {
     test(`relaxed and plain ${build} builds give the same greedy tokens (${precision} weights)`, { skip, timeout: 120_000 }, async () => {
       const relaxed = await run({ build, precision, relaxedSimd: true });
       const plain = await run({ build, precision, relaxedSimd: false });
