@@ -7,8 +7,8 @@
 //
 // Decode (fewer than 4 tokens): the row range is cut into two contiguous halves
 // read side by side (one row of each per step: two long sequential streams that
-// the hardware prefetchers follow, helped by software prefetch 4 KiB ahead in
-// each), 512-bit vectors, four accumulators per row. Columns that are not a
+// the hardware prefetchers follow on their own), 512-bit vectors, four
+// accumulators per row. Columns that are not a
 // multiple of the vector width are read with masked loads (nothing past the row
 // end is touched). Prefill (4 or more tokens) uses the AVX2 kernels.
 //
@@ -26,7 +26,6 @@ namespace {
 // Load(p, i): the 16 weights at elements i..i+15 of row p as 16 floats;
 // LoadMasked(p, i, m): only the lanes set in m are read (others are 0).
 struct F16Z {
-  static constexpr int kBytes = 2;
   static __m512 Load(const uint8_t* p, int64_t i) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * i)));
   }
@@ -35,7 +34,6 @@ struct F16Z {
   }
 };
 struct BF16Z {
-  static constexpr int kBytes = 2;
   static __m512 Widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
   static __m512 Load(const uint8_t* p, int64_t i) {
     return Widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * i)));
@@ -45,7 +43,6 @@ struct BF16Z {
   }
 };
 struct F32Z {
-  static constexpr int kBytes = 4;
   static __m512 Load(const uint8_t* p, int64_t i) { return _mm512_loadu_ps(reinterpret_cast<const float*>(p) + i); }
   static __m512 LoadMasked(const uint8_t* p, int64_t i, __mmask16 m) {
     return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(p) + i);
@@ -53,20 +50,14 @@ struct F32Z {
 };
 
 // out[s] = dot(row w[s], x) for s in [0, S); cols elements per row. U: 16-element
-// units per row per loop iteration (U accumulators per row). pf: bytes ahead of
-// each row's read position to prefetch (0: none).
+// units per row per loop iteration (U accumulators per row).
 template <class W, int S, int U>
-static inline void DotRows(const uint8_t* const* w, const float* x, int64_t cols, int pf, float* out) {
+static inline void DotRows(const uint8_t* const* w, const float* x, int64_t cols, float* out) {
   __m512 acc[S][U];
   for (int s = 0; s < S; ++s)
     for (int u = 0; u < U; ++u) acc[s][u] = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 16 * U <= cols; i += 16 * U) {
-    if (pf) {
-      for (int s = 0; s < S; ++s)
-        for (int l = 0; l < 16 * U * W::kBytes / 64; ++l)
-          _mm_prefetch(reinterpret_cast<const char*>(w[s] + i * W::kBytes) + pf + 64 * l, _MM_HINT_T0);
-    }
     __m512 xv[U];
     for (int u = 0; u < U; ++u) xv[u] = _mm512_loadu_ps(x + i + 16 * u);
     for (int s = 0; s < S; ++s)
@@ -87,18 +78,18 @@ static inline void DotRows(const uint8_t* const* w, const float* x, int64_t cols
 
 using MatMulKernel = void (*)(TF_MATMUL_ARGS);
 
-// Measured on a 2-core Zen 5 EPYC, TinyLlama-1.1B F16, 1 thread: 2 streams with
-// prefetch 4 KiB ahead ~91% of the streaming-read ceiling; 4 streams 2 KiB ahead
-// ~88%; 1 stream 6 KiB ahead ~86%; 8 adjacent rows per step with prefetch of the
-// next 8 rows ~72%.
+// Measured on a 2-core Zen 5 EPYC, TinyLlama-1.1B F16, 1 thread (share of the
+// streaming-read ceiling): 2 streams ~91% (adding software prefetch 4 KiB ahead
+// in each changed 1- and 2-thread speed by under 2% either way); 4 streams with prefetch
+// 2 KiB ahead ~88%; 1 stream with prefetch 6 KiB ahead ~86%; 8 adjacent rows per
+// step with prefetch of the next 8 rows (as q8_0_rows_x86.h) ~72%.
 constexpr int kStreams = 2;
-constexpr int kPrefetchAhead = 4096;  // bytes
 
 // Decode for n_tokens < 4, else `fallback` (the AVX2 kernel) does everything.
 // The rows [r0, r1) are cut into kStreams equal contiguous parts read side by
 // side, one row of each per step: a few long sequential streams, which the
-// hardware prefetchers follow well (8 adjacent rows per step, i.e. 8 streams
-// that each end after one row, measured ~20% slower).
+// hardware prefetchers follow well without software prefetch (8 adjacent rows
+// per step, i.e. 8 streams that each end after one row, measured ~20% slower).
 template <class W, int U>
 void MatMulFloatDecode(MatMulKernel fallback, TF_MATMUL_ARGS) {
   if (n_tokens >= 4) {
@@ -107,9 +98,6 @@ void MatMulFloatDecode(MatMulKernel fallback, TF_MATMUL_ARGS) {
   }
   const auto* wb = static_cast<const uint8_t*>(w);
   const auto* xb = static_cast<const float*>(xpacked);
-  // Prefetch ahead only in densely packed rows (weight matrices): with strided
-  // rows (one head's slice of a KV-cache row) the bytes ahead are other data.
-  const int pf = row_bytes == static_cast<size_t>(cols) * W::kBytes ? kPrefetchAhead : 0;
   const int64_t per = (r1 - r0) / kStreams;
   // Tokens inside the row loop: with 2-3 tokens the step's rows are still in L1
   // for the next token, so the weights stream from memory once.
@@ -118,13 +106,13 @@ void MatMulFloatDecode(MatMulKernel fallback, TF_MATMUL_ARGS) {
     for (int s = 0; s < kStreams; ++s) rows[s] = wb + (r0 + s * per + j) * row_bytes;
     for (int64_t t = 0; t < n_tokens; ++t) {
       float out[kStreams];
-      DotRows<W, kStreams, U>(rows, xb + t * cols, cols, t == 0 ? pf : 0, out);
+      DotRows<W, kStreams, U>(rows, xb + t * cols, cols, out);
       for (int s = 0; s < kStreams; ++s) y[t * ldy + r0 + s * per + j] = out[s];
     }
   }
   for (int64_t r = r0 + kStreams * per; r < r1; ++r) {
     const uint8_t* row = wb + r * row_bytes;
-    for (int64_t t = 0; t < n_tokens; ++t) DotRows<W, 1, U>(&row, xb + t * cols, cols, t == 0 ? pf : 0, y + t * ldy + r);
+    for (int64_t t = 0; t < n_tokens; ++t) DotRows<W, 1, U>(&row, xb + t * cols, cols, y + t * ldy + r);
   }
 }
 
