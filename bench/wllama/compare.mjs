@@ -102,7 +102,7 @@ async function runTabfit({ url, build, threads, nCtx, tokens, prompt, dist, kvTy
   for await (const _ of s) times.push(performance.now());
   const st = await s.stats;
   const mem = await e.memory({ measureUserAgentSpecific: uaMemory });
-  const info = { build: e.info.build, threads: e.info.threads, nCtx: e.info.n_ctx ?? e.info.nCtx };
+  const info = { build: e.info.build, relaxedSimd: e.relaxedSimd, threads: e.info.threads, nCtx: e.info.n_ctx ?? e.info.nCtx };
   const fromCache = e.loadResult?.fromCache;
   await e.unload();
   return { loadSeconds, fromCache, info, times, t0, generated: st.generated_tokens, stats: st,
