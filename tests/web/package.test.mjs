@@ -37,6 +37,9 @@ before(async () => {
   if (skip) return;
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tabfit-web-pkg-'));
   execFileSync(tabfit, ['convert', MODEL, path.join(dir, 'good'), '--max-chunk', '4MiB', '-q']);
+  // convert's default chunk size: the demo model's one 16.8 MB chunk is larger than the
+  // loader's 16 MiB download unit but well inside every profile's max buffer.
+  execFileSync(tabfit, ['convert', MODEL, path.join(dir, 'default'), '-q']);
   // A copy with one flipped byte in data-002.bin.
   fs.cpSync(path.join(dir, 'good'), path.join(dir, 'bad'), { recursive: true });
   const f = path.join(dir, 'bad/data-002.bin');
@@ -117,4 +120,26 @@ test('a damaged package chunk fails as corrupt_data naming the chunk file', { sk
     assert.equal(v.type, 'corrupt_data');
     assert.match(v.message, /data-002\.bin: sha256 is [0-9a-f]{64}, the manifest says/);
   }
+});
+
+test('package chunks are limited by the profile max buffer, not the download unit', { skip, timeout: 60_000 }, async () => {
+  const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'default/manifest.json'), 'utf8'));
+  assert.ok(manifest.chunks.some((c) => c.size > 16 * 1024 * 1024), 'the default package has a chunk over 16 MiB');
+  const r = await page.evaluate(async (url) => {
+    const t = await import('/web/dist/index.js');
+    const e = await t.load(url, { precision: 'keep', cache: false });
+    const out = { text: await e.generate('The king said', { maxTokens: 4, temperature: 0 }).text() };
+    await e.unload();
+    const small = { ...t.resolveProfile('chrome').profile, max_buffer_bytes: 8 * 1024 * 1024 };
+    try {
+      await t.load(url, { precision: 'keep', cache: false, profile: small });
+      out.small = 'resolved';
+    } catch (err) {
+      out.small = { type: err.type, message: err.message };
+    }
+    return out;
+  }, '/pkg/default/manifest.json');
+  assert.ok(r.text.length > 0, 'the default package loads and generates');
+  assert.equal(r.small.type, 'buffer_limit');
+  assert.match(r.small.message, /more than the profile's max buffer \(8388608\); rewrite the package with tabfit convert --max-chunk 8388608/);
 });

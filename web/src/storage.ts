@@ -4,7 +4,7 @@
 // Storage (per model URL):
 //  - OPFS (origin private file system) when the worker can open synchronous
 //    access handles: the response body is streamed in chunks of at most
-//    `chunkBytes` (the profile's max buffer) into one file, each chunk checked
+//    `chunkBytes` (at most the profile's max buffer) into one file, each chunk checked
 //    against the manifest's sha256 when one is given, then a small JSON record
 //    marks the file complete. A later load finds it and downloads nothing. The
 //    engine's reads go straight from the file into the wasm heap, so the page
@@ -37,7 +37,10 @@ export interface ModelBytes {
 export interface FetchOptions {
   url: string;
   name: string;
+  /** Download unit for plain GGUF URLs (at most maxBufferBytes). */
   chunkBytes: number;
+  /** The profile's largest single buffer: the limit for a package chunk or a manifest chunk. */
+  maxBufferBytes?: number;
   manifest?: ChunkManifest;
   cache: boolean;
   signal: AbortSignal;
@@ -269,13 +272,13 @@ async function fetchPackageManifest(url: string, signal: AbortSignal): Promise<P
 }
 
 /** Fetches each package chunk (one request per chunk file), checks its sha256, hands it to `sink`. */
-async function streamPackage(o: FetchOptions, m: PackageManifest, chunkBytes: number,
+async function streamPackage(o: FetchOptions, m: PackageManifest, maxBuffer: number,
   sink: (chunk: Uint8Array, offset: number, index: number) => void): Promise<number> {
   let done = 0;
   for (const [i, c] of m.chunks.entries()) {
-    if (c.size > chunkBytes) {
+    if (c.size > maxBuffer) {
       throw new TabfitError('buffer_limit', `${o.url}: chunk ${c.file} is ${c.size} bytes, more than the profile's ` +
-        `max buffer (${chunkBytes}); rewrite the package with tabfit convert --max-chunk ${chunkBytes}`);
+        `max buffer (${maxBuffer}); rewrite the package with tabfit convert --max-chunk ${maxBuffer}`);
     }
     const url = new URL(c.file, o.url).toString();
     const resp = await fetchChecked(url, o.signal);
@@ -467,7 +470,8 @@ export function bytesFromBlob(name: string, blob: Blob): ModelBytes {
 /** Fetches (or finds in OPFS) the model at o.url. */
 export async function openUrl(o: FetchOptions): Promise<ModelBytes> {
   const chunkBytes = Math.max(4096, Math.floor(o.chunkBytes));
-  checkManifest(o.manifest, chunkBytes);
+  const maxBuffer = Math.max(chunkBytes, Math.floor(o.maxBufferBytes ?? chunkBytes));
+  checkManifest(o.manifest, maxBuffer);
   if (o.manifest && isPackageUrl(o.url)) {
     throw new TabfitError('invalid_argument', `${o.url}: a tabfit package carries its own hashes; drop the manifest option`);
   }
@@ -516,7 +520,7 @@ export async function openUrl(o: FetchOptions): Promise<ModelBytes> {
         }
       };
       const got = pkg
-        ? { size: await streamPackage(o, pkg, chunkBytes, write), etag: null, hashes: pkg.chunks.map((c) => c.sha256) }
+        ? { size: await streamPackage(o, pkg, maxBuffer, write), etag: null, hashes: pkg.chunks.map((c) => c.sha256) }
         : await streamChunks(o, chunkBytes, write);
       h.flush();
       await writeRecord(dir, key, {
@@ -537,7 +541,7 @@ export async function openUrl(o: FetchOptions): Promise<ModelBytes> {
     chunks.push(pkg ? chunk : chunk.slice());  // streamChunks reuses its buffer; streamPackage does not
     starts.push(offset);
   };
-  const got = pkg ? { size: await streamPackage(o, pkg, chunkBytes, keep) } : await streamChunks(o, chunkBytes, keep);
+  const got = pkg ? { size: await streamPackage(o, pkg, maxBuffer, keep) } : await streamChunks(o, chunkBytes, keep);
   if (chunks.length === 0) { chunks.push(new Uint8Array(0)); starts.push(0); }
   return new MemoryChunks(o.name, got.size, chunks, starts, got.size);
 }

@@ -160,8 +160,8 @@ async function load(req: Extract<WorkerRequest, { op: 'load' }>): Promise<LoadRe
     const t0 = performance.now();
     closeModel();
     if (req.url) {
-      model = await openUrl({ url: req.url, name: req.name, chunkBytes: req.chunkBytes, manifest: req.manifest,
-        cache: req.cache, signal: ctl.signal, onProgress: progress });
+      model = await openUrl({ url: req.url, name: req.name, chunkBytes: req.chunkBytes,
+        maxBufferBytes: req.options.max_buffer_bytes, manifest: req.manifest, cache: req.cache, signal: ctl.signal, onProgress: progress });
     } else if (req.blob) {
       model = bytesFromBlob(req.name, req.blob);
     } else if (req.bytes) {
