@@ -11,6 +11,7 @@
 #if defined(TABFIT_HAVE_AVX512VNNI_KERNELS)
 namespace tabfit::qk {
 void MatMulTfQ4Avx512Vnni(TF_MATMUL_ARGS);  // kernels_avx512vnni.cpp
+void MatMulTfQ8Avx512Vnni(TF_MATMUL_ARGS);  // kernels_avx512vnni.cpp
 }  // namespace tabfit::qk
 #endif
 
@@ -53,7 +54,7 @@ constexpr FormatTraits kFormats[] = {
     {TensorType::kQ4_0, "Q4_0", 32, 18, 4.5, ToFloatQ4_0, FromFloatQ4_0, PackType::kQ8_0A,
      {MatMulQ4_0Scalar, AVX2(MatMulQ4_0Avx2), WASM(MatMulQ4_0Wasm), NEON(MatMulQ4_0Neon), VNNI(MatMulQ4_0Avx512Vnni)}},
     {TensorType::kTF_Q8, "TF_Q8", 256, 266, 8.3125, ToFloatTfQ8, FromFloatTfQ8, PackType::kQ8_KA,
-     {MatMulTfQ8Scalar, AVX2(MatMulTfQ8Avx2), WASM(MatMulTfQ8Wasm), nullptr}},
+     {MatMulTfQ8Scalar, AVX2(MatMulTfQ8Avx2), WASM(MatMulTfQ8Wasm), nullptr, VNNI(MatMulTfQ8Avx512Vnni)}},
     {TensorType::kTF_Q4, "TF_Q4", 256, 144, 4.5, ToFloatTfQ4, FromFloatTfQ4, PackType::kQ8_KA,
      {MatMulTfQ4Scalar, AVX2(MatMulTfQ4Avx2), WASM(MatMulTfQ4Wasm), nullptr, VNNI(MatMulTfQ4Avx512Vnni)}},
     {TensorType::kTF_Q3, "TF_Q3", 256, 112, 3.5, ToFloatTfQ3, FromFloatTfQ3, PackType::kQ8_KA,

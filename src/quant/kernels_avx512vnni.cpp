@@ -1,4 +1,4 @@
-// AVX-512 VNNI decode kernels for Q8_0 / Q4_0 / TF_Q4 / TF_Q2 (TF_Q2R).
+// AVX-512 VNNI decode kernels for Q8_0 / Q4_0 / TF_Q8 / TF_Q4 / TF_Q2 (TF_Q2R).
 // Compiled with -mavx2 -mfma -mf16c -mavx512f -mavx512vl -mavx512bw -mavx512vnni;
 // only called after CPUID says the CPU has all of them (Isa::kAvx512Vnni).
 //
@@ -356,12 +356,13 @@ static inline __m256i TfQ4Row(const BlockTfQ4* blk, __m512i dec, const __m512i* 
   return _mm256_hadd_epi32(s8, m8);
 }
 
-// summ pair sums of 4 rows from their decoded [sc | m] lanes: m[g] twice each as
-// int16 against the 16 sums of 16 activations (bs2: them in both 256-bit halves);
-// rows of lanes 0,1 in the halves of *m01, lanes 2,3 in *m23.
-static inline void TfQ4Mins4(__m512i dec, __m512i bs2, __m512i* m01, __m512i* m23) {
-  const __m512i mm = _mm512_shuffle_epi8(
-      dec, _mm512_broadcast_i32x4(_mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
+// Per row (lane) of 4 rows: the 8 bytes picked by `pick` (per-group factors, each
+// picked twice: [f0, f0, f1, f1, ...]) as int16 against the 16 sums of 16
+// activations (bs2: them in both 256-bit halves), pairs summed: 8 int32 per row
+// = f[g] * (bsum[2g] + bsum[2g+1]). Rows of lanes 0,1 in the halves of *m01,
+// lanes 2,3 in *m23.
+static inline void GroupSums4(__m512i rows, __m128i pick, __m512i bs2, __m512i* m01, __m512i* m23) {
+  const __m512i mm = _mm512_shuffle_epi8(rows, _mm512_broadcast_i32x4(pick));
   *m01 = _mm512_madd_epi16(_mm512_cvtepu8_epi16(_mm512_castsi512_si256(mm)), bs2);
   *m23 = _mm512_madd_epi16(_mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(mm, 1)), bs2);
 }
@@ -391,8 +392,10 @@ static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     __m256i v[8];
     const __m512i bs2 = _mm512_inserti64x4(_mm512_castsi256_si512(bs), bs, 1);
     __m512i m01, m23, m45, m67;
-    TfQ4Mins4(dec0, bs2, &m01, &m23);
-    TfQ4Mins4(dec1, bs2, &m45, &m67);
+    // summ: m[g] (bytes 8..15 of the decoded lanes) against the activation sums.
+    const __m128i pick_m = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    GroupSums4(dec0, pick_m, bs2, &m01, &m23);
+    GroupSums4(dec1, pick_m, bs2, &m45, &m67);
     v[0] = TfQ4Row<0>(row(0), dec0, yq, Half<0>(m01));
     v[1] = TfQ4Row<1>(row(1), dec0, yq, Half<1>(m01));
     v[2] = TfQ4Row<2>(row(2), dec0, yq, Half<0>(m23));
@@ -405,6 +408,69 @@ static inline void TfQ4Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     const __m256 dv = _mm512_castps512_ps256(dm);
     const __m256 mv = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dm), 1));
     sumf = _mm256_add_ps(sumf, SuperTerms8(v, dv, mv, xb->d));
+  }
+  StoreRows8(y, sumf);
+}
+
+// ---------------------------------------------------------------- TF_Q8
+// TF_Q8 decode, 8 rows per step, on zmm. Codes are signed, vpdpbusd wants one
+// unsigned operand: q ^ 0x80 = q + 128 as an unsigned byte, so
+// sum (q+128)*y - 128 * sum y = sum q*y exactly, with sum y per group from the
+// activation block's sums of 16. Per row the 256 code bytes are four zmm A_k,
+// each two groups (2k | 2k+1 in its 256-bit halves); the TF_Q4 unpack-add
+// reduction leaves dword 4L + k = the sum of 128-bit lane L of A_k (group
+// 2k + L/2), multiplied by that group's sub-scale. The block headers
+// (d, scales[8], first 6 codes) of the 8 rows are loaded once per superblock.
+// sumi is the scalar oracle's integer and the float part its SuperTerm with
+// dmin = 0 in its order: bit-identical.
+template <int R>
+static inline __m256i TfQ8Row(const BlockTfQ8* blk, __m512i hdr, const __m512i* yq, __m256i c8) {
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  // dword 4L + k -> group 2k + L/2 (sub-scale bytes 0..7 after the 2-byte d).
+  const __m512i sc_perm = _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 1, 3, 5, 7, 1, 3, 5, 7);
+  const __m512i z = _mm512_setzero_si512();
+  __m512i a[4];
+  for (int k = 0; k < 4; ++k)
+    a[k] = _mm512_dpbusd_epi32(z, _mm512_xor_si512(_mm512_loadu_si512(blk->qs + 64 * k), flip), yq[k]);
+  const __m512i a01 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[0], a[1]), _mm512_unpackhi_epi32(a[0], a[1]));
+  const __m512i a23 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2], a[3]), _mm512_unpackhi_epi32(a[2], a[3]));
+  const __m512i g = _mm512_add_epi32(_mm512_unpacklo_epi64(a01, a23), _mm512_unpackhi_epi64(a01, a23));
+  const __m512i scv = _mm512_permutexvar_epi32(sc_perm, _mm512_cvtepu8_epi32(_mm_srli_si128(Lane<R % 4>(hdr), 2)));
+  const __m512i s16 = _mm512_mullo_epi32(g, scv);
+  const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s16), _mm512_extracti64x4_epi64(s16, 1));
+  // - 128 * sc[g] * sum(y of group g); summ = 0.
+  return _mm256_hadd_epi32(_mm256_sub_epi32(s8, _mm256_slli_epi32(c8, 7)), _mm256_setzero_si256());
+}
+
+static inline void TfQ8Rows8(int64_t nsb, const uint8_t* w, size_t rb, const BlockQ8_KA* x, float* y) {
+  __m256 sumf = _mm256_setzero_ps();
+  NextRowsPrefetch pf(w, rb, nsb, sizeof(BlockTfQ8));
+  const __m512i d_idx = _mm512_castsi256_si512(_mm256_setr_epi16(0, 8, 32, 40, 16, 24, 48, 56, 0, 0, 0, 0, 0, 0, 0, 0));
+  const __m128i pick_sc = _mm_setr_epi8(2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9);
+  for (int64_t b = 0; b < nsb; ++b) {
+    pf.Step();
+    const BlockQ8_KA* xb = x + b;
+    __m512i yq[4];
+    for (int k = 0; k < 4; ++k) yq[k] = _mm512_loadu_si512(xb->qs + 64 * k);
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
+    const __m512i bs2 = _mm512_inserti64x4(_mm512_castsi256_si512(bs), bs, 1);
+    const uint8_t* wb = w + b * sizeof(BlockTfQ8);
+    const __m512i h0 = Headers4<0>(wb, rb), h1 = Headers4<4>(wb, rb);
+    __m512i c01, c23, c45, c67;
+    GroupSums4(h0, pick_sc, bs2, &c01, &c23);
+    GroupSums4(h1, pick_sc, bs2, &c45, &c67);
+    auto row = [&](int r) { return reinterpret_cast<const BlockTfQ8*>(wb + r * rb); };
+    __m256i v[8];
+    v[0] = TfQ8Row<0>(row(0), h0, yq, Half<0>(c01));
+    v[1] = TfQ8Row<1>(row(1), h0, yq, Half<1>(c01));
+    v[2] = TfQ8Row<2>(row(2), h0, yq, Half<0>(c23));
+    v[3] = TfQ8Row<3>(row(3), h0, yq, Half<1>(c23));
+    v[4] = TfQ8Row<0>(row(4), h1, yq, Half<0>(c45));
+    v[5] = TfQ8Row<1>(row(5), h1, yq, Half<1>(c45));
+    v[6] = TfQ8Row<2>(row(6), h1, yq, Half<0>(c67));
+    v[7] = TfQ8Row<3>(row(7), h1, yq, Half<1>(c67));
+    const __m256 dv = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(h0, d_idx, h1)));
+    sumf = _mm256_add_ps(sumf, SuperTerms8(v, dv, _mm256_setzero_ps(), xb->d));
   }
   StoreRows8(y, sumf);
 }
@@ -433,6 +499,9 @@ void MatMulTfDecodeVnni(Rows8 rows8, Fallback fallback, TF_MATMUL_ARGS) {
 
 void MatMulTfQ2Avx512Vnni(TF_MATMUL_ARGS) {
   MatMulTfDecodeVnni(TfQ2Rows8, MatMulTfQ2Avx2, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
+}
+void MatMulTfQ8Avx512Vnni(TF_MATMUL_ARGS) {
+  MatMulTfDecodeVnni(TfQ8Rows8, MatMulTfQ8Avx2, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
 }
 void MatMulTfQ4Avx512Vnni(TF_MATMUL_ARGS) {
   MatMulTfDecodeVnni(TfQ4Rows8, MatMulTfQ4Avx2, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
