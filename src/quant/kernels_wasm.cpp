@@ -208,8 +208,20 @@ inline v128_t BlockDot(const void* qs, const YSplit& y) {
   }
 }
 
+// Activation policy of the plain kernel: i16 split activations, offsets always
+// subtracted (Q4_0: 8*sum(y); Q8_0: 128*sum(y), see BlockDot).
 template <bool kQ4>
-struct Q8KernelI16 {
+struct ActI16 {
+  using Y = YSplit;
+  static constexpr bool kSubtractS8 = true;
+  static Y Load(const BlockQ8_0A* xb) { return SplitY<kQ4>(xb); }
+  static v128_t Dot(const void* qs, const Y& y) { return BlockDot<kQ4>(qs, y); }
+};
+
+// Q4_0 / Q8_0 x Q8_0A decode/prefill tile: exact int block dots (policy A), per 4
+// blocks reduced into one i32x4 (one lane per block) and scaled by one f32x4 of dw*dy.
+template <bool kQ4, class A>
+struct QBlockKernel {
   using WBlock = std::conditional_t<kQ4, BlockQ4_0, BlockQ8_0>;
   int64_t nb;
   template <int R, int T>
@@ -229,14 +241,16 @@ struct Q8KernelI16 {
 #pragma clang loop unroll(full)
       for (int j = 0; j < 4; j += 2) {
         for (int t = 0; t < T; ++t) {
-          const YSplit ya = SplitY<kQ4>(xr[t] + b + j), yb = SplitY<kQ4>(xr[t] + b + j + 1);
-          if (j == 0) {
-            s8half[t] = Pair(ya.s8, yb.s8);
-          } else {
-            s8[t] = Join(s8half[t], Pair(ya.s8, yb.s8));
+          const typename A::Y ya = A::Load(xr[t] + b + j), yb = A::Load(xr[t] + b + j + 1);
+          if constexpr (A::kSubtractS8) {
+            if (j == 0) {
+              s8half[t] = Pair(ya.s8, yb.s8);
+            } else {
+              s8[t] = Join(s8half[t], Pair(ya.s8, yb.s8));
+            }
           }
           for (int r = 0; r < R; ++r) {
-            const v128_t p = Pair(BlockDot<kQ4>(wr[r][b + j].qs, ya), BlockDot<kQ4>(wr[r][b + j + 1].qs, yb));
+            const v128_t p = Pair(A::Dot(wr[r][b + j].qs, ya), A::Dot(wr[r][b + j + 1].qs, yb));
             if (j == 0) {
               half[r][t] = p;
             } else {
@@ -253,7 +267,9 @@ struct Q8KernelI16 {
         h = wasm_v128_load16_lane(&q[2].d, h, 2);
         h = wasm_v128_load16_lane(&q[3].d, h, 3);
         dw[r] = HalfToFloat4(h);
-        for (int t = 0; t < T; ++t) sums[r][t] = wasm_i32x4_sub(sums[r][t], s8[t]);
+        if constexpr (A::kSubtractS8) {
+          for (int t = 0; t < T; ++t) sums[r][t] = wasm_i32x4_sub(sums[r][t], s8[t]);
+        }
       }
       for (int t = 0; t < T; ++t) {
         const BlockQ8_0A* xb = xr[t] + b;
@@ -264,10 +280,10 @@ struct Q8KernelI16 {
     }
     for (; b < nb; ++b) {
       for (int t = 0; t < T; ++t) {
-        const YSplit ys = SplitY<kQ4>(xr[t] + b);
+        const typename A::Y ys = A::Load(xr[t] + b);
         for (int r = 0; r < R; ++r) {
-          v128_t p = BlockDot<kQ4>(wr[r][b].qs, ys);
-          p = wasm_i32x4_sub(p, ys.s8);
+          v128_t p = A::Dot(wr[r][b].qs, ys);
+          if constexpr (A::kSubtractS8) p = wasm_i32x4_sub(p, ys.s8);
           acc[r][t] =
               Fma(wasm_f32x4_convert_i32x4(p), wasm_f32x4_splat(F16ToF32(wr[r][b].d) * xr[t][b].d), acc[r][t]);
         }
@@ -280,7 +296,7 @@ struct Q8KernelI16 {
 
 #if defined(TABFIT_WASM_RELAXED)
 // Q4_0 / Q8_0 x Q8_0A with the relaxed 8-bit dot, exact int sums per block and the
-// same block reduction and float expression as Q8KernelI16: identical results.
+// same block reduction and float expression (QBlockKernel): identical results.
 // Q4_0: the unsigned nibbles (0..15) are the i7 operand and the activation codes the
 //   i8 one: two RDot per block (low nibbles with qs[0..16), high with qs[16..32)); the
 //   -8 offset is 8*sum(y), two RDot with splat(8) per block and token.
@@ -326,76 +342,11 @@ inline v128_t BlockDotRelaxed(const void* qs_, const ActRelaxed<kQ4>& a) {
 }
 
 template <bool kQ4>
-struct QKernelRelaxed {
-  using WBlock = std::conditional_t<kQ4, BlockQ4_0, BlockQ8_0>;
-  int64_t nb;
-  template <int R, int T>
-  void Run(const uint8_t* const* w, const uint8_t* const* x, float (*out)[T]) const {
-    const WBlock* wr[R];
-    const BlockQ8_0A* xr[T];
-    for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const WBlock*>(w[r]);
-    for (int t = 0; t < T; ++t) xr[t] = reinterpret_cast<const BlockQ8_0A*>(x[t]);
-    v128_t acc[R][T];
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) acc[r][t] = wasm_f32x4_splat(0.0f);
-    int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-      v128_t half[R][T], sums[R][T], s8half[T], s8[T];
-#pragma clang loop unroll(full)
-      for (int j = 0; j < 4; j += 2) {
-        for (int t = 0; t < T; ++t) {
-          const ActRelaxed<kQ4> ya = LoadActRelaxed<kQ4>(xr[t][b + j].qs);
-          const ActRelaxed<kQ4> yb = LoadActRelaxed<kQ4>(xr[t][b + j + 1].qs);
-          if constexpr (kQ4) {
-            if (j == 0) {
-              s8half[t] = Pair(ya.s8, yb.s8);
-            } else {
-              s8[t] = Join(s8half[t], Pair(ya.s8, yb.s8));
-            }
-          }
-          for (int r = 0; r < R; ++r) {
-            const v128_t p = Pair(BlockDotRelaxed<kQ4>(wr[r][b + j].qs, ya), BlockDotRelaxed<kQ4>(wr[r][b + j + 1].qs, yb));
-            if (j == 0) {
-              half[r][t] = p;
-            } else {
-              sums[r][t] = Join(half[r][t], p);
-            }
-          }
-        }
-      }
-      v128_t dw[R];
-      for (int r = 0; r < R; ++r) {
-        const WBlock* q = wr[r] + b;
-        v128_t h = wasm_v128_load16_lane(&q[0].d, wasm_i16x8_splat(0), 0);
-        h = wasm_v128_load16_lane(&q[1].d, h, 1);
-        h = wasm_v128_load16_lane(&q[2].d, h, 2);
-        h = wasm_v128_load16_lane(&q[3].d, h, 3);
-        dw[r] = HalfToFloat4(h);
-        if constexpr (kQ4) {
-          for (int t = 0; t < T; ++t) sums[r][t] = wasm_i32x4_sub(sums[r][t], s8[t]);
-        }
-      }
-      for (int t = 0; t < T; ++t) {
-        const BlockQ8_0A* xb = xr[t] + b;
-        const v128_t dy = wasm_f32x4_make(xb[0].d, xb[1].d, xb[2].d, xb[3].d);
-        for (int r = 0; r < R; ++r)
-          acc[r][t] = Fma(wasm_f32x4_convert_i32x4(sums[r][t]), wasm_f32x4_mul(dw[r], dy), acc[r][t]);
-      }
-    }
-    for (; b < nb; ++b) {
-      for (int t = 0; t < T; ++t) {
-        const ActRelaxed<kQ4> ys = LoadActRelaxed<kQ4>(xr[t][b].qs);
-        for (int r = 0; r < R; ++r) {
-          v128_t p = BlockDotRelaxed<kQ4>(wr[r][b].qs, ys);
-          if constexpr (kQ4) p = wasm_i32x4_sub(p, ys.s8);
-          acc[r][t] =
-              Fma(wasm_f32x4_convert_i32x4(p), wasm_f32x4_splat(F16ToF32(wr[r][b].d) * xr[t][b].d), acc[r][t]);
-        }
-      }
-    }
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) out[r][t] = Hsum(acc[r][t]);
-  }
+struct ActRelaxedPolicy {
+  using Y = ActRelaxed<kQ4>;
+  static constexpr bool kSubtractS8 = kQ4;  // Q8_0's y+/y- split needs no offset
+  static Y Load(const BlockQ8_0A* xb) { return LoadActRelaxed<kQ4>(xb->qs); }
+  static v128_t Dot(const void* qs, const Y& y) { return BlockDotRelaxed<kQ4>(qs, y); }
 };
 #endif
 
@@ -540,7 +491,7 @@ struct TfQ8Kernel {
           for (int g = 0; g < 8; ++g) {
 #if defined(TABFIT_WASM_RELAXED)
             // Both sides signed: split the activation codes (within [-127, 127]) into
-            // y+ = max(y, 0) and y- = y+ - y, both 0..127 (see QKernelRelaxed<false>).
+            // y+ = max(y, 0) and y- = y+ - y, both 0..127 (see ActRelaxed<false>).
             const v128_t z = wasm_i8x16_splat(0), zero = wasm_i32x4_splat(0);
             const v128_t y0 = wasm_v128_load(xb->qs + 32 * g), y1 = wasm_v128_load(xb->qs + 32 * g + 16);
             const v128_t p0 = wasm_i8x16_max(y0, z), p1 = wasm_i8x16_max(y1, z);
@@ -708,18 +659,18 @@ void MatMulTfQ3Wasm(TF_MATMUL_ARGS) {
 void MatMulQ8_0Wasm(TF_MATMUL_ARGS) {
   const int64_t nb = cols / kQK8_0;
 #if defined(TABFIT_WASM_RELAXED)
-  using Q8Kernel = QKernelRelaxed<false>;
+  using Q8Kernel = QBlockKernel<false, ActRelaxedPolicy<false>>;
 #else
-  using Q8Kernel = Q8KernelI16<false>;
+  using Q8Kernel = QBlockKernel<false, ActI16<false>>;
 #endif
   DriveSplit<kQRows1, kQRowsN, kQTokN>(Q8Kernel{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
 }
 void MatMulQ4_0Wasm(TF_MATMUL_ARGS) {
   const int64_t nb = cols / kQK4_0;
 #if defined(TABFIT_WASM_RELAXED)
-  using Q4Kernel = QKernelRelaxed<true>;
+  using Q4Kernel = QBlockKernel<true, ActRelaxedPolicy<true>>;
 #else
-  using Q4Kernel = Q8KernelI16<true>;
+  using Q4Kernel = QBlockKernel<true, ActI16<true>>;
 #endif
   DriveSplit<kQRows1, kQRowsN, kQTokN>(Q4Kernel{nb}, w, row_bytes, r0, r1, xpacked, nb * sizeof(BlockQ8_0A), n_tokens, y, ldy);
 }
