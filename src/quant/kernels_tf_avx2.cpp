@@ -16,6 +16,7 @@
 #include "quant/kernels_impl.h"
 #include "quant/q8_0_rows_x86.h"  // NextRowsPrefetch
 #include "quant/tf_decode.h"
+#include "quant/tf_rows8_x86.h"
 #include "quant/tile_driver.h"
 
 namespace tabfit::qk {
@@ -246,27 +247,13 @@ void TfRows8(int64_t nsb, const uint8_t* w, size_t rb, const BlockQ8_KA* x, floa
       d[r] = st.d;
       dmin[r] = st.dmin;
     }
-    // hadd(v[r], v[r+1]) per half: [sumi_r, summ_r, sumi_r+1, summ_r+1] (half partials).
-    const __m256i w01 = _mm256_hadd_epi32(v[0], v[1]), w23 = _mm256_hadd_epi32(v[2], v[3]);
-    const __m256i w45 = _mm256_hadd_epi32(v[4], v[5]), w67 = _mm256_hadd_epi32(v[6], v[7]);
-    // X = [i0 m0 i1 m1 | i2 m2 i3 m3], Y likewise for rows 4..7.
-    const __m256 xs = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w01, w23, 0x20),
-                                                           _mm256_permute2x128_si256(w01, w23, 0x31)));
-    const __m256 ys = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_permute2x128_si256(w45, w67, 0x20),
-                                                           _mm256_permute2x128_si256(w45, w67, 0x31)));
-    const __m256i sumi = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(2, 0, 2, 0)));
-    const __m256i summ = _mm256_castps_si256(_mm256_shuffle_ps(xs, ys, _MM_SHUFFLE(3, 1, 3, 1)));
     const __m256 dv = _mm256_setr_ps(d[kLaneRow[0]], d[kLaneRow[1]], d[kLaneRow[2]], d[kLaneRow[3]], d[kLaneRow[4]],
                                      d[kLaneRow[5]], d[kLaneRow[6]], d[kLaneRow[7]]);
     const __m256 mv = _mm256_setr_ps(dmin[kLaneRow[0]], dmin[kLaneRow[1]], dmin[kLaneRow[2]], dmin[kLaneRow[3]],
                                      dmin[kLaneRow[4]], dmin[kLaneRow[5]], dmin[kLaneRow[6]], dmin[kLaneRow[7]]);
-    // SuperTerm: dy * (d*sumi - dmin*summ), no contraction (-ffp-contract=off).
-    const __m256 a = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(sumi));
-    const __m256 m = _mm256_mul_ps(mv, _mm256_cvtepi32_ps(summ));
-    sumf = _mm256_add_ps(sumf, _mm256_mul_ps(_mm256_set1_ps(xb->d), _mm256_sub_ps(a, m)));
+    sumf = _mm256_add_ps(sumf, SuperTerms8(v, dv, mv, xb->d));
   }
-  // kLaneRow is its own inverse: lane kLaneRow[j] holds row j.
-  _mm256_storeu_ps(y, _mm256_permutevar8x32_ps(sumf, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)));
+  StoreRows8(y, sumf);  // kLaneRow is its own inverse: lane kLaneRow[j] holds row j
 }
 
 template <class Dec>
