@@ -15,6 +15,8 @@
 // row to 4 / 8 rows per instruction (see TF_Q2 below): bench_kernels 1-token
 // 2048x2048 and 5632x2048, in cache, 24.8 -> 30.5 GiB/s; TinyLlama TF_Q2 1-thread
 // decode 74.2 / 74.9 -> 85.5 / 91.4 tok/s (interleaved A/B, same build flags).
+// With AVX512_VBMI (run-time check) the z offsets come from vpmultishiftqb: TinyLlama
+// TF_Q2 1-thread 85.1 / 87.2 / 87.9 -> 88.3 / 89.8 / 89.9 tok/s (interleaved A/B).
 // Prefill (4 or more tokens) and the rows % 8 tail use the AVX2 kernels.
 #include <immintrin.h>
 
@@ -131,11 +133,13 @@ static inline __m256i Half(__m512i v) {
 // order (groups 0,2,4,6,1,3,5,7,8,10,12,14,9,11,13,15); *msum: per lane 4 int32
 // whose sum is the row's summ = sum_g sc[g]*z[g]*bsum[g]. bse / bso: the activation
 // sums of the even / odd groups as 8 int16 in every lane.
-static inline void TfQ2Headers4(__m512i h, __m512i bse, __m512i bso, __m512i* lut_sc, __m512i* msum) {
-  *lut_sc = Nibbles(h, _mm_setr_epi8(2, 3, 4, 5, 2, 3, 4, 5, 6, 7, 8, 9, 6, 7, 8, 9), 0xF0F0F0F0F0F0F0F0ull);
-  // Natural order (byte g = sc[g]) from the table order: one in-lane byte permute.
-  const __m512i sc = _mm512_shuffle_epi8(
-      *lut_sc, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15)));
+// The z offsets (3-bit, split over two bit planes) cost 10-12 % of the kernel's
+// time with AVX512BW alone (TwoBitFields + a mask test, 10 instructions per 4 rows);
+// with AVX512_VBMI one vpmultishiftqb per plane extracts them (6 instructions).
+template <bool kVbmi>
+static inline __m512i TfQ2Offsets4(__m512i h);
+template <>
+inline __m512i TfQ2Offsets4<false>(__m512i h) {
   // z[g] - 2: bits 2g..2g+1 of the uint32 at bytes 10..13, plus 4 * bit g of the uint16 at 14..15.
   const __m512i lo2 = TwoBitFields<10>(h);
   const __m512i hb = _mm512_shuffle_epi8(
@@ -143,7 +147,30 @@ static inline void TfQ2Headers4(__m512i h, __m512i bse, __m512i bso, __m512i* lu
   const __mmask64 bit2 = _mm512_test_epi8_mask(
       hb, _mm512_broadcast_i32x4(_mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128)));
   const __m512i z2 = _mm512_add_epi8(lo2, _mm512_set1_epi8(2));
-  const __m512i z = _mm512_mask_add_epi8(z2, bit2, z2, _mm512_set1_epi8(4));
+  return _mm512_mask_add_epi8(z2, bit2, z2, _mm512_set1_epi8(4));
+}
+template <>
+__attribute__((target("avx512vbmi"))) inline __m512i TfQ2Offsets4<true>(__m512i h) {
+  // Both qwords of each lane = lane bytes 8..15: the uint32 of low bits at qword bits
+  // 16..47 (field g at 16 + 2g), the uint16 of high bits at 48..63 (bit g at 48 + g).
+  const __m512i hq = _mm512_unpackhi_epi64(h, h);
+  const __m512i lo_ctl = _mm512_broadcast_i32x4(
+      _mm_setr_epi8(16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44, 46));
+  const __m512i hb_ctl = _mm512_broadcast_i32x4(
+      _mm_setr_epi8(46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61));  // bit 48+g -> bit 2
+  const __m512i lo = _mm512_multishift_epi64_epi8(lo_ctl, hq);
+  const __m512i hb4 = _mm512_and_si512(_mm512_multishift_epi64_epi8(hb_ctl, hq), _mm512_set1_epi8(4));
+  // (lo & 3) | hb4, + 2
+  return _mm512_add_epi8(_mm512_ternarylogic_epi32(lo, hb4, _mm512_set1_epi8(3), 0xEC), _mm512_set1_epi8(2));
+}
+
+template <bool kVbmi>
+static inline void TfQ2Headers4(__m512i h, __m512i bse, __m512i bso, __m512i* lut_sc, __m512i* msum) {
+  *lut_sc = Nibbles(h, _mm_setr_epi8(2, 3, 4, 5, 2, 3, 4, 5, 6, 7, 8, 9, 6, 7, 8, 9), 0xF0F0F0F0F0F0F0F0ull);
+  // Natural order (byte g = sc[g]) from the table order: one in-lane byte permute.
+  const __m512i sc = _mm512_shuffle_epi8(
+      *lut_sc, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15)));
+  const __m512i z = TfQ2Offsets4<kVbmi>(h);
   // sc*z of the even groups (word k = group 2k) and of the odd ones (group 2k+1):
   // unsigned sc times z <= 9 with the other byte of each pair zeroed, <= 135.
   const __m512i pe = _mm512_maddubs_epi16(sc, _mm512_and_si512(z, _mm512_set1_epi16(0x00FF)));
@@ -190,7 +217,8 @@ static inline __m512i TfQ2Reduce8(const __m512i* a, __m512i m0, __m512i m1) {
   return _mm512_permutex2var_epi32(w, idx, q);
 }
 
-static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const BlockQ8_KA* x, float* y) {
+template <bool kVbmi>
+static inline void TfQ2Rows8Impl(int64_t nsb, const uint8_t* w, size_t rb, const BlockQ8_KA* x, float* y) {
   __m256 sumf = _mm256_setzero_ps();
   NextRowsPrefetch pf(w, rb, nsb, sizeof(BlockTfQ2));
   // d words of rows 0..7 (lane j of h0 / h1 holds row j / j + 4), twice.
@@ -216,8 +244,8 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
     const uint8_t* wb = w + b * sizeof(BlockTfQ2);
     const __m512i h0 = Headers4<0>(wb, rb), h1 = Headers4<4>(wb, rb);
     __m512i ls0, ls1, m0, m1;
-    TfQ2Headers4(h0, bse, bso, &ls0, &m0);
-    TfQ2Headers4(h1, bse, bso, &ls1, &m1);
+    TfQ2Headers4<kVbmi>(h0, bse, bso, &ls0, &m0);
+    TfQ2Headers4<kVbmi>(h1, bse, bso, &ls1, &m1);
     _mm512_store_si512(lut_sc, ls0);
     _mm512_store_si512(lut_sc + 64, ls1);
     __m512i a[8];
@@ -234,6 +262,14 @@ static inline void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const Blo
   _mm256_storeu_ps(y, sumf);
 }
 
+
+static void TfQ2Rows8(int64_t nsb, const uint8_t* w, size_t rb, const BlockQ8_KA* x, float* y) {
+  TfQ2Rows8Impl<false>(nsb, w, rb, x, y);
+}
+__attribute__((target("avx512vbmi"))) static void TfQ2Rows8Vbmi(int64_t nsb, const uint8_t* w, size_t rb,
+                                                                const BlockQ8_KA* x, float* y) {
+  TfQ2Rows8Impl<true>(nsb, w, rb, x, y);
+}
 
 // ---------------------------------------------------------------- Q4_0, 512-bit
 // Q4_0 decode, 8 rows x 2 blocks per step on zmm. Row k (k < 4) and row k+4
@@ -497,7 +533,17 @@ void MatMulTfDecodeVnni(Rows8 rows8, Fallback fallback, TF_MATMUL_ARGS) {
 
 }  // namespace
 
+// TF_Q2 picks the AVX512_VBMI header decode where CPUID has it (AMD Zen 4+, Intel
+// Ice Lake+; not Cascade / Cooper Lake, which have VNNI without VBMI).
 void MatMulTfQ2Avx512Vnni(TF_MATMUL_ARGS) {
+  static const bool vbmi = __builtin_cpu_supports("avx512vbmi");
+  if (vbmi) {
+    MatMulTfDecodeVnni(TfQ2Rows8Vbmi, MatMulTfQ2Avx2, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
+  } else {
+    MatMulTfQ2Avx512VnniNoVbmi(w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
+  }
+}
+void MatMulTfQ2Avx512VnniNoVbmi(TF_MATMUL_ARGS) {
   MatMulTfDecodeVnni(TfQ2Rows8, MatMulTfQ2Avx2, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
 }
 void MatMulTfQ8Avx512Vnni(TF_MATMUL_ARGS) {

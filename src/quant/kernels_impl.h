@@ -91,6 +91,7 @@ void F16ToF32Avx2(const uint16_t* x, float* y, int64_t n);
 void MatMulQ8_0Avx512Vnni(TF_MATMUL_ARGS);
 void MatMulQ4_0Avx512Vnni(TF_MATMUL_ARGS);
 void MatMulTfQ2Avx512Vnni(TF_MATMUL_ARGS);  // TF_Q2 and TF_Q2R (same blocks)
+void MatMulTfQ2Avx512VnniNoVbmi(TF_MATMUL_ARGS);  // the same without AVX512_VBMI (tests reach both)
 // kernels_avx512_float.cpp (same flags; 512-bit decode for float weights).
 void MatMulF32Avx512Vnni(TF_MATMUL_ARGS);
 void MatMulF16Avx512Vnni(TF_MATMUL_ARGS);

@@ -19,6 +19,12 @@
 #include "test_util.h"
 
 namespace tabfit {
+#if defined(TABFIT_TEST_EXPECT_AVX512VNNI_KERNELS)
+namespace qk {  // kernels_avx512vnni.cpp: TF_Q2's VNNI decode without the AVX512_VBMI path
+void MatMulTfQ2Avx512VnniNoVbmi(const void* w, size_t row_bytes, int64_t r0, int64_t r1, int64_t cols,
+                                const void* xpacked, int64_t n_tokens, float* y, int64_t ldy);
+}
+#endif
 namespace {
 
 std::vector<float> Gaussian(int64_t n, uint32_t seed, float sigma = 1.0f) {
@@ -317,6 +323,24 @@ TEST(MatMul, DecodeKernelsCoverBlockParitiesAndTheMatrixEnd) {
     }
   }
 }
+
+#if defined(TABFIT_TEST_EXPECT_AVX512VNNI_KERNELS)
+// The TF_Q2 VNNI entry uses an AVX512_VBMI header decode where CPUID has it; the
+// AVX512BW-only decode (CPUs with VNNI but no VBMI) must stay covered on those that do.
+TEST(MatMul, TfQ2VnniWithoutVbmiMatchesScalar) {
+  if (!IsaAvailable(Isa::kAvx512Vnni)) GTEST_SKIP() << "CPU lacks AVX-512 VNNI";
+  for (TensorType t : {TensorType::kTF_Q2, TensorType::kTF_Q2R}) {
+    FormatTraits f = *FindFormat(t);
+    f.matmul[static_cast<int>(Isa::kAvx512Vnni)] = qk::MatMulTfQ2Avx512VnniNoVbmi;
+    for (int64_t cols : {512, 768}) {
+      for (int64_t nt : {1, 3}) {
+        MatMulCase c = MakeCase(f, 16, cols, nt, static_cast<uint32_t>(500 + cols + nt));
+        CheckKernelsOn(f, c, std::string(f.name) + " without VBMI cols=" + std::to_string(cols));
+      }
+    }
+  }
+}
+#endif
 
 // Enough tokens x columns that the packed activations exceed the driver's L2 chunk
 // (192 KiB), so several token chunks with ragged tails are walked.
