@@ -129,13 +129,10 @@ static inline __m256i Half(__m512i v) {
 // sumi and summ are the scalar oracle's integers and the float part is its
 // SuperTerm in its order (no contraction): bit-identical.
 
-// 4 rows' headers (lane j = row j) -> *lut_sc: per lane the 16 sub-scales in table
-// order (groups 0,2,4,6,1,3,5,7,8,10,12,14,9,11,13,15); *msum: per lane 4 int32
-// whose sum is the row's summ = sum_g sc[g]*z[g]*bsum[g]. bse / bso: the activation
-// sums of the even / odd groups as 8 int16 in every lane.
-// The z offsets (3-bit, split over two bit planes) cost 10-12 % of the kernel's
-// time with AVX512BW alone (TwoBitFields + a mask test, 10 instructions per 4 rows);
-// with AVX512_VBMI one vpmultishiftqb per plane extracts them (6 instructions).
+// Per lane (row): byte g = the offset z[g] in 2..9. The 3-bit offsets, split over two
+// bit planes, cost 10-12 % of the kernel's time with AVX512BW alone (TwoBitFields +
+// a mask test, 10 instructions per 4 rows); with AVX512_VBMI one vpmultishiftqb per
+// plane extracts them (6 instructions).
 template <bool kVbmi>
 static inline __m512i TfQ2Offsets4(__m512i h);
 template <>
@@ -164,6 +161,10 @@ __attribute__((target("avx512vbmi"))) inline __m512i TfQ2Offsets4<true>(__m512i 
   return _mm512_add_epi8(_mm512_ternarylogic_epi32(lo, hb4, _mm512_set1_epi8(3), 0xEC), _mm512_set1_epi8(2));
 }
 
+// 4 rows' headers (lane j = row j) -> *lut_sc: per lane the 16 sub-scales in table
+// order (groups 0,2,4,6,1,3,5,7,8,10,12,14,9,11,13,15); *msum: per lane 4 int32
+// whose sum is the row's summ = sum_g sc[g]*z[g]*bsum[g]. bse / bso: the activation
+// sums of the even / odd groups as 8 int16 in every lane.
 template <bool kVbmi>
 static inline void TfQ2Headers4(__m512i h, __m512i bse, __m512i bso, __m512i* lut_sc, __m512i* msum) {
   *lut_sc = Nibbles(h, _mm_setr_epi8(2, 3, 4, 5, 2, 3, 4, 5, 6, 7, 8, 9, 6, 7, 8, 9), 0xF0F0F0F0F0F0F0F0ull);
