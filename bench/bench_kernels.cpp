@@ -62,6 +62,39 @@ void BM_MatMul(benchmark::State& state, const FormatTraits* f, Isa isa, int64_t 
                                                 benchmark::Counter::kIsRate);
 }
 
+// A run-time layout's kernel (kernel_list.h Layouts()) on TF_Q2-family weights
+// rearranged with the layout, against the same shapes as BM_MatMul.
+void BM_MatMulLayout(benchmark::State& state, const LayoutTraits* lt, bool fast, int64_t rows, int64_t cols,
+                     int64_t n_tokens) {
+  const FormatTraits* f = FindFormat(lt->base[0]);
+  const size_t rb = RowBytes(f->type, cols);
+  std::vector<uint8_t> w(rb * rows);
+  {
+    std::vector<float> wf = Random(cols, 1, 0.02f);
+    for (int64_t r = 0; r < rows; ++r) {
+      wf[r % cols] += 0.01f;
+      f->from_float(wf.data(), w.data() + r * rb, cols, nullptr);
+    }
+    std::vector<uint8_t> scratch(LayoutScratchBytes(lt->layout, f->type, cols));
+    ToLayout(lt->layout, f->type, w.data(), rows, cols, scratch.data());
+  }
+  const std::vector<float> x = Random(n_tokens * cols, 2, 1.0f);
+  std::vector<uint8_t> packed(PackedActivationRowBytes(f->type, cols) * n_tokens);
+  std::vector<float> y(rows * n_tokens);
+  const MatMulFn mm = fast ? lt->fast : lt->reference;
+  for (auto _ : state) {
+    PackActivations(f->type, x.data(), n_tokens, cols, packed.data());
+    mm(w.data(), rb, 0, rows, cols, packed.data(), n_tokens, y.data(), rows);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(w.size()));
+  state.counters["tok/s"] =
+      benchmark::Counter(static_cast<double>(n_tokens) * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(rows * cols * n_tokens) * state.iterations() / 1e9,
+                                                benchmark::Counter::kIsRate);
+}
+
 void BM_Vec(benchmark::State& state, const VecKernels* v, int which, int64_t n) {
   const std::vector<float> a = Random(n, 3, 1.0f), b = Random(n, 4, 1.0f);
   std::vector<uint16_t> h(n);
@@ -93,6 +126,21 @@ int Register() {
           benchmark::RegisterBenchmark(name.c_str(), BM_MatMul, &f, isa, rows, cols, nt)
               ->Unit(benchmark::kMillisecond);  // rates use CPU time: the kernels are
                                                  // single-threaded and the machine is shared
+        }
+      }
+    }
+  }
+  for (const LayoutTraits& lt : Layouts()) {
+    for (bool fast : {false, true}) {
+      if (fast && !(lt.fast && lt.fast_available())) continue;
+      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{2048, 2048}, {5632, 2048}}) {
+        for (int64_t nt : {1, 64, 512}) {
+          if (!fast && nt > 1) continue;
+          if (nt == 512 && rows != 2048) continue;
+          const std::string name = std::string("MatMulLayout/") + lt.name + "/" + (fast ? "fast" : "reference") + "/" +
+                                   std::to_string(rows) + "x" + std::to_string(cols) + "/tokens:" + std::to_string(nt);
+          benchmark::RegisterBenchmark(name.c_str(), BM_MatMulLayout, &lt, fast, rows, cols, nt)
+              ->Unit(benchmark::kMillisecond);
         }
       }
     }

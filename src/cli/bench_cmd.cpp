@@ -298,6 +298,8 @@ Command MakeBenchCommand() {
       if (name.rfind("token_embd", 0) == 0) tok_embd = bytes;
       if (name.rfind("output.", 0) == 0) has_output = true;
     }
+    std::map<std::string, int> by_layout;  // run-time layouts the loader chose (same bytes)
+    for (const auto& [name, layout] : lm.LayoutTable()) ++by_layout[WeightLayoutName(layout)];
     const uint64_t norms = weight_bytes > table ? weight_bytes - table : 0;
     const uint64_t bytes_per_token =
         table - tok_embd + tok_embd / std::max(1, hp.n_vocab) + (has_output ? 0 : tok_embd) + norms;
@@ -361,6 +363,7 @@ Command MakeBenchCommand() {
       j["weight_bytes"] = weight_bytes;
       j["weight_type"] = st->flags.weight_type.empty() ? "file" : st->flags.weight_type;
       j["weight_bytes_by_type"] = by_type;
+      j["matrices_by_runtime_layout"] = by_layout;
       j["threads"] = threads;
       j["n_ctx"] = n_ctx;
       j["n_prompt"] = st->n_prompt;
@@ -392,6 +395,7 @@ Command MakeBenchCommand() {
                 hp.n_vocab);
     std::printf("weights: %s", FormatBytes(weight_bytes).c_str());
     for (const auto& [t, b] : by_type) std::printf("  %s %s", t.c_str(), FormatBytes(b).c_str());
+    for (const auto& [l, n] : by_layout) std::printf("  (%d matrices in the %s run-time layout)", n, l.c_str());
     std::printf("\nthreads %d, context %d, %d repetitions after a warm-up, load %.2f s\n\n", threads, n_ctx, st->reps,
                 t_load);
     std::printf("| %-8s | %16s |\n", "test", "tokens/s");

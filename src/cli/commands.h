@@ -49,6 +49,7 @@ struct EngineFlags {
   std::string profile;
   std::string precision;  // precision config JSON (per-layer / per-tensor bits)
   bool adapt = false;
+  bool no_repack = false;  // --no-repack: no run-time weight layouts (A/B and debugging)
   // Which flags the user gave (a profile fills in only the others).
   CLI::Option *o_threads = nullptr, *o_budget = nullptr, *o_max_buffer = nullptr, *o_kv = nullptr,
               *o_weight = nullptr, *o_ctx = nullptr;

@@ -37,6 +37,9 @@ void EngineFlags::Add(CLI::App* app) {
       ->default_val(0);
   o_weight = app->add_option("--weight-type", weight_type,
                              "convert weights at load time: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2");
+  app->add_flag("--no-repack", no_repack,
+                "keep every weight matrix row-major (by default TF_Q2 matrices get a 16-row interleaved layout "
+                "where this CPU has its kernel: same bytes, faster; results are bit-identical)");
   app->add_option("--profile", profile,
                   "browser profile (chrome, edge, firefox, safari, mobile, custom, or a JSON file): its memory "
                   "budget, buffer limit, threads and precisions apply where no flag overrides them");
@@ -58,6 +61,7 @@ Result<EngineOptions> EngineFlags::ToOptions() {
   o.kv_sinks = kv_sinks;
   o.kv_keep_recent = kv_keep_recent;
   o.weight_type = weight_type;
+  o.runtime_layouts = !no_repack;
   if (!budget.empty()) {
     TF_ASSIGN_OR_RETURN(o.budget_bytes, ParseBytes(budget));
   }

@@ -171,6 +171,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
   ModelLoadOptions mo;
   mo.weight_type = wtype;
   mo.type_for_tensor = options.type_for_tensor;
+  mo.runtime_layouts = options.runtime_layouts;
   mo.progress = progress;
   TF_ASSIGN_OR_RETURN(e->model_, LlamaModel::Load(gguf, e->ledger_, mo));
   const LlamaHParams& hp = e->model_->hparams();

@@ -55,6 +55,9 @@ struct EngineOptions {
   // Weight type to convert to at load time: "" keeps the file's types;
   // "f32", "f16", "q8_0", "q4_0" (and tabfit formats once the quant module has them).
   std::string weight_type;
+  // Run-time weight layouts (quant/kernels.h): matrices that are only multiplied
+  // get the layout whose kernel is fastest on this CPU (same bytes, same results).
+  bool runtime_layouts = true;
   // Per-tensor precision (a precision config or an adaptive plan): GGUF tensor
   // name -> type, or nullopt to fall back to weight_type / the file's type.
   std::function<std::optional<TensorType>(const std::string& tensor_name)> type_for_tensor;

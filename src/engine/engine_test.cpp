@@ -107,6 +107,37 @@ TEST(Engine, MaxBufferChunksWeightsAndStillComputesTheSame) {
   EXPECT_EQ(0, std::memcmp((*ref)->logits(), (*small)->logits(), nv * sizeof(float)));
 }
 
+// TF_Q2 weights in the 16-row interleaved run-time layout (where this CPU has its
+// kernel) compute exactly what the row-major TF_Q2 kernels do: prefill (several
+// tokens per mat-mul) and decode (one) logits are bit-identical.
+TEST(Engine, RuntimeLayoutGivesBitIdenticalLogits) {
+  EngineOptions o = TwoThreads();
+  o.weight_type = "tf_q2";
+  auto tiled = Engine::LoadFile(testing::DemoModel(), o);
+  o.runtime_layouts = false;
+  auto rows = Engine::LoadFile(testing::DemoModel(), o);
+  ASSERT_TRUE(tiled.ok() && rows.ok()) << tiled.status().ToString() << rows.status().ToString();
+  EXPECT_TRUE((*rows)->model().LayoutTable().empty());
+  const auto layouts = (*tiled)->model().LayoutTable();
+  if (PreferredLayout(TensorType::kTF_Q2, 256, 256) == WeightLayout::kTfQ2x16) {
+    // Every matrix but token_embd (read row by row); the demo model's rows are multiples of 16.
+    EXPECT_EQ(layouts.size(), (*tiled)->model().WeightTable().size() - 1);
+    for (const auto& [name, l] : layouts) EXPECT_NE(name, "token_embd.weight");
+  } else {
+    EXPECT_TRUE(layouts.empty());
+  }
+  const int nv = (*rows)->model().hparams().n_vocab;
+  std::vector<int32_t> ids = (*rows)->tokenizer().Encode("It is a truth universally acknowledged", true);
+  ASSERT_TRUE((*tiled)->Eval(ids, /*all_logits=*/true).ok());
+  ASSERT_TRUE((*rows)->Eval(ids, /*all_logits=*/true).ok());
+  EXPECT_EQ(0, std::memcmp((*tiled)->logits(), (*rows)->logits(), ids.size() * nv * sizeof(float)));
+  for (int32_t t : {415, 1002, 7}) {
+    ASSERT_TRUE((*tiled)->Eval({t}).ok());
+    ASSERT_TRUE((*rows)->Eval({t}).ok());
+    EXPECT_EQ(0, std::memcmp((*tiled)->logits(), (*rows)->logits(), nv * sizeof(float))) << "token " << t;
+  }
+}
+
 TEST(Engine, PromptLongerThanContextIsAClearError) {
   EngineOptions o = TwoThreads();
   o.n_ctx = 16;

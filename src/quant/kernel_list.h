@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 
+#include "quant/kernels.h"
 #include "quant/types.h"
 
 namespace tabfit {
@@ -62,6 +63,23 @@ struct PackTraits {
   PackFn pack[kIsaCount];
 };
 const PackTraits& PackTraitsFor(PackType p);
+
+// Run-time layouts (kernels.h WeightLayout): one entry per layout; tests check
+// `fast` against `reference` and the base format's scalar kernel, benchmarks time both.
+using LayoutFn = void (*)(uint8_t* data, int64_t rows, int64_t cols, uint8_t* scratch);
+struct LayoutTraits {
+  WeightLayout layout;
+  const char* name;
+  TensorType base[2];      // the formats it rearranges
+  int64_t tile_rows;
+  LayoutFn to_layout;      // in place, whole tiles
+  LayoutFn from_layout;
+  MatMulFn reference;      // portable scalar kernel (the oracle; partial tiles)
+  MatMulFn fast;           // nullptr when not compiled in
+  bool (*fast_available)();  // CPUID says `fast` runs here
+};
+std::span<const LayoutTraits> Layouts();  // every layout except kRowMajor
+const LayoutTraits* FindLayout(WeightLayout l);
 
 // Vector ops (vec.h) per ISA.
 struct VecKernels {

@@ -6,6 +6,7 @@
 #include "quant/kernels_impl.h"
 #include "quant/tf_q2r.h"
 #include "quant/tf_q2s.h"
+#include "quant/tf_q2x16.h"
 #include "quant/vec.h"
 
 #if defined(TABFIT_HAVE_AVX512VNNI_KERNELS)
@@ -95,6 +96,16 @@ constexpr VecKernels kVec[] = {
 #if defined(TABFIT_HAVE_NEON_KERNELS)
     {Isa::kNeon, DotF32Neon, DotF16F32Scalar, AxpyF32Neon, AxpyF16Scalar, F32ToF16Scalar, F16ToF32Scalar},
 #endif
+};
+
+#if defined(TABFIT_HAVE_X16_KERNEL)
+#define X16(f) f
+#else
+#define X16(f) nullptr
+#endif
+constexpr LayoutTraits kLayouts[] = {
+    {WeightLayout::kTfQ2x16, "TF_Q2x16", {TensorType::kTF_Q2, TensorType::kTF_Q2R}, kX16Rows, TfQ2ToX16,
+     TfQ2FromX16, MatMulTfQ2x16Scalar, X16(MatMulTfQ2x16Avx512), TfQ2x16KernelAvailable},
 };
 
 // The best ISA's entry, else its fallback's (kAvx512Vnni -> kAvx2), else scalar.
@@ -247,6 +258,72 @@ bool CanQuantize(TensorType t) {
 double BitsPerWeight(TensorType t) {
   const FormatTraits* f = FindFormat(t);
   return f ? f->bits_per_weight : 0.0;
+}
+
+std::span<const LayoutTraits> Layouts() { return kLayouts; }
+
+const LayoutTraits* FindLayout(WeightLayout l) {
+  for (const auto& t : kLayouts) {
+    if (t.layout == l) return &t;
+  }
+  return nullptr;
+}
+
+namespace {
+// The layout's entry when it takes type t, else nullptr.
+const LayoutTraits* LayoutFor(WeightLayout l, TensorType t) {
+  const LayoutTraits* lt = FindLayout(l);
+  return lt && (lt->base[0] == t || lt->base[1] == t) ? lt : nullptr;
+}
+}  // namespace
+
+const char* WeightLayoutName(WeightLayout l) {
+  const LayoutTraits* lt = FindLayout(l);
+  return lt ? lt->name : "row-major";
+}
+
+WeightLayout PreferredLayout(TensorType t, int64_t rows, int64_t cols) {
+  for (const auto& lt : kLayouts) {
+    if ((lt.base[0] == t || lt.base[1] == t) && lt.fast && lt.fast_available() && rows > 0 &&
+        rows % lt.tile_rows == 0 && RowBytes(t, cols) != 0) {
+      return lt.layout;
+    }
+  }
+  return WeightLayout::kRowMajor;
+}
+
+int64_t LayoutTileRows(WeightLayout l) {
+  const LayoutTraits* lt = FindLayout(l);
+  return lt ? lt->tile_rows : 1;
+}
+
+size_t LayoutScratchBytes(WeightLayout l, TensorType t, int64_t cols) {
+  const LayoutTraits* lt = LayoutFor(l, t);
+  return lt ? static_cast<size_t>(lt->tile_rows) * RowBytes(t, cols) : 0;
+}
+
+void ToLayout(WeightLayout l, TensorType t, void* data, int64_t rows, int64_t cols, void* scratch) {
+  const LayoutTraits* lt = LayoutFor(l, t);
+  if (!lt || RowBytes(t, cols) == 0) return;
+  lt->to_layout(static_cast<uint8_t*>(data), rows, cols, static_cast<uint8_t*>(scratch));
+}
+
+void FromLayout(WeightLayout l, TensorType t, void* data, int64_t rows, int64_t cols, void* scratch) {
+  const LayoutTraits* lt = LayoutFor(l, t);
+  if (!lt || RowBytes(t, cols) == 0) return;
+  lt->from_layout(static_cast<uint8_t*>(data), rows, cols, static_cast<uint8_t*>(scratch));
+}
+
+void MatMulRowsLayout(WeightLayout l, TensorType wtype, const void* w, size_t row_bytes, int64_t r0, int64_t r1,
+                      int64_t cols, const void* xpacked, int64_t n_tokens, float* y, int64_t ldy) {
+  if (l == WeightLayout::kRowMajor) {
+    MatMulRows(wtype, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
+    return;
+  }
+  const LayoutTraits* lt = LayoutFor(l, wtype);
+  if (!lt || r1 <= r0 || n_tokens <= 0 || RowBytes(wtype, cols) == 0) return;
+  const bool fast = lt->fast && lt->fast_available();  // fast_available caches CPUID
+  (fast ? lt->fast : lt->reference)(w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
 }
 
 float DotF32(const float* a, const float* b, int64_t n) { return D().vec->dot_f32(a, b, n); }

@@ -56,4 +56,28 @@ bool CanQuantize(TensorType t);    // QuantizeRow works
 // Bits per weight including scales (0 for unknown types).
 double BitsPerWeight(TensorType t);
 
+// ---- Run-time weight layouts ----
+// A loader may rearrange a matrix that is only ever multiplied (never read row by
+// row) into a layout whose kernel is faster on this CPU. The bytes per row stay
+// RowBytes(type, cols); files never hold a layout (tabfit repacks after reading).
+//   kTfQ2x16: TF_Q2 / TF_Q2R with 16 rows interleaved (quant/tf_q2x16.h), for
+//             AVX-512 VNNI + VBMI + GFNI.
+enum class WeightLayout : uint8_t { kRowMajor = 0, kTfQ2x16 = 1 };
+const char* WeightLayoutName(WeightLayout l);
+// The layout to give a [rows x cols] matrix of type t on this CPU: kRowMajor unless a
+// layout's fast kernel runs here and the shape fits it (rows a multiple of its tile).
+WeightLayout PreferredLayout(TensorType t, int64_t rows, int64_t cols);
+// Rows per tile (1 for kRowMajor); row ranges given to MatMulRowsLayout should start
+// and end on tile boundaries (others work through a slow scalar path).
+int64_t LayoutTileRows(WeightLayout l);
+// Scratch bytes ToLayout / FromLayout need (tile rows * RowBytes(t, cols)).
+size_t LayoutScratchBytes(WeightLayout l, TensorType t, int64_t cols);
+// In place: `rows` (a multiple of the tile rows) row-major rows of type t at data
+// -> layout l, and back. No-op for kRowMajor or a type the layout does not take.
+void ToLayout(WeightLayout l, TensorType t, void* data, int64_t rows, int64_t cols, void* scratch);
+void FromLayout(WeightLayout l, TensorType t, void* data, int64_t rows, int64_t cols, void* scratch);
+// MatMulRows for a matrix stored in layout l (w points at row 0's tile).
+void MatMulRowsLayout(WeightLayout l, TensorType wtype, const void* w, size_t row_bytes, int64_t r0, int64_t r1,
+                      int64_t cols, const void* xpacked, int64_t n_tokens, float* y, int64_t ldy);
+
 }  // namespace tabfit

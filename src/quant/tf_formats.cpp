@@ -9,6 +9,7 @@
 #include "quant/formats.h"
 #include "quant/kernels_impl.h"
 #include "quant/tf_decode.h"
+#include "quant/tf_q2x16.h"
 
 namespace tabfit::qk {
 
@@ -354,29 +355,31 @@ void ToFloatTfQ2(const void* src, float* dst, int64_t n) {
 
 // Per superblock: sumi = sum_g sc*sum(q*y), summ = sum_g sc*z4*bsum16;
 // term = dy*(d*sumi - (d/4)*summ).
+float TfQ2SuperTerm(const BlockTfQ2& w, const BlockQ8_KA& x) {
+  uint8_t codes[kQKSuper], sc[kQ2Groups], z[kQ2Groups];
+  UnpackScz(w.scz, sc, z);
+  DecodeTfQ2(w, codes);
+  int32_t sumi = 0, summ = 0;
+  for (int g = 0; g < kQ2Groups; ++g) {
+    int32_t isum = 0;
+    for (int i = 0; i < kQ2Group; ++i) isum += codes[g * kQ2Group + i] * x.qs[g * kQ2Group + i];
+    sumi += sc[g] * isum;
+    summ += sc[g] * z[g] * x.bsums[g];
+  }
+  const float d = F16ToF32(w.d);
+  return SuperTerm(x.d, d, d * 0.25f, sumi, summ);
+}
+
 void MatMulTfQ2Scalar(TF_MATMUL_ARGS) {
   const int64_t nsb = cols / kQKSuper;
   const auto* wb = static_cast<const uint8_t*>(w);
   const auto* xb = static_cast<const BlockQ8_KA*>(xpacked);
-  uint8_t codes[kQKSuper], sc[kQ2Groups], z[kQ2Groups];
   for (int64_t r = r0; r < r1; ++r) {
     const auto* row = reinterpret_cast<const BlockTfQ2*>(wb + r * row_bytes);
     for (int64_t t = 0; t < n_tokens; ++t) {
       const BlockQ8_KA* q = xb + t * nsb;
       float sumf = 0.0f;
-      for (int64_t b = 0; b < nsb; ++b) {
-        UnpackScz(row[b].scz, sc, z);
-        DecodeTfQ2(row[b], codes);
-        int32_t sumi = 0, summ = 0;
-        for (int g = 0; g < kQ2Groups; ++g) {
-          int32_t isum = 0;
-          for (int i = 0; i < kQ2Group; ++i) isum += codes[g * kQ2Group + i] * q[b].qs[g * kQ2Group + i];
-          sumi += sc[g] * isum;
-          summ += sc[g] * z[g] * q[b].bsums[g];
-        }
-        const float d = F16ToF32(row[b].d);
-        sumf += SuperTerm(q[b].d, d, d * 0.25f, sumi, summ);
-      }
+      for (int64_t b = 0; b < nsb; ++b) sumf += TfQ2SuperTerm(row[b], q[b]);
       y[t * ldy + r] = sumf;
     }
   }

@@ -76,8 +76,9 @@ void LlamaModel::MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x,
       PackActivations(w.type, x + b * w.cols, static_cast<int64_t>(e - b), w.cols, packed + b * prb);
     });
   }
-  const int64_t per = static_cast<int64_t>(w.data.units_per_chunk);
-  // Rows are split among threads in multiples of 16 so register tiles stay whole.
+  const int64_t per = w.rows_per_chunk();
+  // Rows are split among threads in multiples of 16 so register tiles (and the
+  // 16-row tiles of a run-time layout) stay whole.
   pool.ParallelFor(
       w.rows,
       [&](size_t b, size_t e, int) {
@@ -86,8 +87,8 @@ void LlamaModel::MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x,
         while (r < end) {
           const int64_t c = r / per;
           const int64_t chunk_end = std::min(end, (c + 1) * per);
-          MatMulRows(w.type, w.data.chunks[c].data(), w.row_bytes, r - c * per, chunk_end - c * per, w.cols, packed, n,
-                     y + c * per, w.rows);
+          MatMulRowsLayout(w.layout, w.type, w.data.chunks[c].data(), w.row_bytes, r - c * per, chunk_end - c * per,
+                           w.cols, packed, n, y + c * per, w.rows);
           r = chunk_end;
         }
       },

@@ -75,10 +75,33 @@ struct LoadContext {
   }
 
   // Reads a 2-D tensor [rows x cols], converting to the requested type.
+  // matmul_only: the matrix is never read row by row, so it may get a run-time layout.
   Status LoadMatrix(const std::string& name, int64_t rows, int64_t cols, const std::string& component,
-                    WeightMatrix* out) {
+                    WeightMatrix* out, bool matmul_only = true) {
+    TF_ASSIGN_OR_RETURN(const TensorType target, TargetType(name, cols));
+    WeightLayout layout =
+        matmul_only && opt.runtime_layouts ? PreferredLayout(target, rows, cols) : WeightLayout::kRowMajor;
+    const int64_t tile = LayoutTileRows(layout);
+    // A chunk must hold a whole tile; with a tiny max buffer size keep rows.
+    if (RowBytes(target, cols) * tile > ledger.max_buffer_bytes()) layout = WeightLayout::kRowMajor;
+    TF_RETURN_IF_ERROR(LoadRows(name, rows, cols, component, target, LayoutTileRows(layout), out));
+    if (layout == WeightLayout::kRowMajor) return Status::Ok();
+    // In place, chunk by chunk (LoadRows made every chunk hold whole tiles).
+    TF_ASSIGN_OR_RETURN(Buffer scratch, ledger.Allocate("loader", LayoutScratchBytes(layout, out->type, cols)));
+    const int64_t per = out->rows_per_chunk();
+    for (size_t c = 0; c < out->data.chunks.size(); ++c) {
+      const int64_t nr = std::min<int64_t>(per, rows - static_cast<int64_t>(c) * per);
+      ToLayout(layout, out->type, out->data.chunks[c].data(), nr, cols, scratch.data());
+    }
+    out->layout = layout;
+    return Status::Ok();
+  }
+
+  // Reads a 2-D tensor [rows x cols] row-major, converting to the requested type.
+  // Chunks hold whole tiles of the layout the matrix may get (whole rows otherwise).
+  // The type a tensor is loaded as: the file's, or the requested one where it fits.
+  Result<TensorType> TargetType(const std::string& name, int64_t cols) {
     TF_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(name));
-    TF_RETURN_IF_ERROR(CheckShape(*t, {cols, rows}));
     if (!IsSupported(t->type)) {
       return Unsupported(file() + ": tensor '" + name + "' has type " + std::string(TensorTypeName(t->type)) +
                          ", which this build cannot compute with; re-quantize the model to F16, Q8_0 or Q4_0");
@@ -89,17 +112,24 @@ struct LoadContext {
       if (auto o = opt.type_for_tensor(name)) want = o;
     }
     if (want && IsSupported(*want) && RowBytes(*want, cols) != 0) target = *want;
+    return target;
+  }
+
+  Status LoadRows(const std::string& name, int64_t rows, int64_t cols, const std::string& component,
+                  TensorType target, int64_t tile, WeightMatrix* out) {
+    TF_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(name));
+    TF_RETURN_IF_ERROR(CheckShape(*t, {cols, rows}));
     out->name = name;
     out->type = target;
     out->rows = rows;
     out->cols = cols;
     out->row_bytes = RowBytes(target, cols);
-    TF_ASSIGN_OR_RETURN(out->data, ledger.AllocateChunked(component, out->row_bytes * rows, out->row_bytes));
+    TF_ASSIGN_OR_RETURN(out->data, ledger.AllocateChunked(component, out->row_bytes * rows, out->row_bytes * tile));
     const size_t src_row_bytes = t->row_bytes();
     constexpr int64_t kBatchRows = 64;
     if (target == t->type) {
       // Straight copy, chunk by chunk (a chunk holds whole rows).
-      int64_t per = static_cast<int64_t>(out->data.units_per_chunk);
+      const int64_t per = out->rows_per_chunk();
       for (size_t c = 0; c < out->data.chunks.size(); ++c) {
         int64_t r0 = c * per, nr = std::min(per, rows - r0);
         for (int64_t r = 0; r < nr; r += kBatchRows * 16) {
@@ -151,6 +181,19 @@ std::vector<std::tuple<std::string, TensorType, uint64_t>> LlamaModel::WeightTab
   return out;
 }
 
+std::vector<std::pair<std::string, WeightLayout>> LlamaModel::LayoutTable() const {
+  std::vector<std::pair<std::string, WeightLayout>> out;
+  auto add = [&](const WeightMatrix& m) {
+    if (m.layout != WeightLayout::kRowMajor) out.emplace_back(m.name, m.layout);
+  };
+  add(tok_embd_);
+  for (const auto& l : layers_) {
+    for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) add(*m);
+  }
+  if (!tied_output_) add(output_);
+  return out;
+}
+
 Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const GgufFile& g, MemoryLedger& ledger,
                                                      const ModelLoadOptions& options) {
   std::unique_ptr<LlamaModel> m(new LlamaModel());
@@ -160,7 +203,8 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const GgufFile& g, MemoryLe
   for (const auto& t : g.tensors()) ctx.total += t.nbytes;
 
   TF_RETURN_IF_ERROR(ctx.Progress("embeddings"));
-  TF_RETURN_IF_ERROR(ctx.LoadMatrix("token_embd.weight", hp.n_vocab, hp.n_embd, "embeddings", &m->tok_embd_));
+  TF_RETURN_IF_ERROR(ctx.LoadMatrix("token_embd.weight", hp.n_vocab, hp.n_embd, "embeddings", &m->tok_embd_,
+                                        /*matmul_only=*/false));
   m->layers_.resize(hp.n_layer);
   for (int il = 0; il < hp.n_layer; ++il) {
     LayerWeights& L = m->layers_[il];

@@ -24,6 +24,7 @@
 #include "core/ledger.h"
 #include "core/status.h"
 #include "model/llama/hparams.h"
+#include "quant/kernels.h"
 #include "quant/types.h"
 
 namespace tabfit {
@@ -33,14 +34,19 @@ class KvCache;
 class ThreadPool;
 
 // A weight matrix: `rows` rows of `cols` elements of `type`, stored row-chunked.
+// layout: kRowMajor, or a run-time layout (quant/kernels.h) the loader gave a
+// matrix that is only multiplied (never token_embd); chunks then hold whole tiles.
 struct WeightMatrix {
   std::string name;  // GGUF tensor name
   TensorType type = TensorType::kF32;
+  WeightLayout layout = WeightLayout::kRowMajor;
   int64_t rows = 0;
   int64_t cols = 0;
   size_t row_bytes = 0;
   ChunkedBuffer data;
+  // Row r's bytes; only for kRowMajor (a tiled matrix interleaves its rows).
   const uint8_t* row(int64_t r) const { return data.at(static_cast<size_t>(r) * row_bytes); }
+  int64_t rows_per_chunk() const { return static_cast<int64_t>(data.units_per_chunk * (data.unit / row_bytes)); }
   uint64_t bytes() const { return data.total_bytes; }
 };
 
@@ -58,6 +64,9 @@ struct ModelLoadOptions {
   // Optional per-tensor override: returns the type for a GGUF tensor name or
   // nullopt for "use weight_type / keep". (Mixed precision plugs in here.)
   std::function<std::optional<TensorType>(const std::string& tensor_name)> type_for_tensor;
+  // Give matrices that are only multiplied the run-time layout whose kernel is
+  // fastest on this CPU (quant/kernels.h PreferredLayout; same bytes, in place).
+  bool runtime_layouts = true;
   // Progress: bytes of tensor data read so far / total, current component.
   std::function<bool(uint64_t, uint64_t, const std::string&)> progress;
 };
@@ -88,6 +97,8 @@ class LlamaModel {
   uint64_t weight_bytes() const;
   // (tensor name, type, bytes) of every weight as loaded.
   std::vector<std::tuple<std::string, TensorType, uint64_t>> WeightTable() const;
+  // (tensor name, layout) of every matrix the loader gave a run-time layout.
+  std::vector<std::pair<std::string, WeightLayout>> LayoutTable() const;
 
   // Allocates scratch for batches of up to `max_tokens` with a context of n_ctx.
   Result<ForwardScratch> CreateScratch(MemoryLedger& ledger, int max_tokens, int n_ctx, int threads,

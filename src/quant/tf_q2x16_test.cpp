@@ -1,0 +1,158 @@
+// TF_Q2x16 run-time layout: packing round trip, and every layout kernel against the
+// base format's scalar oracle (bit-identical), on random, adversarial and real weights.
+#include "quant/tf_q2x16.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "quant/kernel_list.h"
+#include "quant/kernels.h"
+#include "quant/test_weights.h"
+#include "test_util.h"
+
+namespace tabfit {
+namespace {
+
+std::vector<float> Gaussian(int64_t n, uint32_t seed, float sigma = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, sigma);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+std::vector<uint8_t> QuantizeRows(TensorType t, const std::vector<float>& wf, int64_t rows, int64_t cols) {
+  const size_t rb = RowBytes(t, cols);
+  std::vector<uint8_t> w(rb * rows);
+  for (int64_t r = 0; r < rows; ++r) QuantizeRow(t, wf.data() + r * cols, w.data() + r * rb, cols, nullptr);
+  return w;
+}
+
+// Every layout kernel (reference, and fast where it runs) on w (row-major rows of
+// t) equals the base format's scalar kernel bit for bit, over whole and partial tiles.
+void CheckLayoutKernels(TensorType t, const std::vector<uint8_t>& w, int64_t rows, int64_t cols,
+                        const std::string& what) {
+  const FormatTraits* f = FindFormat(t);
+  ASSERT_NE(f, nullptr);
+  const size_t rb = RowBytes(t, cols);
+  for (const LayoutTraits& lt : Layouts()) {
+    if (lt.base[0] != t && lt.base[1] != t) continue;
+    std::vector<uint8_t> tiled = w, scratch(LayoutScratchBytes(lt.layout, t, cols));
+    ToLayout(lt.layout, t, tiled.data(), rows, cols, scratch.data());
+    ASSERT_NE(tiled, w) << "the layout rearranged nothing";
+    for (int64_t nt : {1, 2, 3, 4, 5, 9}) {
+      auto x = Gaussian(nt * cols, 100 + static_cast<uint32_t>(nt), 1.5f);
+      const size_t prb = PackedActivationRowBytes(t, cols);
+      std::vector<uint8_t> packed(prb * nt);
+      PackTraitsFor(f->pack).pack[0](x.data(), nt, cols, packed.data());
+      std::vector<float> want(rows * nt);
+      f->matmul[0](w.data(), rb, 0, rows, cols, packed.data(), nt, want.data(), rows);
+      struct Range {
+        int64_t r0, r1;
+      };
+      for (Range rg : {Range{0, rows}, Range{16, rows}, Range{5, rows - 3}, Range{3, 9}}) {
+        std::vector<MatMulFn> kernels = {lt.reference};
+        if (lt.fast && lt.fast_available()) kernels.push_back(lt.fast);
+        for (size_t k = 0; k < kernels.size(); ++k) {
+          std::vector<float> got(rows * nt, -7.0f);
+          kernels[k](tiled.data(), rb, rg.r0, rg.r1, cols, packed.data(), nt, got.data(), rows);
+          for (int64_t tt = 0; tt < nt; ++tt)
+            for (int64_t r = 0; r < rows; ++r) {
+              const float g = got[tt * rows + r];
+              if (r < rg.r0 || r >= rg.r1) {
+                ASSERT_EQ(g, -7.0f) << "wrote outside [r0, r1): row " << r;
+              } else {
+                ASSERT_EQ(g, want[tt * rows + r])
+                    << what << " " << lt.name << (k ? " fast" : " reference") << " rows [" << rg.r0 << ", " << rg.r1
+                    << ") n_tokens " << nt << " token " << tt << " row " << r;
+              }
+            }
+        }
+      }
+    }
+  }
+}
+
+TEST(TfQ2x16, PackingRoundTripsByteForByte) {
+  for (TensorType t : {TensorType::kTF_Q2, TensorType::kTF_Q2R}) {
+    const int64_t rows = 32, cols = 768;
+    const auto w = QuantizeRows(t, Gaussian(rows * cols, 3, 0.05f), rows, cols);
+    std::vector<uint8_t> v = w, scratch(LayoutScratchBytes(WeightLayout::kTfQ2x16, t, cols));
+    ASSERT_EQ(scratch.size(), 16 * RowBytes(t, cols));
+    ToLayout(WeightLayout::kTfQ2x16, t, v.data(), rows, cols, scratch.data());
+    EXPECT_NE(v, w);
+    FromLayout(WeightLayout::kTfQ2x16, t, v.data(), rows, cols, scratch.data());
+    EXPECT_EQ(v, w);
+  }
+}
+
+TEST(TfQ2x16, KernelsMatchTfQ2ScalarOnRandomWeights) {
+  for (TensorType t : {TensorType::kTF_Q2, TensorType::kTF_Q2R})
+    for (int64_t cols : {256, 768, 2048}) {
+      const int64_t rows = 48;
+      CheckLayoutKernels(t, QuantizeRows(t, Gaussian(rows * cols, 7, 0.05f), rows, cols), rows, cols,
+                         "random cols " + std::to_string(cols));
+    }
+}
+
+// Codes all 3, sub-scales 15 and offsets 9 (and 2), against activations of +-127: the
+// largest |sum(q*y)| and sc*z*bsum the kernel's int16 / int8 splits must hold.
+TEST(TfQ2x16, KernelsMatchAtTheIntegerExtremes) {
+  const int64_t rows = 32, cols = 512;
+  const size_t rb = RowBytes(TensorType::kTF_Q2, cols);
+  std::vector<uint8_t> w(rb * rows);
+  std::mt19937 rng(9);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < cols / 256; ++b) {
+      BlockTfQ2 blk;
+      blk.d = 0x3C00;  // 1.0
+      uint8_t sc[16], z[16];
+      for (int g = 0; g < 16; ++g) {
+        sc[g] = 15;
+        z[g] = (r % 2) ? 9 : 2;
+      }
+      PackScz(sc, z, blk.scz);
+      std::memset(blk.qs, (r % 4 < 2) ? 0xFF : static_cast<int>(rng() & 0xFF), sizeof(blk.qs));
+      std::memcpy(w.data() + r * rb + b * sizeof(blk), &blk, sizeof(blk));
+    }
+  CheckLayoutKernels(TensorType::kTF_Q2, w, rows, cols, "extremes");
+}
+
+TEST(TfQ2x16, KernelsMatchTfQ2ScalarOnRealWeights) {
+  const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
+  TABFIT_REQUIRE_FILE(path);
+  std::vector<float> wf;
+  int64_t rows = 0, cols = 0;
+  std::string name;
+  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
+  rows = rows / 16 * 16;
+  ASSERT_GE(rows, 16);
+  ASSERT_EQ(cols % 256, 0);
+  for (TensorType t : {TensorType::kTF_Q2, TensorType::kTF_Q2R})
+    CheckLayoutKernels(t, QuantizeRows(t, wf, rows, cols), rows, cols, name);
+}
+
+TEST(TfQ2x16, PreferredLayoutFollowsTypeShapeAndCpu) {
+  const bool fast = qk::TfQ2x16KernelAvailable();
+  const WeightLayout want = fast ? WeightLayout::kTfQ2x16 : WeightLayout::kRowMajor;
+  EXPECT_EQ(PreferredLayout(TensorType::kTF_Q2, 64, 512), want);
+  EXPECT_EQ(PreferredLayout(TensorType::kTF_Q2R, 64, 512), want);
+  EXPECT_EQ(PreferredLayout(TensorType::kTF_Q2, 40, 512), WeightLayout::kRowMajor);  // not whole tiles
+  EXPECT_EQ(PreferredLayout(TensorType::kTF_Q2, 64, 500), WeightLayout::kRowMajor);
+  EXPECT_EQ(PreferredLayout(TensorType::kTF_Q4, 64, 512), WeightLayout::kRowMajor);
+  EXPECT_EQ(LayoutTileRows(WeightLayout::kRowMajor), 1);
+  EXPECT_EQ(LayoutTileRows(WeightLayout::kTfQ2x16), 16);
+  EXPECT_EQ(LayoutScratchBytes(WeightLayout::kTfQ2x16, TensorType::kTF_Q4, 512), 0u);
+#if defined(__x86_64__) && defined(TABFIT_TEST_EXPECT_X16_KERNEL)
+  EXPECT_EQ(fast, __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi") &&
+                      __builtin_cpu_supports("gfni") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2"));
+#endif
+}
+
+}  // namespace
+}  // namespace tabfit
