@@ -63,7 +63,7 @@ Result<ForwardScratch> LlamaModel::CreateScratch(MemoryLedger& ledger, int max_t
 }
 
 void LlamaModel::MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y,
-                        ForwardScratch& s, bool reuse_packed) const {
+                        ForwardScratch& s, bool reuse_packed, const Epilogue& epilogue) const {
   if (s.observe_input) s.observe_input(w, x, n);
   const size_t prb = PackedActivationRowBytes(w.type, w.cols);
   uint8_t* packed = s.packed.as<uint8_t>();
@@ -91,6 +91,7 @@ void LlamaModel::MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x,
                            w.cols, packed, n, y + c * per, w.rows);
           r = chunk_end;
         }
+        if (epilogue && b < e) epilogue(static_cast<int64_t>(b), end);
       },
       16);
 }
@@ -192,19 +193,25 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
         kv.Attend(il, h / gqa, q + t * QD + h * HD, attn_scale, n_past + t + 1, scores, att + t * QD + h * HD);
       }
     });
-    MatMul(pool, L.wo, att, n, xb, s);
-    for (int i = 0; i < n * D; ++i) x[i] += xb[i];
+    // x += attention output, each thread for the rows it computed.
+    auto add_residual = [&](int64_t b, int64_t e) {
+      for (int t = 0; t < n; ++t)
+        for (int64_t i = b; i < e; ++i) x[t * D + i] += xb[t * D + i];
+    };
+    MatMul(pool, L.wo, att, n, xb, s, false, add_residual);
 
     // Feed-forward block (SwiGLU).
     for (int t = 0; t < n; ++t) RmsNorm(x + t * D, L.ffn_norm.as<float>(), xb + t * D, D, hp.rms_eps);
     MatMul(pool, L.w_gate, xb, n, hb, s);
-    MatMul(pool, L.w_up, xb, n, hb2, s, L.w_up.type == L.w_gate.type);
-    for (int i = 0; i < n * FF; ++i) {
-      const float g = hb[i];
-      hb[i] = g / (1.0f + std::exp(-g)) * hb2[i];
-    }
-    MatMul(pool, L.w_down, hb, n, xb, s);
-    for (int i = 0; i < n * D; ++i) x[i] += xb[i];
+    // hb = silu(gate) * up, each thread for the rows of up it computed (gate's are all done).
+    MatMul(pool, L.w_up, xb, n, hb2, s, L.w_up.type == L.w_gate.type, [&](int64_t b, int64_t e) {
+      for (int t = 0; t < n; ++t)
+        for (int64_t i = t * FF + b; i < t * FF + e; ++i) {
+          const float g = hb[i];
+          hb[i] = g / (1.0f + std::exp(-g)) * hb2[i];
+        }
+    });
+    MatMul(pool, L.w_down, hb, n, xb, s, false, add_residual);
   }
   TF_RETURN_IF_ERROR(kv.Commit(n, pos));
 

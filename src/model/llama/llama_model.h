@@ -113,8 +113,12 @@ class LlamaModel {
   LlamaModel() = default;
   // y[n][w.rows] = x[n][w.cols] * W^T. reuse_packed: x was packed for the same
   // type by the previous call (q/k/v and gate/up share their input).
+  // epilogue (optional): called by each thread for its rows [begin, end) of y
+  // once they are computed (for all n tokens), so element-wise work that follows
+  // the mat-mul runs on every thread without another barrier.
+  using Epilogue = std::function<void(int64_t begin, int64_t end)>;
   void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y, ForwardScratch& s,
-              bool reuse_packed = false) const;
+              bool reuse_packed = false, const Epilogue& epilogue = nullptr) const;
 
   LlamaHParams hp_;
   WeightMatrix tok_embd_;
