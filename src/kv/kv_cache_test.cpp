@@ -5,6 +5,8 @@
 #include <cmath>
 #include <random>
 
+#include "kv/kv_factory.h"
+
 namespace tabfit {
 namespace {
 
@@ -88,6 +90,51 @@ TEST_P(PlainKv, AttendMatchesNaiveAndRetainCompacts) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, PlainKv, ::testing::Values("f32", "f16"));
+
+// AttendGroup (all query heads of a kv head at once, what the forward pass calls)
+// equals Attend head by head, probabilities included, for every cache type.
+TEST(KvCaches, AttendGroupEqualsAttendPerHead) {
+  for (const char* type : {"f32", "f16", "q8_0", "q4_0", "mixed"}) {
+    for (bool prune : {false, true}) {
+      MemoryLedger ledger;
+      KvCacheConfig c{.n_layers = 2, .n_kv_heads = 2, .head_dim = 32, .capacity = 64, .type = type};
+      KvCacheOptions o;
+      o.recent_window = 16;
+      if (prune) o.prune.auto_keep = 0.5f;
+      auto kv = MakeKvCache(c, o, ledger);
+      ASSERT_TRUE(kv.ok()) << type << ": " << kv.status().ToString();
+      std::mt19937 rng(11);
+      std::normal_distribution<float> nd;
+      const int n = 40, row = 64;
+      std::vector<float> k(n * row), v(n * row);
+      for (auto& x : k) x = nd(rng);
+      for (auto& x : v) x = nd(rng);
+      std::vector<int32_t> pos(n);
+      for (int t = 0; t < n; ++t) pos[t] = t;
+      for (int l = 0; l < 2; ++l) ASSERT_TRUE((*kv)->Write(l, n, pos.data(), k.data(), v.data()).ok());
+      ASSERT_TRUE((*kv)->Commit(n, pos.data()).ok());
+      const int n_q = 3, hd = 32, vis = 37;
+      std::vector<float> q(n_q * hd);
+      for (auto& x : q) x = nd(rng);
+      const float tol = std::string(type) == "f32" ? 1e-5f : 5e-3f;
+      for (int kvh = 0; kvh < 2; ++kvh) {
+        std::vector<float> gs(n_q * vis), go(n_q * hd);
+        (*kv)->AttendGroup(1, kvh, q.data(), n_q, 0.2f, vis, gs.data(), go.data());
+        for (int i = 0; i < n_q; ++i) {
+          std::vector<float> hs(vis), ho(hd);
+          (*kv)->Attend(1, kvh, q.data() + i * hd, 0.2f, vis, hs.data(), ho.data());
+          for (int j = 0; j < hd; ++j) ASSERT_NEAR(go[i * hd + j], ho[j], tol) << type << " head " << i << " dim " << j;
+          double psum = 0;
+          for (int s = 0; s < vis; ++s) {
+            ASSERT_NEAR(gs[i * vis + s], hs[s], 1e-5f) << type << " head " << i << " slot " << s;
+            psum += gs[i * vis + s];
+          }
+          EXPECT_NEAR(psum, 1.0, 1e-5) << type;
+        }
+      }
+    }
+  }
+}
 
 TEST(PlainKv, FullCacheAndBadConfigAreErrors) {
   MemoryLedger ledger;

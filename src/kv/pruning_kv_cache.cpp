@@ -62,6 +62,18 @@ void PruningKvCache::Attend(int layer, int kv_head, const float* q, float scale,
   }
 }
 
+void PruningKvCache::AttendGroup(int layer, int kv_head, const float* q, int n_q, float scale, int n_visible,
+                                 float* scores, float* out) const {
+  inner_->AttendGroup(layer, kv_head, q, n_q, scale, n_visible, scores, out);
+  const KvCacheConfig& c = inner_->config();
+  float* acc = const_cast<Buffer&>(acc_).as<float>() +
+               (static_cast<size_t>(layer) * c.n_kv_heads + kv_head) * static_cast<size_t>(c.capacity);
+  for (int i = 0; i < n_q; ++i) {
+    const float* p = scores + static_cast<size_t>(i) * n_visible;
+    for (int s = 0; s < n_visible; ++s) AtomicAdd(acc + s, p[s]);
+  }
+}
+
 Status PruningKvCache::Commit(int n, const int32_t* pos) {
   const int n_past = inner_->size();
   TF_RETURN_IF_ERROR(inner_->Commit(n, pos));

@@ -56,6 +56,8 @@ class PruningKvCache final : public KvCache {
   Status Commit(int n, const int32_t* pos) override;
   void Attend(int layer, int kv_head, const float* q, float scale, int n_visible, float* scores,
               float* out) const override;
+  void AttendGroup(int layer, int kv_head, const float* q, int n_q, float scale, int n_visible, float* scores,
+                   float* out) const override;
   void Clear() override;
   Status Retain(const std::vector<bool>& keep) override;
   uint64_t bytes() const override { return inner_->bytes() + own_bytes_; }

@@ -9,6 +9,7 @@
 #include "core/f16.h"
 #include "quant/formats.h"
 #include "quant/kernels.h"
+#include "quant/vec.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -247,11 +248,7 @@ class QuantKvCache final : public KvCache {
       scores[s] *= scale;
       mx = std::max(mx, scores[s]);
     }
-    double sum = 0;
-    for (int s = 0; s < n_visible; ++s) {
-      scores[s] = std::exp(scores[s] - mx);
-      sum += scores[s];
-    }
+    const double sum = ExpShiftSum(scores, mx, n_visible);
     const float inv = static_cast<float>(1.0 / sum);
     std::fill(out, out + hd, 0.f);
 #ifdef TABFIT_KV_AVX2

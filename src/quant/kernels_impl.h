@@ -62,6 +62,7 @@ void AxpyF32Scalar(float a, const float* x, float* y, int64_t n);
 void AxpyF16Scalar(float a, const uint16_t* x, float* y, int64_t n);
 void F32ToF16Scalar(const float* x, uint16_t* y, int64_t n);
 void F16ToF32Scalar(const uint16_t* x, float* y, int64_t n);
+double ExpShiftSumScalar(float* x, float shift, int64_t n);
 
 // ---- x86 AVX2+FMA+F16C (kernels_avx2.cpp, vec_avx2.cpp; built with -mavx2 -mfma -mf16c) ----
 // TABFIT_HAVE_AVX2_KERNELS is defined by CMake when kernels_avx2.cpp is compiled in.
@@ -83,6 +84,7 @@ void AxpyF32Avx2(float a, const float* x, float* y, int64_t n);
 void AxpyF16Avx2(float a, const uint16_t* x, float* y, int64_t n);
 void F32ToF16Avx2(const float* x, uint16_t* y, int64_t n);
 void F16ToF32Avx2(const uint16_t* x, float* y, int64_t n);
+double ExpShiftSumAvx2(float* x, float shift, int64_t n);
 #endif
 
 // ---- x86 AVX-512 VNNI + VL on 256-bit vectors (kernels_avx512vnni.cpp; built with

@@ -341,4 +341,13 @@ void F16ToF32Scalar(const uint16_t* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = F16ToF32(x[i]);
 }
 
+double ExpShiftSumScalar(float* x, float shift, int64_t n) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - shift);
+    sum += x[i];
+  }
+  return sum;
+}
+
 }  // namespace tabfit::qk

@@ -375,6 +375,36 @@ TEST(MatMul, AllKernelsMatchScalarOnRealWeights) {
 
 // ------------------------------------------------------------ vec ops
 
+// Softmax exponentials: every ISA within 2 ulp of std::exp (the scalar entry IS
+// std::exp) from 1 down to the clamp at -87.3, and the double sum to match.
+TEST(Vec, ExpShiftSumMatchesStdExp) {
+  for (int64_t n : {1, 7, 8, 9, 100, 1001}) {
+    std::vector<float> x(n);
+    std::mt19937 rng(static_cast<uint32_t>(n));
+    std::uniform_real_distribution<float> u(-95.0f, 0.0f);
+    for (auto& v : x) v = u(rng) + 3.0f;
+    x[0] = 3.0f;  // exp(0) exactly
+    for (const VecKernels& v : AllVecKernels()) {
+      if (!IsaAvailable(v.isa)) continue;
+      std::vector<float> y = x;
+      const double sum = v.exp_shift_sum(y.data(), 3.0f, n);
+      double want_sum = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const float want = std::exp(x[i] - 3.0f);
+        want_sum += want;
+        if (x[i] - 3.0f < -87.3f) {
+          ASSERT_LE(y[i], 1.2e-38f) << IsaName(v.isa);
+          continue;
+        }
+        const float ulp = std::nextafter(want, INFINITY) - want;
+        ASSERT_LE(std::fabs(y[i] - want), 2 * ulp) << IsaName(v.isa) << " x=" << x[i] - 3.0f << " got " << y[i];
+      }
+      EXPECT_EQ(y[0], 1.0f) << IsaName(v.isa);
+      EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum) << IsaName(v.isa) << " n=" << n;
+    }
+  }
+}
+
 TEST(Vec, AllIsasMatchScalar) {
   for (int64_t n : {1, 7, 8, 31, 64, 100, 1000}) {
     auto a = Gaussian(n, 21), b = Gaussian(n, 22);

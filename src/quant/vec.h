@@ -13,5 +13,9 @@ void AxpyF32(float a, const float* x, float* y, int64_t n);         // y += a*x
 void AxpyF16(float a, const uint16_t* x_f16, float* y, int64_t n);  // y += a*x, x in f16
 void ConvertF32ToF16(const float* x, uint16_t* y, int64_t n);       // round to nearest even
 void ConvertF16ToF32(const uint16_t* x, float* y, int64_t n);
+// Softmax's exponentials: x[i] = exp(x[i] - shift) in place; returns their sum
+// (accumulated in double). Scalar: std::exp; SIMD: a Cephes-style polynomial
+// within 2 ulp of std::exp (inputs below -87.3 give ~1e-38 instead of 0 / denormals).
+double ExpShiftSum(float* x, float shift, int64_t n);
 
 }  // namespace tabfit

@@ -70,4 +70,51 @@ void F16ToF32Avx2(const uint16_t* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = _cvtsh_ss(x[i]);
 }
 
+namespace {
+// exp(x) for x in [-87.3, 88.7] (clamped): x = n ln2 + r, |r| <= ln2/2, e^r by
+// Cephes expf's degree-7 polynomial, 2^n through the exponent bits. Within 2 ulp
+// of std::exp over the clamp range (quant_test Vec.ExpShiftSumMatchesStdExp).
+inline __m256 Exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33654f)), _mm256_set1_ps(88.3762626647949f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+}  // namespace
+
+double ExpShiftSumAvx2(float* x, float shift, int64_t n) {
+  const __m256 vs = _mm256_set1_ps(shift);
+  __m256d acc = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
+    _mm256_storeu_ps(x + i, e);
+    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(e)),
+                                           _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1))));
+  }
+  alignas(32) double a[4];
+  _mm256_store_pd(a, acc);
+  double sum = (a[0] + a[1]) + (a[2] + a[3]);
+  if (i < n) {  // the tail through the same polynomial
+    alignas(32) float t[8];
+    for (int j = 0; j < 8; ++j) t[j] = i + j < n ? x[i + j] - shift : -100.0f;
+    _mm256_store_ps(t, Exp8(_mm256_load_ps(t)));
+    for (int j = 0; i + j < n; ++j) {
+      x[i + j] = t[j];
+      sum += t[j];
+    }
+  }
+  return sum;
+}
+
 }  // namespace tabfit::qk

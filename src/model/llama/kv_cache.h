@@ -13,8 +13,8 @@
 //
 // Ownership: the cache allocates all its storage through the MemoryLedger it
 // was given, under the component "kv_cache" (or "kv_cache.<detail>").
-// Thread-safety: Append/Remove/Clear from one thread; Attend may be called
-// concurrently for different (layer, head) pairs during one forward step.
+// Thread-safety: Write/Commit/Clear/Retain from one thread; Attend and AttendGroup
+// may be called concurrently for different (layer, kv head) pairs in one step.
 #pragma once
 
 #include <cstdint>
@@ -60,6 +60,18 @@ class KvCache {
   // the causal mask (query at row t sees size()+t+1 slots during a batch).
   virtual void Attend(int layer, int kv_head, const float* q, float scale, int n_visible, float* scores,
                       float* out) const = 0;
+  // Attend for the n_q query heads that share kv head `kv_head` (grouped-query
+  // attention): q and out are n_q rows of head_dim floats, scores n_q rows of
+  // n_visible floats (row i: head i's probabilities on return). The default runs
+  // Attend per head; a cache overrides it to read each K/V row once per group.
+  virtual void AttendGroup(int layer, int kv_head, const float* q, int n_q, float scale, int n_visible,
+                           float* scores, float* out) const {
+    const int hd = config().head_dim;
+    for (int i = 0; i < n_q; ++i) {
+      Attend(layer, kv_head, q + static_cast<size_t>(i) * hd, scale, n_visible,
+             scores + static_cast<size_t>(i) * n_visible, out + static_cast<size_t>(i) * hd);
+    }
+  }
 
   // Drops everything (keeps the storage).
   virtual void Clear() = 0;

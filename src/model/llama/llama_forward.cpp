@@ -56,7 +56,7 @@ Result<ForwardScratch> LlamaModel::CreateScratch(MemoryLedger& ledger, int max_t
     for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) consider(*m);
   }
   TF_ASSIGN_OR_RETURN(s.packed, ledger.Allocate("activations", packed));
-  TF_RETURN_IF_ERROR(alloc(&s.scores, static_cast<size_t>(s.threads) * n_ctx));
+  TF_RETURN_IF_ERROR(alloc(&s.scores, static_cast<size_t>(s.threads) * hp.n_gqa() * n_ctx));
   TF_ASSIGN_OR_RETURN(s.logits, ledger.Allocate("logits", (all_logits ? T : 1) * hp.n_vocab * sizeof(float)));
   TF_ASSIGN_OR_RETURN(s.positions, ledger.Allocate("activations", T * sizeof(int32_t)));
   return s;
@@ -185,12 +185,15 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
       ApplyRope(k + t * KVD, hp.n_head_kv, pos[t]);
     }
     TF_RETURN_IF_ERROR(kv.Write(il, n, pos, k, v));
+    // One task per (token, kv head): the gqa query heads sharing a kv head are
+    // contiguous in q and att, and read its K/V rows together.
     const int gqa = hp.n_gqa();
-    pool.ParallelFor(static_cast<size_t>(n) * hp.n_head, [&](size_t b, size_t e, int ti) {
-      float* scores = s.scores.as<float>() + static_cast<size_t>(ti) * s.n_ctx;
+    pool.ParallelFor(static_cast<size_t>(n) * hp.n_head_kv, [&](size_t b, size_t e, int ti) {
+      float* scores = s.scores.as<float>() + static_cast<size_t>(ti) * gqa * s.n_ctx;
       for (size_t i = b; i < e; ++i) {
-        const int t = static_cast<int>(i / hp.n_head), h = static_cast<int>(i % hp.n_head);
-        kv.Attend(il, h / gqa, q + t * QD + h * HD, attn_scale, n_past + t + 1, scores, att + t * QD + h * HD);
+        const int t = static_cast<int>(i / hp.n_head_kv), j = static_cast<int>(i % hp.n_head_kv);
+        const size_t off = static_cast<size_t>(t) * QD + static_cast<size_t>(j) * gqa * HD;
+        kv.AttendGroup(il, j, q + off, gqa, attn_scale, n_past + t + 1, scores, att + off);
       }
     });
     // x += attention output, each thread for the rows it computed.

@@ -76,7 +76,7 @@ struct ForwardScratch {
   int max_tokens = 0;
   Buffer x, xb, q, k, v, att, hb, hb2;   // [max_tokens][...] f32
   Buffer packed;                          // packed activations for the widest matmul
-  Buffer scores;                          // [threads][n_ctx] attention probabilities
+  Buffer scores;                          // [threads][n_gqa][n_ctx] attention probabilities
   Buffer logits;                          // [max_tokens][n_vocab] (or [1][n_vocab])
   Buffer positions;                       // int32 [max_tokens]
   int n_ctx = 0;
