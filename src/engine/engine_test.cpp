@@ -107,34 +107,62 @@ TEST(Engine, MaxBufferChunksWeightsAndStillComputesTheSame) {
   EXPECT_EQ(0, std::memcmp((*ref)->logits(), (*small)->logits(), nv * sizeof(float)));
 }
 
-// TF_Q2 weights in the 16-row interleaved run-time layout (where this CPU has its
-// kernel) compute exactly what the row-major TF_Q2 kernels do: prefill (several
-// tokens per mat-mul) and decode (one) logits are bit-identical.
-TEST(Engine, RuntimeLayoutGivesBitIdenticalLogits) {
-  EngineOptions o = TwoThreads();
-  o.weight_type = "tf_q2";
-  auto tiled = Engine::LoadFile(testing::DemoModel(), o);
-  o.runtime_layouts = false;
-  auto rows = Engine::LoadFile(testing::DemoModel(), o);
-  ASSERT_TRUE(tiled.ok() && rows.ok()) << tiled.status().ToString() << rows.status().ToString();
-  EXPECT_TRUE((*rows)->model().LayoutTable().empty());
-  const auto layouts = (*tiled)->model().LayoutTable();
-  if (PreferredLayout(TensorType::kTF_Q2, 256, 256) == WeightLayout::kTfQ2x16) {
-    // Every matrix but token_embd (read row by row); the demo model's rows are multiples of 16.
-    EXPECT_EQ(layouts.size(), (*tiled)->model().WeightTable().size() - 1);
-    for (const auto& [name, l] : layouts) EXPECT_NE(name, "token_embd.weight");
-  } else {
-    EXPECT_TRUE(layouts.empty());
-  }
-  const int nv = (*rows)->model().hparams().n_vocab;
-  std::vector<int32_t> ids = (*rows)->tokenizer().Encode("It is a truth universally acknowledged", true);
-  ASSERT_TRUE((*tiled)->Eval(ids, /*all_logits=*/true).ok());
-  ASSERT_TRUE((*rows)->Eval(ids, /*all_logits=*/true).ok());
-  EXPECT_EQ(0, std::memcmp((*tiled)->logits(), (*rows)->logits(), ids.size() * nv * sizeof(float)));
-  for (int32_t t : {415, 1002, 7}) {
-    ASSERT_TRUE((*tiled)->Eval({t}).ok());
-    ASSERT_TRUE((*rows)->Eval({t}).ok());
-    EXPECT_EQ(0, std::memcmp((*tiled)->logits(), (*rows)->logits(), nv * sizeof(float))) << "token " << t;
+// Weights in a 16-row interleaved run-time layout (TF_Q2x16, Q8_0x16; where this
+// CPU has the kernel) compute what the row-major kernels do, prefill (several
+// tokens per mat-mul) and decode (one). TF_Q2: bit-identical (both equal the
+// scalar oracle). Q8_0: same integer sums, but the row-major prefill kernels sum
+// in another float order; through the 8 layers of the demo model that leaves
+// logits within 3e-2 of their largest magnitude (measured 4.3e-3 to 1.07e-2) and
+// the same top token.
+TEST(Engine, RuntimeLayoutMatchesRowMajorLogits) {
+  for (const char* type : {"tf_q2", "q8_0"}) {
+    EngineOptions o = TwoThreads();
+    o.weight_type = type;
+    auto tiled = Engine::LoadFile(testing::DemoModel(), o);
+    o.runtime_layouts = false;
+    auto rows = Engine::LoadFile(testing::DemoModel(), o);
+    ASSERT_TRUE(tiled.ok() && rows.ok()) << tiled.status().ToString() << rows.status().ToString();
+    EXPECT_TRUE((*rows)->model().LayoutTable().empty());
+    const auto layouts = (*tiled)->model().LayoutTable();
+    const TensorType t = std::string(type) == "q8_0" ? TensorType::kQ8_0 : TensorType::kTF_Q2;
+    if (PreferredLayout(t, 256, 256) != WeightLayout::kRowMajor) {
+      // Every matrix but token_embd (read row by row); the demo model's rows are multiples of 16.
+      EXPECT_EQ(layouts.size(), (*tiled)->model().WeightTable().size() - 1) << type;
+      for (const auto& [name, l] : layouts) EXPECT_NE(name, "token_embd.weight");
+    } else {
+      EXPECT_TRUE(layouts.empty()) << type;
+    }
+    const int nv = (*rows)->model().hparams().n_vocab;
+    std::vector<int32_t> ids = (*rows)->tokenizer().Encode("It is a truth universally acknowledged", true);
+    ASSERT_TRUE((*tiled)->Eval(ids, /*all_logits=*/true).ok());
+    ASSERT_TRUE((*rows)->Eval(ids, /*all_logits=*/true).ok());
+    const bool exact = t == TensorType::kTF_Q2;
+    auto same = [&](size_t n, const std::string& what) {
+      const float* a = (*tiled)->logits();
+      const float* b = (*rows)->logits();
+      if (exact) {
+        EXPECT_EQ(0, std::memcmp(a, b, n * sizeof(float))) << type << " " << what;
+        return;
+      }
+      float maxabs = 0, maxdiff = 0;
+      for (size_t i = 0; i < n; ++i) {
+        maxabs = std::max(maxabs, std::fabs(b[i]));
+        maxdiff = std::max(maxdiff, std::fabs(a[i] - b[i]));
+      }
+      EXPECT_LE(maxdiff, 3e-2f * maxabs) << type << " " << what;
+      EXPECT_GT(maxabs, 0.f);
+      for (size_t r = 0; r < n / nv; ++r) {
+        EXPECT_EQ(std::max_element(a + r * nv, a + (r + 1) * nv) - (a + r * nv),
+                  std::max_element(b + r * nv, b + (r + 1) * nv) - (b + r * nv))
+            << type << " " << what << " row " << r;
+      }
+    };
+    same(ids.size() * nv, "prompt");
+    for (int32_t tok : {415, 1002, 7}) {
+      ASSERT_TRUE((*tiled)->Eval({tok}).ok());
+      ASSERT_TRUE((*rows)->Eval({tok}).ok());
+      same(nv, "token " + std::to_string(tok));
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 #include "quant/kernels_impl.h"
 #include "quant/tf_q2r.h"
 #include "quant/tf_q2s.h"
+#include "quant/q8_0x16.h"
 #include "quant/tf_q2x16.h"
 #include "quant/vec.h"
 
@@ -109,6 +110,8 @@ constexpr VecKernels kVec[] = {
 constexpr LayoutTraits kLayouts[] = {
     {WeightLayout::kTfQ2x16, "TF_Q2x16", {TensorType::kTF_Q2, TensorType::kTF_Q2R}, kX16Rows, TfQ2ToX16,
      TfQ2FromX16, MatMulTfQ2x16Scalar, X16(MatMulTfQ2x16Avx512), TfQ2x16KernelAvailable},
+    {WeightLayout::kQ8_0x16, "Q8_0x16", {TensorType::kQ8_0, TensorType::kQ8_0}, kQ8x16Rows, Q8_0ToX16, Q8_0FromX16,
+     MatMulQ8_0x16Scalar, VNNI(MatMulQ8_0x16Avx512), Q8_0x16KernelAvailable},
 };
 
 // The best ISA's entry, else its fallback's (kAvx512Vnni -> kAvx2), else scalar.

@@ -1,9 +1,12 @@
-// TF_Q2x16 run-time layout: packing round trip, and every layout kernel against the
-// base format's scalar oracle (bit-identical), on random, adversarial and real weights.
+// Run-time layouts (TF_Q2x16, Q8_0x16): packing round trips, and every layout kernel
+// against the base format's scalar oracle (bit-identical), on random, adversarial
+// and real weights, over whole and partial tiles.
+#include "quant/q8_0x16.h"
 #include "quant/tf_q2x16.h"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -32,8 +35,9 @@ std::vector<uint8_t> QuantizeRows(TensorType t, const std::vector<float>& wf, in
   return w;
 }
 
-// Every layout kernel (reference, and fast where it runs) on w (row-major rows of
-// t) equals the base format's scalar kernel bit for bit, over whole and partial tiles.
+// Every layout kernel on w (row-major rows of t) against the base format's scalar
+// kernel, over whole and partial tiles: the reference kernels bit for bit, the fast
+// ones too for the TF formats and within the FMA rounding bound for Q8_0.
 void CheckLayoutKernels(TensorType t, const std::vector<uint8_t>& w, int64_t rows, int64_t cols,
                         const std::string& what) {
   const FormatTraits* f = FindFormat(t);
@@ -43,7 +47,7 @@ void CheckLayoutKernels(TensorType t, const std::vector<uint8_t>& w, int64_t row
     if (lt.base[0] != t && lt.base[1] != t) continue;
     std::vector<uint8_t> tiled = w, scratch(LayoutScratchBytes(lt.layout, t, cols));
     ToLayout(lt.layout, t, tiled.data(), rows, cols, scratch.data());
-    ASSERT_NE(tiled, w) << "the layout rearranged nothing";
+    ASSERT_NE(tiled, w) << lt.name << ": the layout rearranged nothing";
     for (int64_t nt : {1, 2, 3, 4, 5, 9}) {
       auto x = Gaussian(nt * cols, 100 + static_cast<uint32_t>(nt), 1.5f);
       const size_t prb = PackedActivationRowBytes(t, cols);
@@ -51,6 +55,18 @@ void CheckLayoutKernels(TensorType t, const std::vector<uint8_t>& w, int64_t row
       PackTraitsFor(f->pack).pack[0](x.data(), nt, cols, packed.data());
       std::vector<float> want(rows * nt);
       f->matmul[0](w.data(), rb, 0, rows, cols, packed.data(), nt, want.data(), rows);
+      // TF formats' fast kernels reproduce the oracle's float expression; Q8_0x16 fuses
+      // its multiply-add (as the row-major x86 Q8_0 kernels do).
+      const bool exact_fast = f->pack == PackType::kQ8_KA || f->pack == PackType::kQ8_KAR;
+      std::vector<double> abs_sum(rows * nt, 0.0);
+      {
+        std::vector<float> wd(cols);
+        for (int64_t r = 0; r < rows; ++r) {
+          DequantizeRow(t, w.data() + r * rb, wd.data(), cols);
+          for (int64_t tt = 0; tt < nt; ++tt)
+            for (int64_t i = 0; i < cols; ++i) abs_sum[tt * rows + r] += std::fabs(wd[i] * x[tt * cols + i]);
+        }
+      }
       struct Range {
         int64_t r0, r1;
       };
@@ -65,10 +81,15 @@ void CheckLayoutKernels(TensorType t, const std::vector<uint8_t>& w, int64_t row
               const float g = got[tt * rows + r];
               if (r < rg.r0 || r >= rg.r1) {
                 ASSERT_EQ(g, -7.0f) << "wrote outside [r0, r1): row " << r;
-              } else {
+              } else if (k == 0 || exact_fast) {
                 ASSERT_EQ(g, want[tt * rows + r])
                     << what << " " << lt.name << (k ? " fast" : " reference") << " rows [" << rg.r0 << ", " << rg.r1
                     << ") n_tokens " << nt << " token " << tt << " row " << r;
+              } else {
+                // Same integer sums, FMA in the float accumulation: n * eps * sum |w x|.
+                ASSERT_NEAR(g, want[tt * rows + r], cols * 1.2e-7 * abs_sum[tt * rows + r] * 1.05 + 1e-30)
+                    << what << " " << lt.name << " fast rows [" << rg.r0 << ", " << rg.r1 << ") n_tokens " << nt
+                    << " token " << tt << " row " << r;
               }
             }
         }
@@ -134,6 +155,62 @@ TEST(TfQ2x16, KernelsMatchTfQ2ScalarOnRealWeights) {
   ASSERT_EQ(cols % 256, 0);
   for (TensorType t : {TensorType::kTF_Q2, TensorType::kTF_Q2R})
     CheckLayoutKernels(t, QuantizeRows(t, wf, rows, cols), rows, cols, name);
+}
+
+TEST(Q8_0x16, PackingRoundTripsByteForByte) {
+  const int64_t rows = 48, cols = 320;
+  const auto w = QuantizeRows(TensorType::kQ8_0, Gaussian(rows * cols, 4, 0.05f), rows, cols);
+  std::vector<uint8_t> v = w, scratch(LayoutScratchBytes(WeightLayout::kQ8_0x16, TensorType::kQ8_0, cols));
+  ASSERT_EQ(scratch.size(), 16 * RowBytes(TensorType::kQ8_0, cols));
+  ToLayout(WeightLayout::kQ8_0x16, TensorType::kQ8_0, v.data(), rows, cols, scratch.data());
+  EXPECT_NE(v, w);
+  FromLayout(WeightLayout::kQ8_0x16, TensorType::kQ8_0, v.data(), rows, cols, scratch.data());
+  EXPECT_EQ(v, w);
+}
+
+TEST(Q8_0x16, KernelsMatchQ8_0ScalarOnRandomWeights) {
+  for (int64_t cols : {32, 96, 2048}) {
+    const int64_t rows = 48;
+    CheckLayoutKernels(TensorType::kQ8_0, QuantizeRows(TensorType::kQ8_0, Gaussian(rows * cols, 8, 0.05f), rows, cols),
+                       rows, cols, "random cols " + std::to_string(cols));
+  }
+}
+
+// Codes -128 and 127 (GGUF files may hold -128) against activations of +-127.
+TEST(Q8_0x16, KernelsMatchAtTheIntegerExtremes) {
+  const int64_t rows = 32, cols = 256;
+  const size_t rb = RowBytes(TensorType::kQ8_0, cols);
+  std::vector<uint8_t> w(rb * rows);
+  std::mt19937 rng(5);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < cols / 32; ++b) {
+      BlockQ8_0 blk;
+      blk.d = 0x3C00;
+      for (int j = 0; j < 32; ++j) blk.qs[j] = (r % 3 == 0) ? -128 : (r % 3 == 1) ? 127 : static_cast<int8_t>(rng());
+      std::memcpy(w.data() + r * rb + b * sizeof(blk), &blk, sizeof(blk));
+    }
+  CheckLayoutKernels(TensorType::kQ8_0, w, rows, cols, "extremes");
+}
+
+TEST(Q8_0x16, KernelsMatchQ8_0ScalarOnRealWeights) {
+  const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
+  TABFIT_REQUIRE_FILE(path);
+  std::vector<float> wf;
+  int64_t rows = 0, cols = 0;
+  std::string name;
+  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
+  rows = rows / 16 * 16;
+  ASSERT_GE(rows, 16);
+  CheckLayoutKernels(TensorType::kQ8_0, QuantizeRows(TensorType::kQ8_0, wf, rows, cols), rows, cols, name);
+}
+
+TEST(Layouts, PreferredLayoutFollowsTypeShapeAndCpu) {
+  const WeightLayout q8 = qk::Q8_0x16KernelAvailable() ? WeightLayout::kQ8_0x16 : WeightLayout::kRowMajor;
+  EXPECT_EQ(PreferredLayout(TensorType::kQ8_0, 64, 512), q8);
+  EXPECT_EQ(PreferredLayout(TensorType::kQ8_0, 40, 512), WeightLayout::kRowMajor);
+#if defined(__x86_64__) && defined(TABFIT_TEST_EXPECT_AVX512VNNI_KERNELS)
+  EXPECT_EQ(qk::Q8_0x16KernelAvailable(), IsaAvailable(Isa::kAvx512Vnni));
+#endif
 }
 
 TEST(TfQ2x16, PreferredLayoutFollowsTypeShapeAndCpu) {
