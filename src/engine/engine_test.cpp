@@ -107,15 +107,15 @@ TEST(Engine, MaxBufferChunksWeightsAndStillComputesTheSame) {
   EXPECT_EQ(0, std::memcmp((*ref)->logits(), (*small)->logits(), nv * sizeof(float)));
 }
 
-// Weights in a 16-row interleaved run-time layout (TF_Q2x16, Q8_0x16; where this
+// Weights in a 16-row interleaved run-time layout (TF_Q2x16, Q8_0x16, Q4_0x16; where this
 // CPU has the kernel) compute what the row-major kernels do, prefill (several
 // tokens per mat-mul) and decode (one). TF_Q2: bit-identical (both equal the
-// scalar oracle). Q8_0: same integer sums, but the row-major prefill kernels sum
+// scalar oracle). Q8_0, Q4_0: same integer sums, but the row-major prefill kernels sum
 // in another float order; through the 8 layers of the demo model that leaves
 // logits within 3e-2 of their largest magnitude (measured 4.3e-3 to 1.07e-2) and
 // the same top token.
 TEST(Engine, RuntimeLayoutMatchesRowMajorLogits) {
-  for (const char* type : {"tf_q2", "q8_0"}) {
+  for (const char* type : {"tf_q2", "q8_0", "q4_0"}) {
     EngineOptions o = TwoThreads();
     o.weight_type = type;
     auto tiled = Engine::LoadFile(testing::DemoModel(), o);
@@ -124,7 +124,8 @@ TEST(Engine, RuntimeLayoutMatchesRowMajorLogits) {
     ASSERT_TRUE(tiled.ok() && rows.ok()) << tiled.status().ToString() << rows.status().ToString();
     EXPECT_TRUE((*rows)->model().LayoutTable().empty());
     const auto layouts = (*tiled)->model().LayoutTable();
-    const TensorType t = std::string(type) == "q8_0" ? TensorType::kQ8_0 : TensorType::kTF_Q2;
+    const std::string ts = type;
+    const TensorType t = ts == "q8_0" ? TensorType::kQ8_0 : ts == "q4_0" ? TensorType::kQ4_0 : TensorType::kTF_Q2;
     if (PreferredLayout(t, 256, 256) != WeightLayout::kRowMajor) {
       // Every matrix but token_embd (read row by row); the demo model's rows are multiples of 16.
       EXPECT_EQ(layouts.size(), (*tiled)->model().WeightTable().size() - 1) << type;

@@ -6,6 +6,7 @@
 #include "quant/kernels_impl.h"
 #include "quant/tf_q2r.h"
 #include "quant/tf_q2s.h"
+#include "quant/q4_0x16.h"
 #include "quant/q8_0x16.h"
 #include "quant/tf_q2x16.h"
 #include "quant/vec.h"
@@ -112,6 +113,8 @@ constexpr LayoutTraits kLayouts[] = {
      TfQ2FromX16, MatMulTfQ2x16Scalar, X16(MatMulTfQ2x16Avx512), TfQ2x16KernelAvailable},
     {WeightLayout::kQ8_0x16, "Q8_0x16", {TensorType::kQ8_0, TensorType::kQ8_0}, kQ8x16Rows, Q8_0ToX16, Q8_0FromX16,
      MatMulQ8_0x16Scalar, VNNI(MatMulQ8_0x16Avx512), Q8_0x16KernelAvailable},
+    {WeightLayout::kQ4_0x16, "Q4_0x16", {TensorType::kQ4_0, TensorType::kQ4_0}, kQ4x16Rows, Q4_0ToX16, Q4_0FromX16,
+     MatMulQ4_0x16Scalar, VNNI(MatMulQ4_0x16Avx512), Q4_0x16KernelAvailable},
 };
 
 // The best ISA's entry, else its fallback's (kAvx512Vnni -> kAvx2), else scalar.

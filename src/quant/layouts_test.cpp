@@ -1,6 +1,7 @@
-// Run-time layouts (TF_Q2x16, Q8_0x16): packing round trips, and every layout kernel
+// Run-time layouts (TF_Q2x16, Q8_0x16, Q4_0x16): packing round trips, and every layout kernel
 // against the base format's scalar oracle (bit-identical), on random, adversarial
 // and real weights, over whole and partial tiles.
+#include "quant/q4_0x16.h"
 #include "quant/q8_0x16.h"
 #include "quant/tf_q2x16.h"
 
@@ -37,7 +38,7 @@ std::vector<uint8_t> QuantizeRows(TensorType t, const std::vector<float>& wf, in
 
 // Every layout kernel on w (row-major rows of t) against the base format's scalar
 // kernel, over whole and partial tiles: the reference kernels bit for bit, the fast
-// ones too for the TF formats and within the FMA rounding bound for Q8_0.
+// ones too for the TF formats and within the FMA rounding bound for Q8_0 / Q4_0.
 void CheckLayoutKernels(TensorType t, const std::vector<uint8_t>& w, int64_t rows, int64_t cols,
                         const std::string& what) {
   const FormatTraits* f = FindFormat(t);
@@ -204,7 +205,50 @@ TEST(Q8_0x16, KernelsMatchQ8_0ScalarOnRealWeights) {
   CheckLayoutKernels(TensorType::kQ8_0, QuantizeRows(TensorType::kQ8_0, wf, rows, cols), rows, cols, name);
 }
 
+TEST(Q4_0x16, PackingRoundTripsAndKernelsMatchQ4_0Scalar) {
+  for (int64_t cols : {32, 96, 2048}) {
+    const int64_t rows = 48;
+    const auto w = QuantizeRows(TensorType::kQ4_0, Gaussian(rows * cols, 12, 0.05f), rows, cols);
+    std::vector<uint8_t> v = w, scratch(LayoutScratchBytes(WeightLayout::kQ4_0x16, TensorType::kQ4_0, cols));
+    ToLayout(WeightLayout::kQ4_0x16, TensorType::kQ4_0, v.data(), rows, cols, scratch.data());
+    EXPECT_NE(v, w);
+    FromLayout(WeightLayout::kQ4_0x16, TensorType::kQ4_0, v.data(), rows, cols, scratch.data());
+    EXPECT_EQ(v, w);
+    CheckLayoutKernels(TensorType::kQ4_0, w, rows, cols, "random cols " + std::to_string(cols));
+  }
+}
+
+// Every code 0 and 15 (values -8 and 7) against activations of +-127.
+TEST(Q4_0x16, KernelsMatchAtTheIntegerExtremes) {
+  const int64_t rows = 32, cols = 256;
+  const size_t rb = RowBytes(TensorType::kQ4_0, cols);
+  std::vector<uint8_t> w(rb * rows);
+  std::mt19937 rng(6);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < cols / 32; ++b) {
+      BlockQ4_0 blk;
+      blk.d = 0x3C00;
+      for (int j = 0; j < 16; ++j) blk.qs[j] = (r % 3 == 0) ? 0x00 : (r % 3 == 1) ? 0xFF : static_cast<uint8_t>(rng());
+      std::memcpy(w.data() + r * rb + b * sizeof(blk), &blk, sizeof(blk));
+    }
+  CheckLayoutKernels(TensorType::kQ4_0, w, rows, cols, "extremes");
+}
+
+TEST(Q4_0x16, KernelsMatchQ4_0ScalarOnRealWeights) {
+  const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
+  TABFIT_REQUIRE_FILE(path);
+  std::vector<float> wf;
+  int64_t rows = 0, cols = 0;
+  std::string name;
+  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
+  rows = rows / 16 * 16;
+  ASSERT_GE(rows, 16);
+  CheckLayoutKernels(TensorType::kQ4_0, QuantizeRows(TensorType::kQ4_0, wf, rows, cols), rows, cols, name);
+}
+
 TEST(Layouts, PreferredLayoutFollowsTypeShapeAndCpu) {
+  const WeightLayout q4 = qk::Q4_0x16KernelAvailable() ? WeightLayout::kQ4_0x16 : WeightLayout::kRowMajor;
+  EXPECT_EQ(PreferredLayout(TensorType::kQ4_0, 64, 512), q4);
   const WeightLayout q8 = qk::Q8_0x16KernelAvailable() ? WeightLayout::kQ8_0x16 : WeightLayout::kRowMajor;
   EXPECT_EQ(PreferredLayout(TensorType::kQ8_0, 64, 512), q8);
   EXPECT_EQ(PreferredLayout(TensorType::kQ8_0, 40, 512), WeightLayout::kRowMajor);
