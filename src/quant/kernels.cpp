@@ -9,6 +9,7 @@
 #include "quant/q4_0x16.h"
 #include "quant/q8_0x16.h"
 #include "quant/tf_q2x16.h"
+#include "quant/tf_q4x16.h"
 #include "quant/vec.h"
 
 #if defined(TABFIT_HAVE_AVX512VNNI_KERNELS)
@@ -115,6 +116,8 @@ constexpr LayoutTraits kLayouts[] = {
      MatMulQ8_0x16Scalar, VNNI(MatMulQ8_0x16Avx512), Q8_0x16KernelAvailable},
     {WeightLayout::kQ4_0x16, "Q4_0x16", {TensorType::kQ4_0, TensorType::kQ4_0}, kQ4x16Rows, Q4_0ToX16, Q4_0FromX16,
      MatMulQ4_0x16Scalar, VNNI(MatMulQ4_0x16Avx512), Q4_0x16KernelAvailable},
+    {WeightLayout::kTfQ4x16, "TF_Q4x16", {TensorType::kTF_Q4, TensorType::kTF_Q4}, kQ4sRows, TfQ4ToX16, TfQ4FromX16,
+     MatMulTfQ4x16Scalar, X16(MatMulTfQ4x16Avx512), TfQ4x16KernelAvailable},
 };
 
 // The best ISA's entry, else its fallback's (kAvx512Vnni -> kAvx2), else scalar.

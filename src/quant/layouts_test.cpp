@@ -1,9 +1,10 @@
-// Run-time layouts (TF_Q2x16, Q8_0x16, Q4_0x16): packing round trips, and every layout kernel
+// Run-time layouts (TF_Q2x16, TF_Q4x16, Q8_0x16, Q4_0x16): packing round trips, and every layout kernel
 // against the base format's scalar oracle (bit-identical), on random, adversarial
 // and real weights, over whole and partial tiles.
 #include "quant/q4_0x16.h"
 #include "quant/q8_0x16.h"
 #include "quant/tf_q2x16.h"
+#include "quant/tf_q4x16.h"
 
 #include <gtest/gtest.h>
 
@@ -246,7 +247,58 @@ TEST(Q4_0x16, KernelsMatchQ4_0ScalarOnRealWeights) {
   CheckLayoutKernels(TensorType::kQ4_0, QuantizeRows(TensorType::kQ4_0, wf, rows, cols), rows, cols, name);
 }
 
+TEST(TfQ4x16, PackingRoundTripsAndKernelsMatchTfQ4Scalar) {
+  for (int64_t cols : {256, 768, 2048}) {
+    const int64_t rows = 48;
+    const auto w = QuantizeRows(TensorType::kTF_Q4, Gaussian(rows * cols, 13, 0.05f), rows, cols);
+    std::vector<uint8_t> v = w, scratch(LayoutScratchBytes(WeightLayout::kTfQ4x16, TensorType::kTF_Q4, cols));
+    ToLayout(WeightLayout::kTfQ4x16, TensorType::kTF_Q4, v.data(), rows, cols, scratch.data());
+    EXPECT_NE(v, w);
+    FromLayout(WeightLayout::kTfQ4x16, TensorType::kTF_Q4, v.data(), rows, cols, scratch.data());
+    EXPECT_EQ(v, w);
+    CheckLayoutKernels(TensorType::kTF_Q4, w, rows, cols, "random cols " + std::to_string(cols));
+  }
+}
+
+// Codes 15, sub-scales and mins 63 against activations of +-127: the largest
+// sum(q*y) * sc and m * group sums the kernel's int32 / int8 splits must hold.
+TEST(TfQ4x16, KernelsMatchAtTheIntegerExtremes) {
+  const int64_t rows = 32, cols = 512;
+  const size_t rb = RowBytes(TensorType::kTF_Q4, cols);
+  std::vector<uint8_t> w(rb * rows);
+  std::mt19937 rng(10);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < cols / 256; ++b) {
+      BlockTfQ4 blk;
+      blk.d = 0x3C00;
+      blk.dmin = 0x3800;
+      uint8_t sc[8], m[8];
+      for (int g = 0; g < 8; ++g) {
+        sc[g] = (r % 2) ? 63 : static_cast<uint8_t>(rng() & 63);
+        m[g] = (r % 2) ? 63 : static_cast<uint8_t>(rng() & 63);
+      }
+      PackScales6(sc, m, blk.scales);
+      std::memset(blk.qs, (r % 4 < 2) ? 0xFF : static_cast<int>(rng() & 0xFF), sizeof(blk.qs));
+      std::memcpy(w.data() + r * rb + b * sizeof(blk), &blk, sizeof(blk));
+    }
+  CheckLayoutKernels(TensorType::kTF_Q4, w, rows, cols, "extremes");
+}
+
+TEST(TfQ4x16, KernelsMatchTfQ4ScalarOnRealWeights) {
+  const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
+  TABFIT_REQUIRE_FILE(path);
+  std::vector<float> wf;
+  int64_t rows = 0, cols = 0;
+  std::string name;
+  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
+  rows = rows / 16 * 16;
+  ASSERT_GE(rows, 16);
+  CheckLayoutKernels(TensorType::kTF_Q4, QuantizeRows(TensorType::kTF_Q4, wf, rows, cols), rows, cols, name);
+}
+
 TEST(Layouts, PreferredLayoutFollowsTypeShapeAndCpu) {
+  const WeightLayout tq4 = qk::TfQ4x16KernelAvailable() ? WeightLayout::kTfQ4x16 : WeightLayout::kRowMajor;
+  EXPECT_EQ(PreferredLayout(TensorType::kTF_Q4, 64, 512), tq4);
   const WeightLayout q4 = qk::Q4_0x16KernelAvailable() ? WeightLayout::kQ4_0x16 : WeightLayout::kRowMajor;
   EXPECT_EQ(PreferredLayout(TensorType::kQ4_0, 64, 512), q4);
   const WeightLayout q8 = qk::Q8_0x16KernelAvailable() ? WeightLayout::kQ8_0x16 : WeightLayout::kRowMajor;

@@ -10,6 +10,7 @@
 #include "quant/kernels_impl.h"
 #include "quant/tf_decode.h"
 #include "quant/tf_q2x16.h"
+#include "quant/tf_q4x16.h"
 
 namespace tabfit::qk {
 
@@ -195,23 +196,27 @@ void DequantAffineRow(const void* src, float* dst, int64_t n, Decode decode) {
   }
 }
 
+// One superblock's term of the scalar affine dot.
+template <typename Block, typename Decode>
+float AffineTerm(const Block& x, const BlockQ8_KA& q, Decode decode) {
+  uint8_t codes[kQKSuper], sc[kGroups], m[kGroups];
+  UnpackScales6(x.scales, sc, m);
+  decode(x, codes);
+  int32_t sumi = 0, summ = 0;
+  for (int g = 0; g < kGroups; ++g) {
+    int32_t isum = 0;
+    for (int i = 0; i < kQKGroup; ++i) isum += codes[g * kQKGroup + i] * q.qs[g * kQKGroup + i];
+    sumi += sc[g] * isum;
+    summ += m[g] * (q.bsums[2 * g] + q.bsums[2 * g + 1]);
+  }
+  return SuperTerm(q.d, F16ToF32(x.d), F16ToF32(x.dmin), sumi, summ);
+}
+
 // Scalar affine dot for one row against one packed token row.
 template <typename Block, typename Decode>
 float DotAffine(const Block* x, const BlockQ8_KA* q, int64_t nsb, Decode decode) {
-  uint8_t codes[kQKSuper], sc[kGroups], m[kGroups];
   float sumf = 0.0f;
-  for (int64_t b = 0; b < nsb; ++b) {
-    UnpackScales6(x[b].scales, sc, m);
-    decode(x[b], codes);
-    int32_t sumi = 0, summ = 0;
-    for (int g = 0; g < kGroups; ++g) {
-      int32_t isum = 0;
-      for (int i = 0; i < kQKGroup; ++i) isum += codes[g * kQKGroup + i] * q[b].qs[g * kQKGroup + i];
-      sumi += sc[g] * isum;
-      summ += m[g] * (q[b].bsums[2 * g] + q[b].bsums[2 * g + 1]);
-    }
-    sumf += SuperTerm(q[b].d, F16ToF32(x[b].d), F16ToF32(x[b].dmin), sumi, summ);
-  }
+  for (int64_t b = 0; b < nsb; ++b) sumf += AffineTerm(x[b], q[b], decode);
   return sumf;
 }
 
@@ -229,6 +234,10 @@ void MatMulAffine(TF_MATMUL_ARGS, Decode decode) {
 }  // namespace
 
 // ---------------------------------------------------------------- TF_Q4
+float TfQ4SuperTerm(const BlockTfQ4& w, const BlockQ8_KA& x) {
+  return AffineTerm(w, x, [](const BlockTfQ4& b, uint8_t* c) { DecodeTfQ4(b, c); });
+}
+
 void FromFloatTfQ4(const float* src, void* dst, int64_t n, const float* imp) {
   QuantizeAffineRow<BlockTfQ4, 15>(src, dst, n, imp, [](const uint8_t* c, BlockTfQ4* b) { EncodeTfQ4(c, b); });
 }
