@@ -316,10 +316,10 @@ TEST(TfQ2x16, PreferredLayoutFollowsTypeShapeAndCpu) {
   EXPECT_EQ(PreferredLayout(TensorType::kTF_Q2R, 64, 512), want);
   EXPECT_EQ(PreferredLayout(TensorType::kTF_Q2, 40, 512), WeightLayout::kRowMajor);  // not whole tiles
   EXPECT_EQ(PreferredLayout(TensorType::kTF_Q2, 64, 500), WeightLayout::kRowMajor);
-  EXPECT_EQ(PreferredLayout(TensorType::kTF_Q4, 64, 512), WeightLayout::kRowMajor);
   EXPECT_EQ(LayoutTileRows(WeightLayout::kRowMajor), 1);
   EXPECT_EQ(LayoutTileRows(WeightLayout::kTfQ2x16), 16);
-  EXPECT_EQ(LayoutScratchBytes(WeightLayout::kTfQ2x16, TensorType::kTF_Q4, 512), 0u);
+  EXPECT_EQ(LayoutScratchBytes(WeightLayout::kTfQ2x16, TensorType::kTF_Q4, 512), 0u);  // not its type
+  EXPECT_EQ(PreferredLayout(TensorType::kTF_Q3, 64, 512), WeightLayout::kRowMajor);   // no layout
 #if defined(__x86_64__) && defined(TABFIT_TEST_EXPECT_X16_KERNEL)
   EXPECT_EQ(fast, __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi") &&
                       __builtin_cpu_supports("gfni") && __builtin_cpu_supports("avx512bw") &&
