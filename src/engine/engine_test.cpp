@@ -107,15 +107,15 @@ TEST(Engine, MaxBufferChunksWeightsAndStillComputesTheSame) {
   EXPECT_EQ(0, std::memcmp((*ref)->logits(), (*small)->logits(), nv * sizeof(float)));
 }
 
-// Weights in a 16-row interleaved run-time layout (TF_Q2x16, TF_Q4x16, Q8_0x16, Q4_0x16; where this
-// CPU has the kernel) compute what the row-major kernels do, prefill (several
-// tokens per mat-mul) and decode (one). TF_Q2, TF_Q4: bit-identical (both equal the
-// scalar oracle). Q8_0, Q4_0: same integer sums, but the row-major prefill kernels sum
-// in another float order; through the 8 layers of the demo model that leaves
-// logits within 3e-2 of their largest magnitude (measured 4.3e-3 to 1.07e-2) and
-// the same top token.
+// Weights in a 16-row interleaved run-time layout (TF_Q2x16, TF_Q4x16, TF_Q8x16,
+// Q8_0x16, Q4_0x16; where this CPU has the kernel) compute what the row-major
+// kernels do, prefill (several tokens per mat-mul) and decode (one). TF formats:
+// bit-identical (both equal the scalar oracle). Q8_0, Q4_0: same integer sums, but
+// the row-major prefill kernels sum in another float order; through the 8 layers
+// of the demo model that leaves logits within 3e-2 of their largest magnitude
+// (measured 4.3e-3 to 1.07e-2) and the same top token.
 TEST(Engine, RuntimeLayoutMatchesRowMajorLogits) {
-  for (const char* type : {"tf_q2", "tf_q4", "q8_0", "q4_0"}) {
+  for (const char* type : {"tf_q2", "tf_q4", "tf_q8", "q8_0", "q4_0"}) {
     EngineOptions o = TwoThreads();
     o.weight_type = type;
     auto tiled = Engine::LoadFile(testing::DemoModel(), o);
@@ -128,6 +128,7 @@ TEST(Engine, RuntimeLayoutMatchesRowMajorLogits) {
     const TensorType t = ts == "q8_0"    ? TensorType::kQ8_0
                          : ts == "q4_0"  ? TensorType::kQ4_0
                          : ts == "tf_q4" ? TensorType::kTF_Q4
+                         : ts == "tf_q8" ? TensorType::kTF_Q8
                                          : TensorType::kTF_Q2;
     if (PreferredLayout(t, 256, 256) != WeightLayout::kRowMajor) {
       // Every matrix but token_embd (read row by row); the demo model's rows are multiples of 16.
@@ -140,7 +141,7 @@ TEST(Engine, RuntimeLayoutMatchesRowMajorLogits) {
     std::vector<int32_t> ids = (*rows)->tokenizer().Encode("It is a truth universally acknowledged", true);
     ASSERT_TRUE((*tiled)->Eval(ids, /*all_logits=*/true).ok());
     ASSERT_TRUE((*rows)->Eval(ids, /*all_logits=*/true).ok());
-    const bool exact = t == TensorType::kTF_Q2 || t == TensorType::kTF_Q4;
+    const bool exact = t == TensorType::kTF_Q2 || t == TensorType::kTF_Q4 || t == TensorType::kTF_Q8;
     auto same = [&](size_t n, const std::string& what) {
       const float* a = (*tiled)->logits();
       const float* b = (*rows)->logits();

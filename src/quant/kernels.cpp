@@ -10,6 +10,7 @@
 #include "quant/q8_0x16.h"
 #include "quant/tf_q2x16.h"
 #include "quant/tf_q4x16.h"
+#include "quant/tf_q8x16.h"
 #include "quant/vec.h"
 
 #if defined(TABFIT_HAVE_AVX512VNNI_KERNELS)
@@ -118,6 +119,8 @@ constexpr LayoutTraits kLayouts[] = {
      MatMulQ4_0x16Scalar, VNNI(MatMulQ4_0x16Avx512), Q4_0x16KernelAvailable},
     {WeightLayout::kTfQ4x16, "TF_Q4x16", {TensorType::kTF_Q4, TensorType::kTF_Q4}, kQ4sRows, TfQ4ToX16, TfQ4FromX16,
      MatMulTfQ4x16Scalar, X16(MatMulTfQ4x16Avx512), TfQ4x16KernelAvailable},
+    {WeightLayout::kTfQ8x16, "TF_Q8x16", {TensorType::kTF_Q8, TensorType::kTF_Q8}, kQ8sRows, TfQ8ToX16, TfQ8FromX16,
+     MatMulTfQ8x16Scalar, VNNI(MatMulTfQ8x16Avx512), TfQ8x16KernelAvailable},
 };
 
 // The best ISA's entry, else its fallback's (kAvx512Vnni -> kAvx2), else scalar.

@@ -65,7 +65,10 @@ double BitsPerWeight(TensorType t);
 //   kQ8_0x16, kQ4_0x16: Q8_0 / Q4_0 with 16 rows interleaved (quant/q8_0x16.h,
 //             quant/q4_0x16.h), for AVX-512 VNNI.
 //   kTfQ4x16: TF_Q4 with 16 rows interleaved (quant/tf_q4x16.h), AVX-512 VNNI + VBMI.
-enum class WeightLayout : uint8_t { kRowMajor = 0, kTfQ2x16 = 1, kQ8_0x16 = 2, kQ4_0x16 = 3, kTfQ4x16 = 4 };
+//   kTfQ8x16: TF_Q8 with 16 rows interleaved (quant/tf_q8x16.h), AVX-512 VNNI.
+enum class WeightLayout : uint8_t {
+  kRowMajor = 0, kTfQ2x16 = 1, kQ8_0x16 = 2, kQ4_0x16 = 3, kTfQ4x16 = 4, kTfQ8x16 = 5
+};
 const char* WeightLayoutName(WeightLayout l);
 // The layout to give a [rows x cols] matrix of type t on this CPU: kRowMajor unless a
 // layout's fast kernel runs here and the shape fits it (rows a multiple of its tile).

@@ -1,10 +1,11 @@
-// Run-time layouts (TF_Q2x16, TF_Q4x16, Q8_0x16, Q4_0x16): packing round trips, and every layout kernel
+// Run-time layouts (TF_Q2x16, TF_Q4x16, TF_Q8x16, Q8_0x16, Q4_0x16): packing round trips, and every layout kernel
 // against the base format's scalar oracle (bit-identical), on random, adversarial
 // and real weights, over whole and partial tiles.
 #include "quant/q4_0x16.h"
 #include "quant/q8_0x16.h"
 #include "quant/tf_q2x16.h"
 #include "quant/tf_q4x16.h"
+#include "quant/tf_q8x16.h"
 
 #include <gtest/gtest.h>
 
@@ -296,7 +297,51 @@ TEST(TfQ4x16, KernelsMatchTfQ4ScalarOnRealWeights) {
   CheckLayoutKernels(TensorType::kTF_Q4, QuantizeRows(TensorType::kTF_Q4, wf, rows, cols), rows, cols, name);
 }
 
+TEST(TfQ8x16, PackingRoundTripsAndKernelsMatchTfQ8Scalar) {
+  for (int64_t cols : {256, 768, 2048}) {
+    const int64_t rows = 48;
+    const auto w = QuantizeRows(TensorType::kTF_Q8, Gaussian(rows * cols, 14, 0.05f), rows, cols);
+    std::vector<uint8_t> v = w, scratch(LayoutScratchBytes(WeightLayout::kTfQ8x16, TensorType::kTF_Q8, cols));
+    ToLayout(WeightLayout::kTfQ8x16, TensorType::kTF_Q8, v.data(), rows, cols, scratch.data());
+    EXPECT_NE(v, w);
+    FromLayout(WeightLayout::kTfQ8x16, TensorType::kTF_Q8, v.data(), rows, cols, scratch.data());
+    EXPECT_EQ(v, w);
+    CheckLayoutKernels(TensorType::kTF_Q8, w, rows, cols, "random cols " + std::to_string(cols));
+  }
+}
+
+// Codes -127 / 127 with sub-scales 255 against activations of +-127.
+TEST(TfQ8x16, KernelsMatchAtTheIntegerExtremes) {
+  const int64_t rows = 32, cols = 512;
+  const size_t rb = RowBytes(TensorType::kTF_Q8, cols);
+  std::vector<uint8_t> w(rb * rows);
+  std::mt19937 rng(15);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < cols / 256; ++b) {
+      BlockTfQ8 blk;
+      blk.d = 0x0400;  // small: 255 * 127 * 127 * 256 stays finite and exact in int32
+      for (int g = 0; g < 8; ++g) blk.scales[g] = (r % 2) ? 255 : static_cast<uint8_t>(rng());
+      for (int k = 0; k < 256; ++k) blk.qs[k] = (r % 4 == 0) ? 127 : (r % 4 == 1) ? -127 : static_cast<int8_t>(rng() % 255 - 127);
+      std::memcpy(w.data() + r * rb + b * sizeof(blk), &blk, sizeof(blk));
+    }
+  CheckLayoutKernels(TensorType::kTF_Q8, w, rows, cols, "extremes");
+}
+
+TEST(TfQ8x16, KernelsMatchTfQ8ScalarOnRealWeights) {
+  const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
+  TABFIT_REQUIRE_FILE(path);
+  std::vector<float> wf;
+  int64_t rows = 0, cols = 0;
+  std::string name;
+  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
+  rows = rows / 16 * 16;
+  ASSERT_GE(rows, 16);
+  CheckLayoutKernels(TensorType::kTF_Q8, QuantizeRows(TensorType::kTF_Q8, wf, rows, cols), rows, cols, name);
+}
+
 TEST(Layouts, PreferredLayoutFollowsTypeShapeAndCpu) {
+  const WeightLayout tq8 = qk::TfQ8x16KernelAvailable() ? WeightLayout::kTfQ8x16 : WeightLayout::kRowMajor;
+  EXPECT_EQ(PreferredLayout(TensorType::kTF_Q8, 64, 512), tq8);
   const WeightLayout tq4 = qk::TfQ4x16KernelAvailable() ? WeightLayout::kTfQ4x16 : WeightLayout::kRowMajor;
   EXPECT_EQ(PreferredLayout(TensorType::kTF_Q4, 64, 512), tq4);
   const WeightLayout q4 = qk::Q4_0x16KernelAvailable() ? WeightLayout::kQ4_0x16 : WeightLayout::kRowMajor;

@@ -1,4 +1,5 @@
-// Q8_0x16 and Q4_0x16 mat-muls (layouts in q8_0x16.h, q4_0x16.h) with AVX-512
+// Q8_0x16, Q4_0x16 and TF_Q8x16 mat-muls (layouts in q8_0x16.h, q4_0x16.h,
+// tf_q8x16.h; TF_Q8x16 below) with AVX-512
 // F/BW/VL/VNNI. Compiled with those flags; called only after CPUID says the CPU
 // has them (Isa::kAvx512Vnni).
 //
@@ -16,6 +17,7 @@
 
 #include "quant/q4_0x16.h"
 #include "quant/q8_0x16.h"
+#include "quant/tf_q8x16.h"
 
 namespace tabfit::qk {
 namespace {
@@ -142,6 +144,61 @@ void MatMulX16(void (*scalar)(const void*, size_t, int64_t, int64_t, int64_t, co
   }
 }
 
+// ---------------------------------------------------------------- TF_Q8x16
+// Per tile and superblock (4256 bytes): per group, 8 vpdpbusd of (code + 128) give
+// sum((q + 128) * y) for 16 rows; minus 128 * (bsum[2g] + bsum[2g+1]) that is the
+// oracle's isum, times sc (vpmulld) into sumi; then the oracle's SuperTerm with
+// dmin = 0 and summ = 0, i.e. dy * (d * sumi - 0 * 0): bit-identical.
+template <int NT>
+void TfQ8Tile(const uint8_t* tile, int64_t nsb, const BlockQ8_KA* const* xt, float* y, int64_t ldy) {
+  alignas(64) static constexpr uint8_t kPick[4][64] = {
+#define TF_PICK(j)                                                                                                  \
+  {j, 0x80, 0x80, 0x80, 4 + j, 0x80, 0x80, 0x80, 8 + j, 0x80, 0x80, 0x80, 12 + j, 0x80, 0x80, 0x80,              \
+   j, 0x80, 0x80, 0x80, 4 + j, 0x80, 0x80, 0x80, 8 + j, 0x80, 0x80, 0x80, 12 + j, 0x80, 0x80, 0x80,              \
+   j, 0x80, 0x80, 0x80, 4 + j, 0x80, 0x80, 0x80, 8 + j, 0x80, 0x80, 0x80, 12 + j, 0x80, 0x80, 0x80,              \
+   j, 0x80, 0x80, 0x80, 4 + j, 0x80, 0x80, 0x80, 8 + j, 0x80, 0x80, 0x80, 12 + j, 0x80, 0x80, 0x80}
+      TF_PICK(0), TF_PICK(1), TF_PICK(2), TF_PICK(3)
+#undef TF_PICK
+  };
+  __m512 sumf[NT];
+  for (int t = 0; t < NT; ++t) sumf[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nsb; ++b) {
+    const uint8_t* sb = tile + b * kQ8sSuperBytes;
+    for (int l = 0; l < kQ8sSuperBytes; l += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(sb + kPrefetchAhead + l), _MM_HINT_T0);
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb)));
+    const __m512i sc4[2] = {_mm512_loadu_si512(sb + 32), _mm512_loadu_si512(sb + 96)};
+    alignas(32) int32_t corr[NT][8];  // 128 * group sums of each token
+    for (int t = 0; t < NT; ++t) {
+      const __m256i gs = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][b].bsums)),
+                                           _mm256_set1_epi16(1));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(corr[t]), _mm256_slli_epi32(gs, 7));
+    }
+    __m512i sumi[NT];
+    for (int t = 0; t < NT; ++t) sumi[t] = _mm512_setzero_si512();
+    for (int g = 0; g < 8; ++g) {
+      __m512i acc[NT];
+      for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_si512();
+      for (int k = 0; k < 8; ++k) {
+        const __m512i u = _mm512_loadu_si512(sb + kQ8sCodesOffset + 512 * g + 64 * k);
+        for (int t = 0; t < NT; ++t) acc[t] = _mm512_dpbusd_epi32(acc[t], u, Bcast32(xt[t][b].qs + 32 * g + 4 * k));
+      }
+      const __m512i scg = _mm512_shuffle_epi8(sc4[g / 4], _mm512_load_si512(kPick[g % 4]));
+      for (int t = 0; t < NT; ++t) {
+        const __m512i isum = _mm512_sub_epi32(acc[t], _mm512_set1_epi32(corr[t][g]));
+        sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(isum, scg));
+      }
+    }
+    for (int t = 0; t < NT; ++t) {
+      // SuperTerm(dy, d, 0, sumi, 0) = dy * (d*sumi - 0*0).
+      const __m512 a = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sumi[t]));
+      const __m512 bm = _mm512_mul_ps(_mm512_setzero_ps(), _mm512_setzero_ps());
+      sumf[t] = _mm512_add_ps(sumf[t], _mm512_mul_ps(_mm512_set1_ps(xt[t][b].d), _mm512_sub_ps(a, bm)));
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(y + t * ldy, sumf[t]);
+}
+
 }  // namespace
 
 void MatMulQ8_0x16Avx512(const void* w, size_t row_bytes, int64_t r0, int64_t r1, int64_t cols, const void* xpacked,
@@ -152,6 +209,35 @@ void MatMulQ8_0x16Avx512(const void* w, size_t row_bytes, int64_t r0, int64_t r1
 void MatMulQ4_0x16Avx512(const void* w, size_t row_bytes, int64_t r0, int64_t r1, int64_t cols, const void* xpacked,
                          int64_t n_tokens, float* y, int64_t ldy) {
   MatMulX16<Q4>(MatMulQ4_0x16Scalar, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
+}
+
+void MatMulTfQ8x16Avx512(const void* w, size_t row_bytes, int64_t r0, int64_t r1, int64_t cols, const void* xpacked,
+                         int64_t n_tokens, float* y, int64_t ldy) {
+  const int64_t a = (r0 + kQ8sRows - 1) / kQ8sRows * kQ8sRows, e = r1 / kQ8sRows * kQ8sRows;
+  if (a >= e) {
+    MatMulTfQ8x16Scalar(w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
+    return;
+  }
+  if (r0 < a) MatMulTfQ8x16Scalar(w, row_bytes, r0, a, cols, xpacked, n_tokens, y, ldy);
+  if (e < r1) MatMulTfQ8x16Scalar(w, row_bytes, e, r1, cols, xpacked, n_tokens, y, ldy);
+  const int64_t nsb = cols / kQKSuper;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* x = static_cast<const BlockQ8_KA*>(xpacked);
+  for (int64_t r = a; r < e; r += kQ8sRows) {
+    const uint8_t* tile = wb + r * row_bytes;
+    for (int64_t t = 0; t < n_tokens; t += 4) {
+      const BlockQ8_KA* xt[4];
+      const int nt = static_cast<int>(std::min<int64_t>(4, n_tokens - t));
+      for (int i = 0; i < nt; ++i) xt[i] = x + (t + i) * nsb;
+      float* yt = y + t * ldy + r;
+      switch (nt) {
+        case 1: TfQ8Tile<1>(tile, nsb, xt, yt, ldy); break;
+        case 2: TfQ8Tile<2>(tile, nsb, xt, yt, ldy); break;
+        case 3: TfQ8Tile<3>(tile, nsb, xt, yt, ldy); break;
+        default: TfQ8Tile<4>(tile, nsb, xt, yt, ldy); break;
+      }
+    }
+  }
 }
 
 }  // namespace tabfit::qk
