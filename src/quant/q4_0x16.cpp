@@ -31,8 +31,7 @@ void Q4_0ToX16(uint8_t* data, int64_t rows, int64_t cols, uint8_t* scratch) {
       for (int r = 0; r < kQ4x16Rows; ++r) {
         const auto* src = reinterpret_cast<const BlockQ4_0*>(scratch + r * rb) + b;
         std::memcpy(dst + 2 * r, &src->d, 2);
-        for (int k = 0; k < 4; ++k)
-          for (int j = 0; j < 4; ++j) dst[32 + 64 * k + 4 * r + j] = src->qs[4 * k + j];
+        for (int k = 0; k < 4; ++k) std::memcpy(dst + 32 + 64 * k + 4 * r, src->qs + 4 * k, 4);
       }
     }
   }

@@ -26,13 +26,17 @@ void Q8_0ToX16(uint8_t* data, int64_t rows, int64_t cols, uint8_t* scratch) {
   for (int64_t t = 0; t + kQ8x16Rows <= rows; t += kQ8x16Rows) {
     uint8_t* tile = data + t * rb;
     std::memcpy(scratch, tile, kQ8x16Rows * rb);
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* dst = tile + b * kQ8x16BlockBytes;
-      for (int r = 0; r < kQ8x16Rows; ++r) {
+    for (int r = 0; r < kQ8x16Rows; ++r) {  // rows outer: the scratch is read in order
+      for (int64_t b = 0; b < nb; ++b) {
+        uint8_t* dst = tile + b * kQ8x16BlockBytes;
         const auto* src = reinterpret_cast<const BlockQ8_0*>(scratch + r * rb) + b;
         std::memcpy(dst + 2 * r, &src->d, 2);
-        for (int k = 0; k < 8; ++k)
-          for (int j = 0; j < 4; ++j) dst[32 + 64 * k + 4 * r + j] = static_cast<uint8_t>(src->qs[4 * k + j]) ^ 0x80;
+        for (int k = 0; k < 8; ++k) {  // 4 codes at a time (a byte-wise loop made loading 4x slower)
+          uint32_t v;
+          std::memcpy(&v, src->qs + 4 * k, 4);
+          v ^= 0x80808080u;
+          std::memcpy(dst + 32 + 64 * k + 4 * r, &v, 4);
+        }
       }
     }
   }

@@ -36,9 +36,12 @@ void TfQ8ToX16(uint8_t* data, int64_t rows, int64_t cols, uint8_t* scratch) {
         std::memcpy(dst + 2 * r, &s.d, 2);
         for (int g = 0; g < 8; ++g) dst[32 + 64 * (g / 4) + 4 * r + g % 4] = s.scales[g];
         for (int g = 0; g < 8; ++g)
-          for (int k = 0; k < 8; ++k)
-            for (int j = 0; j < 4; ++j)
-              dst[kQ8sCodesOffset + 512 * g + 64 * k + 4 * r + j] = static_cast<uint8_t>(s.qs[32 * g + 4 * k + j]) ^ 0x80;
+          for (int k = 0; k < 8; ++k) {  // 4 codes at a time
+            uint32_t v;
+            std::memcpy(&v, s.qs + 32 * g + 4 * k, 4);
+            v ^= 0x80808080u;
+            std::memcpy(dst + kQ8sCodesOffset + 512 * g + 64 * k + 4 * r, &v, 4);
+          }
       }
     }
   }
