@@ -18,6 +18,11 @@
 // With AVX512_VBMI (run-time check) the z offsets come from vpmultishiftqb: TinyLlama
 // TF_Q2 1-thread 85.1 / 87.2 / 87.9 -> 88.3 / 89.8 / 89.9 tok/s (interleaved A/B).
 // Prefill (4 or more tokens) and the rows % 8 tail use the AVX2 kernels.
+// Where the loader gives a matrix a run-time layout (kernels.h WeightLayout; by
+// default for TF_Q2/TF_Q2R/TF_Q4/TF_Q8/Q8_0/Q4_0 on CPUs with these instructions),
+// the layout's kernel (tf_q2x16_avx512.cpp, tf_q4x16_avx512.cpp, qx16_avx512.cpp)
+// runs instead: these row-major kernels then serve --no-repack, matrices whose rows
+// are not a multiple of 16, and callers with their own buffers (the KV caches).
 #include <immintrin.h>
 
 #include <cstring>
