@@ -76,24 +76,75 @@ void LlamaModel::MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x,
       PackActivations(w.type, x + b * w.cols, static_cast<int64_t>(e - b), w.cols, packed + b * prb);
     });
   }
-  const int64_t per = w.rows_per_chunk();
   // Rows are split among threads in multiples of 16 so register tiles (and the
   // 16-row tiles of a run-time layout) stay whole.
   pool.ParallelFor(
       w.rows,
       [&](size_t b, size_t e, int) {
-        int64_t r = static_cast<int64_t>(b);
-        const int64_t end = static_cast<int64_t>(e);
-        while (r < end) {
-          const int64_t c = r / per;
-          const int64_t chunk_end = std::min(end, (c + 1) * per);
-          MatMulRowsLayout(w.layout, w.type, w.data.chunks[c].data(), w.row_bytes, r - c * per, chunk_end - c * per,
-                           w.cols, packed, n, y + c * per, w.rows);
-          r = chunk_end;
-        }
-        if (epilogue && b < e) epilogue(static_cast<int64_t>(b), end);
+        MatMulRange(w, static_cast<int64_t>(b), static_cast<int64_t>(e), packed, n, y);
+        if (epilogue && b < e) epilogue(static_cast<int64_t>(b), static_cast<int64_t>(e));
       },
       16);
+}
+
+void LlamaModel::MatMulRange(const WeightMatrix& w, int64_t begin, int64_t end, const void* packed, int n,
+                             float* y) const {
+  const int64_t per = w.rows_per_chunk();
+  for (int64_t r = begin; r < end;) {
+    const int64_t c = r / per;
+    const int64_t chunk_end = std::min(end, (c + 1) * per);
+    MatMulRowsLayout(w.layout, w.type, w.data.chunks[c].data(), w.row_bytes, r - c * per, chunk_end - c * per, w.cols,
+                     packed, n, y + c * per, w.rows);
+    r = chunk_end;
+  }
+}
+
+void LlamaModel::MatMulSameInput(ThreadPool& pool, std::initializer_list<MatMulOut> outs, const float* x, int n,
+                                 ForwardScratch& s, const Epilogue& epilogue) const {
+  const WeightMatrix& w0 = *outs.begin()->w;
+  bool same = true;
+  for (const MatMulOut& o : outs) same = same && o.w->type == w0.type && o.w->cols == w0.cols;
+  if (!same) {
+    size_t i = 0;
+    const WeightMatrix* prev = nullptr;
+    for (const MatMulOut& o : outs) {
+      const bool last = ++i == outs.size();
+      MatMul(pool, *o.w, x, n, o.y, s, prev && prev->type == o.w->type && prev->cols == o.w->cols,
+             last ? epilogue : nullptr);
+      prev = o.w;
+    }
+    return;
+  }
+  // Pack x once (MatMul's first call packs it, the others reuse it).
+  if (s.observe_input) {
+    for (const MatMulOut& o : outs) s.observe_input(*o.w, x, n);
+  }
+  const size_t prb = PackedActivationRowBytes(w0.type, w0.cols);
+  uint8_t* packed = s.packed.as<uint8_t>();
+  if (n == 1) {
+    PackActivations(w0.type, x, 1, w0.cols, packed);
+  } else {
+    pool.ParallelFor(n, [&](size_t b, size_t e, int) {
+      PackActivations(w0.type, x + b * w0.cols, static_cast<int64_t>(e - b), w0.cols, packed + b * prb);
+    });
+  }
+  // One task per thread; thread t takes, of every matrix, the rows ThreadPool::ParallelFor
+  // (rows, grain 16) would give it, so results equal separate MatMul calls exactly.
+  const size_t threads = static_cast<size_t>(pool.num_threads());
+  pool.ParallelFor(threads, [&](size_t tb, size_t te, int) {
+    for (size_t t = tb; t < te; ++t) {
+      size_t i = 0;
+      for (const MatMulOut& o : outs) {
+        const size_t rows = static_cast<size_t>(o.w->rows), blocks = (rows + 15) / 16;
+        const size_t nt = std::min(threads, blocks);
+        if (t >= nt) continue;
+        const int64_t b = static_cast<int64_t>(blocks * t / nt * 16);
+        const int64_t e = static_cast<int64_t>(std::min(rows, blocks * (t + 1) / nt * 16));
+        MatMulRange(*o.w, b, e, packed, n, o.y);
+        if (++i == outs.size() && epilogue && b < e) epilogue(b, e);
+      }
+    }
+  });
 }
 
 void LlamaModel::ApplyRope(float* x, int n_heads, int pos) const {
@@ -168,9 +219,7 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
     // Attention block.
     for (int t = 0; t < n; ++t) RmsNorm(x + t * D, L.attn_norm.as<float>(), xb + t * D, D, hp.rms_eps);
     // q, k and v read the same input: pack it once when their types agree.
-    MatMul(pool, L.wq, xb, n, q, s);
-    MatMul(pool, L.wk, xb, n, k, s, L.wk.type == L.wq.type);
-    MatMul(pool, L.wv, xb, n, v, s, L.wv.type == L.wk.type);
+    MatMulSameInput(pool, {{&L.wq, q}, {&L.wk, k}, {&L.wv, v}}, xb, n, s);
     if (hp.qkv_bias) {
       for (int t = 0; t < n; ++t) {
         for (int i = 0; i < QD; ++i) q[t * QD + i] += L.bq.as<float>()[i];
@@ -205,9 +254,9 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
 
     // Feed-forward block (SwiGLU).
     for (int t = 0; t < n; ++t) RmsNorm(x + t * D, L.ffn_norm.as<float>(), xb + t * D, D, hp.rms_eps);
-    MatMul(pool, L.w_gate, xb, n, hb, s);
-    // hb = silu(gate) * up, each thread for the rows of up it computed (gate's are all done).
-    MatMul(pool, L.w_up, xb, n, hb2, s, L.w_up.type == L.w_gate.type, [&](int64_t b, int64_t e) {
+    // hb = silu(gate) * up, each thread for the rows of up it computed (and of gate: the
+    // same rows, in the same pass when the types agree; else gate's are all done before).
+    MatMulSameInput(pool, {{&L.w_gate, hb}, {&L.w_up, hb2}}, xb, n, s, [&](int64_t b, int64_t e) {
       for (int t = 0; t < n; ++t)
         for (int64_t i = t * FF + b; i < t * FF + e; ++i) {
           const float g = hb[i];

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -119,6 +120,18 @@ class LlamaModel {
   using Epilogue = std::function<void(int64_t begin, int64_t end)>;
   void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y, ForwardScratch& s,
               bool reuse_packed = false, const Epilogue& epilogue = nullptr) const;
+  // Mat-muls of the same input x (q/k/v; gate/up) in ONE parallel pass when they
+  // share type and width (x is packed once): each thread computes the same share
+  // of every matrix's rows that MatMul would give it, in list order, then
+  // epilogue(begin, end) over its share of the last matrix. Otherwise MatMul each.
+  struct MatMulOut {
+    const WeightMatrix* w;
+    float* y;
+  };
+  void MatMulSameInput(ThreadPool& pool, std::initializer_list<MatMulOut> outs, const float* x, int n,
+                       ForwardScratch& s, const Epilogue& epilogue = nullptr) const;
+  // Rows [begin, end) of w for n tokens from already packed activations.
+  void MatMulRange(const WeightMatrix& w, int64_t begin, int64_t end, const void* packed, int n, float* y) const;
 
   LlamaHParams hp_;
   WeightMatrix tok_embd_;
