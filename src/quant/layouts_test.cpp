@@ -179,6 +179,16 @@ TEST(Q8_0x16, KernelsMatchQ8_0ScalarOnRandomWeights) {
   }
 }
 
+// A row longer than the old 32768-column limit of the kernel's activation-sum buffer
+// (now 131072): the fast path, several tokens, one tile.
+TEST(Q8_0x16, KernelsMatchOnLongRows) {
+  const int64_t rows = 16, cols = 40960;
+  for (TensorType t : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+    const auto w = QuantizeRows(t, Gaussian(rows * cols, 16, 0.05f), rows, cols);
+    CheckLayoutKernels(t, w, rows, cols, "long rows");
+  }
+}
+
 // Codes -128 and 127 (GGUF files may hold -128) against activations of +-127.
 TEST(Q8_0x16, KernelsMatchAtTheIntegerExtremes) {
   const int64_t rows = 32, cols = 256;

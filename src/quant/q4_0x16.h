@@ -33,7 +33,8 @@ void MatMulQ4_0x16Scalar(const void* w, size_t row_bytes, int64_t r0, int64_t r1
                          int64_t n_tokens, float* y, int64_t ldy);
 #if defined(TABFIT_HAVE_AVX512VNNI_KERNELS)
 // Needs AVX-512 F/BW/VL/VNNI. Equals MatMulQ4_0x16Scalar up to the fused
-// multiply-add of each block's term (as the row-major x86 Q4_0 kernels).
+// multiply-add of each block's term (as the row-major x86 Q4_0 kernels). Rows of
+// more than 131072 columns run the scalar kernel.
 void MatMulQ4_0x16Avx512(const void* w, size_t row_bytes, int64_t r0, int64_t r1, int64_t cols, const void* xpacked,
                          int64_t n_tokens, float* y, int64_t ldy);
 #endif

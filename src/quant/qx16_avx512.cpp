@@ -26,8 +26,9 @@ namespace {
 // prefetch to reach the read ceiling: 10 KiB ahead there and here.
 constexpr int kPrefetchAhead = 10240;
 // kOffset * sum(y) per (token, block) of the tokens in flight: the stack buffer's size
-// bounds tokens per pass (at least 4) as kSumSlots / blocks.
-constexpr int kSumSlots = 4096;
+// (64 KiB) bounds tokens per pass as kSumSlots / blocks, at least 4, so rows of up to
+// 131072 columns (4096 blocks) take the fast path; longer rows fall back to the scalar kernel.
+constexpr int kSumSlots = 16384;
 
 inline __m512i Bcast32(const int8_t* p) {
   int32_t v;
