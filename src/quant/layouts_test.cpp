@@ -101,6 +101,20 @@ void CheckLayoutKernels(TensorType t, const std::vector<uint8_t>& w, int64_t row
   }
 }
 
+// The demo model's first matrix (whole tiles of it), quantized to t.
+void CheckOnRealWeights(TensorType t) {
+  const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
+  TABFIT_REQUIRE_FILE(path);
+  std::vector<float> wf;
+  int64_t rows = 0, cols = 0;
+  std::string name;
+  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
+  rows = rows / 16 * 16;
+  ASSERT_GE(rows, 16);
+  ASSERT_EQ(cols % 256, 0);
+  CheckLayoutKernels(t, QuantizeRows(t, wf, rows, cols), rows, cols, name);
+}
+
 TEST(TfQ2x16, PackingRoundTripsByteForByte) {
   for (TensorType t : {TensorType::kTF_Q2, TensorType::kTF_Q2R}) {
     const int64_t rows = 32, cols = 768;
@@ -147,17 +161,8 @@ TEST(TfQ2x16, KernelsMatchAtTheIntegerExtremes) {
 }
 
 TEST(TfQ2x16, KernelsMatchTfQ2ScalarOnRealWeights) {
-  const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
-  TABFIT_REQUIRE_FILE(path);
-  std::vector<float> wf;
-  int64_t rows = 0, cols = 0;
-  std::string name;
-  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
-  rows = rows / 16 * 16;
-  ASSERT_GE(rows, 16);
-  ASSERT_EQ(cols % 256, 0);
-  for (TensorType t : {TensorType::kTF_Q2, TensorType::kTF_Q2R})
-    CheckLayoutKernels(t, QuantizeRows(t, wf, rows, cols), rows, cols, name);
+  CheckOnRealWeights(TensorType::kTF_Q2);
+  CheckOnRealWeights(TensorType::kTF_Q2R);
 }
 
 TEST(Q8_0x16, PackingRoundTripsByteForByte) {
@@ -206,15 +211,7 @@ TEST(Q8_0x16, KernelsMatchAtTheIntegerExtremes) {
 }
 
 TEST(Q8_0x16, KernelsMatchQ8_0ScalarOnRealWeights) {
-  const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
-  TABFIT_REQUIRE_FILE(path);
-  std::vector<float> wf;
-  int64_t rows = 0, cols = 0;
-  std::string name;
-  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
-  rows = rows / 16 * 16;
-  ASSERT_GE(rows, 16);
-  CheckLayoutKernels(TensorType::kQ8_0, QuantizeRows(TensorType::kQ8_0, wf, rows, cols), rows, cols, name);
+  CheckOnRealWeights(TensorType::kQ8_0);
 }
 
 TEST(Q4_0x16, PackingRoundTripsAndKernelsMatchQ4_0Scalar) {
@@ -247,15 +244,7 @@ TEST(Q4_0x16, KernelsMatchAtTheIntegerExtremes) {
 }
 
 TEST(Q4_0x16, KernelsMatchQ4_0ScalarOnRealWeights) {
-  const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
-  TABFIT_REQUIRE_FILE(path);
-  std::vector<float> wf;
-  int64_t rows = 0, cols = 0;
-  std::string name;
-  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
-  rows = rows / 16 * 16;
-  ASSERT_GE(rows, 16);
-  CheckLayoutKernels(TensorType::kQ4_0, QuantizeRows(TensorType::kQ4_0, wf, rows, cols), rows, cols, name);
+  CheckOnRealWeights(TensorType::kQ4_0);
 }
 
 TEST(TfQ4x16, PackingRoundTripsAndKernelsMatchTfQ4Scalar) {
@@ -296,15 +285,7 @@ TEST(TfQ4x16, KernelsMatchAtTheIntegerExtremes) {
 }
 
 TEST(TfQ4x16, KernelsMatchTfQ4ScalarOnRealWeights) {
-  const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
-  TABFIT_REQUIRE_FILE(path);
-  std::vector<float> wf;
-  int64_t rows = 0, cols = 0;
-  std::string name;
-  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
-  rows = rows / 16 * 16;
-  ASSERT_GE(rows, 16);
-  CheckLayoutKernels(TensorType::kTF_Q4, QuantizeRows(TensorType::kTF_Q4, wf, rows, cols), rows, cols, name);
+  CheckOnRealWeights(TensorType::kTF_Q4);
 }
 
 TEST(TfQ8x16, PackingRoundTripsAndKernelsMatchTfQ8Scalar) {
@@ -338,15 +319,7 @@ TEST(TfQ8x16, KernelsMatchAtTheIntegerExtremes) {
 }
 
 TEST(TfQ8x16, KernelsMatchTfQ8ScalarOnRealWeights) {
-  const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
-  TABFIT_REQUIRE_FILE(path);
-  std::vector<float> wf;
-  int64_t rows = 0, cols = 0;
-  std::string name;
-  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
-  rows = rows / 16 * 16;
-  ASSERT_GE(rows, 16);
-  CheckLayoutKernels(TensorType::kTF_Q8, QuantizeRows(TensorType::kTF_Q8, wf, rows, cols), rows, cols, name);
+  CheckOnRealWeights(TensorType::kTF_Q8);
 }
 
 TEST(Layouts, PreferredLayoutFollowsTypeShapeAndCpu) {

@@ -18,6 +18,7 @@
 #include "quant/q4_0x16.h"
 #include "quant/q8_0x16.h"
 #include "quant/tf_q8x16.h"
+#include "quant/x16_driver.h"
 
 namespace tabfit::qk {
 namespace {
@@ -214,31 +215,10 @@ void MatMulQ4_0x16Avx512(const void* w, size_t row_bytes, int64_t r0, int64_t r1
 
 void MatMulTfQ8x16Avx512(const void* w, size_t row_bytes, int64_t r0, int64_t r1, int64_t cols, const void* xpacked,
                          int64_t n_tokens, float* y, int64_t ldy) {
-  const int64_t a = (r0 + kQ8sRows - 1) / kQ8sRows * kQ8sRows, e = r1 / kQ8sRows * kQ8sRows;
-  if (a >= e) {
-    MatMulTfQ8x16Scalar(w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
-    return;
-  }
-  if (r0 < a) MatMulTfQ8x16Scalar(w, row_bytes, r0, a, cols, xpacked, n_tokens, y, ldy);
-  if (e < r1) MatMulTfQ8x16Scalar(w, row_bytes, e, r1, cols, xpacked, n_tokens, y, ldy);
   const int64_t nsb = cols / kQKSuper;
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* x = static_cast<const BlockQ8_KA*>(xpacked);
-  for (int64_t r = a; r < e; r += kQ8sRows) {
-    const uint8_t* tile = wb + r * row_bytes;
-    for (int64_t t = 0; t < n_tokens; t += 4) {
-      const BlockQ8_KA* xt[4];
-      const int nt = static_cast<int>(std::min<int64_t>(4, n_tokens - t));
-      for (int i = 0; i < nt; ++i) xt[i] = x + (t + i) * nsb;
-      float* yt = y + t * ldy + r;
-      switch (nt) {
-        case 1: TfQ8Tile<1>(tile, nsb, xt, yt, ldy); break;
-        case 2: TfQ8Tile<2>(tile, nsb, xt, yt, ldy); break;
-        case 3: TfQ8Tile<3>(tile, nsb, xt, yt, ldy); break;
-        default: TfQ8Tile<4>(tile, nsb, xt, yt, ldy); break;
-      }
-    }
-  }
+  DriveTfX16(MatMulTfQ8x16Scalar, [&](auto nt, const uint8_t* tile, const BlockQ8_KA* const* xt, float* yt) {
+    TfQ8Tile<decltype(nt)::value>(tile, nsb, xt, yt, ldy);
+  }, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
 }
 
 }  // namespace tabfit::qk

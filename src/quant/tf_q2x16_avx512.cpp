@@ -21,6 +21,7 @@
 
 #include "quant/kernel_list.h"
 #include "quant/tf_q2x16.h"
+#include "quant/x16_driver.h"
 
 namespace tabfit::qk {
 namespace {
@@ -163,32 +164,11 @@ bool TfQ2x16KernelAvailable() {
 
 void MatMulTfQ2x16Avx512(const void* w, size_t row_bytes, int64_t r0, int64_t r1, int64_t cols,
                          const void* xpacked, int64_t n_tokens, float* y, int64_t ldy) {
-  const int64_t a = (r0 + kX16Rows - 1) / kX16Rows * kX16Rows, e = r1 / kX16Rows * kX16Rows;
-  if (a >= e) {
-    MatMulTfQ2x16Scalar(w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
-    return;
-  }
-  if (r0 < a) MatMulTfQ2x16Scalar(w, row_bytes, r0, a, cols, xpacked, n_tokens, y, ldy);
-  if (e < r1) MatMulTfQ2x16Scalar(w, row_bytes, e, r1, cols, xpacked, n_tokens, y, ldy);
   static const Consts c;
   const int64_t nsb = cols / kQKSuper;
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* x = static_cast<const BlockQ8_KA*>(xpacked);
-  for (int64_t r = a; r < e; r += kX16Rows) {
-    const uint8_t* tile = wb + r * row_bytes;
-    for (int64_t t = 0; t < n_tokens; t += 4) {
-      const BlockQ8_KA* xt[4];
-      const int nt = static_cast<int>(std::min<int64_t>(4, n_tokens - t));
-      for (int i = 0; i < nt; ++i) xt[i] = x + (t + i) * nsb;
-      float* yt = y + t * ldy + r;
-      switch (nt) {
-        case 1: Tile<1>(tile, nsb, xt, yt, ldy, c); break;
-        case 2: Tile<2>(tile, nsb, xt, yt, ldy, c); break;
-        case 3: Tile<3>(tile, nsb, xt, yt, ldy, c); break;
-        default: Tile<4>(tile, nsb, xt, yt, ldy, c); break;
-      }
-    }
-  }
+  DriveTfX16(MatMulTfQ2x16Scalar, [&](auto nt, const uint8_t* tile, const BlockQ8_KA* const* xt, float* yt) {
+    Tile<decltype(nt)::value>(tile, nsb, xt, yt, ldy, c);
+  }, w, row_bytes, r0, r1, cols, xpacked, n_tokens, y, ldy);
 }
 
 }  // namespace tabfit::qk
