@@ -350,4 +350,10 @@ double ExpShiftSumScalar(float* x, float shift, int64_t n) {
   return sum;
 }
 
+double SumSquaresScalar(const float* x, int64_t n) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  return sum;
+}
+
 }  // namespace tabfit::qk

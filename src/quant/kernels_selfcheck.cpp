@@ -92,7 +92,9 @@ int main() {
       bool ok = true;
       for (int64_t i = 0; i < n; ++i) ok &= std::fabs(y1[i] - y2[i]) <= 1e-6f * (std::fabs(y2[i]) + 1);
       Check(ok, "axpy_f16", "", IsaName(v.isa), n);
-      checked += 3;
+      const double ss = s.sum_squares(a.data(), n);
+      Check(std::fabs(v.sum_squares(a.data(), n) - ss) <= (n + 1) * 0x1p-52 * ss, "sum_squares", "", IsaName(v.isa), n);
+      checked += 4;
     }
   }
   // Subnormal / inf / nan halves through the SIMD f16 paths.

@@ -405,6 +405,23 @@ TEST(Vec, ExpShiftSumMatchesStdExp) {
   }
 }
 
+// RMSNorm's sum of squares: every ISA's double sum within n ulp-sized steps of the
+// scalar oracle's (same products, another summation order), including tails and
+// values whose squares overflow float.
+TEST(Vec, SumSquaresMatchesScalar) {
+  for (int64_t n : {0, 1, 3, 15, 16, 17, 2048, 5633}) {
+    auto x = Gaussian(n, 31);
+    if (n > 2) x[2] = 3e30f;  // its square is past FLT_MAX: must not become inf
+    const double want = AllVecKernels()[0].sum_squares(x.data(), n);
+    for (const VecKernels& v : AllVecKernels()) {
+      if (!IsaAvailable(v.isa)) continue;
+      const double got = v.sum_squares(x.data(), n);
+      EXPECT_TRUE(std::isfinite(got)) << IsaName(v.isa);
+      EXPECT_NEAR(got, want, static_cast<double>(n + 1) * 0x1p-52 * want) << IsaName(v.isa) << " n=" << n;
+    }
+  }
+}
+
 TEST(Vec, AllIsasMatchScalar) {
   for (int64_t n : {1, 7, 8, 31, 64, 100, 1000}) {
     auto a = Gaussian(n, 21), b = Gaussian(n, 22);

@@ -696,6 +696,21 @@ float DotF32Wasm(const float* a, const float* b, int64_t n) {
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
+// RMSNorm's sum of squares in double: f64x2 lanes, four accumulators.
+double SumSquaresWasm(const float* x, int64_t n) {
+  v128_t acc[4] = {wasm_f64x2_splat(0.0), wasm_f64x2_splat(0.0), wasm_f64x2_splat(0.0), wasm_f64x2_splat(0.0)};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const v128_t a = wasm_v128_load(x + i), b = wasm_v128_load(x + i + 4);
+    const v128_t d[4] = {wasm_f64x2_promote_low_f32x4(a), wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(a, a, 1, 0)),
+                         wasm_f64x2_promote_low_f32x4(b), wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(b, b, 1, 0))};
+    for (int k = 0; k < 4; ++k) acc[k] = wasm_f64x2_add(acc[k], wasm_f64x2_mul(d[k], d[k]));
+  }
+  const v128_t t = wasm_f64x2_add(wasm_f64x2_add(acc[0], acc[1]), wasm_f64x2_add(acc[2], acc[3]));
+  double sum = wasm_f64x2_extract_lane(t, 0) + wasm_f64x2_extract_lane(t, 1);
+  for (; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  return sum;
+}
 float DotF16F32Wasm(const uint16_t* a, const float* b, int64_t n) {
   v128_t s0 = wasm_f32x4_splat(0.0f), s1 = s0;
   int64_t i = 0;

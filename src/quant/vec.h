@@ -17,5 +17,9 @@ void ConvertF16ToF32(const uint16_t* x, float* y, int64_t n);
 // (accumulated in double). Scalar: std::exp; SIMD: a Cephes-style polynomial
 // within 2 ulp of std::exp (inputs below -87.3 give ~1e-38 instead of 0 / denormals).
 double ExpShiftSum(float* x, float shift, int64_t n);
+// sum(x[i]^2), every product and sum in double (RMSNorm's, as ggml accumulates
+// it). SIMD entries sum in a different order: equal to the scalar's within
+// n * 2^-52 relative.
+double SumSquares(const float* x, int64_t n);
 
 }  // namespace tabfit

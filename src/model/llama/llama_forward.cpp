@@ -16,8 +16,7 @@ namespace {
 
 // out = x / rms(x) * w, accumulated in double as ggml does.
 void RmsNorm(const float* x, const float* w, float* out, int n, float eps) {
-  double sum = 0;
-  for (int i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  const double sum = SumSquares(x, n);
   const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
   for (int i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
 }
