@@ -85,7 +85,7 @@ void Tile(const uint8_t* tile, int64_t nb, const BlockQ8_0A* const* xt, const in
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* bp = tile + b * F::kBlockBytes;
     for (int l = 0; l < F::kBlockBytes; l += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(bp + kPrefetchAhead + l), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(bp + kPrefetchAhead + l), kX16PrefetchHint);
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp)));
     const int8_t* yq[NT];
     __m512i acc[NT];
@@ -167,7 +167,7 @@ void TfQ8Tile(const uint8_t* tile, int64_t nsb, const BlockQ8_KA* const* xt, flo
   for (int64_t b = 0; b < nsb; ++b) {
     const uint8_t* sb = tile + b * kQ8sSuperBytes;
     for (int l = 0; l < kQ8sSuperBytes; l += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(sb + kPrefetchAhead + l), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(sb + kPrefetchAhead + l), kX16PrefetchHint);
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb)));
     const __m512i sc4[2] = {_mm512_loadu_si512(sb + 32), _mm512_loadu_si512(sb + 96)};
     alignas(32) int32_t corr[NT][8];  // 128 * group sums of each token

@@ -114,7 +114,7 @@ void Tile(const uint8_t* tile, int64_t nsb, const BlockQ8_KA* const* xt, float* 
   for (int64_t b = 0; b < nsb; ++b) {
     const uint8_t* sb = tile + b * kX16SuperBytes;
     for (int l = 0; l < kX16SuperBytes; l += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(sb + kPrefetchAhead + l), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(sb + kPrefetchAhead + l), kX16PrefetchHint);
     const Header16 h = DecodeHeader(sb, c);
     __m512i sumi[NT];
     for (int t = 0; t < NT; ++t) sumi[t] = _mm512_setzero_si512();

@@ -63,7 +63,7 @@ void Tile(const uint8_t* tile, int64_t nsb, const BlockQ8_KA* const* xt, float* 
   for (int64_t b = 0; b < nsb; ++b) {
     const uint8_t* sb = tile + b * kQ4sSuperBytes;
     for (int l = 0; l < kQ4sSuperBytes; l += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(sb + kPrefetchAhead + l), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(sb + kPrefetchAhead + l), kX16PrefetchHint);
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb)));
     const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb + 32)));
     __m512i f[4];
