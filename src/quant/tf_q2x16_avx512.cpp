@@ -118,6 +118,9 @@ void Tile(const uint8_t* tile, int64_t nsb, const BlockQ8_KA* const* xt, float* 
     const Header16 h = DecodeHeader(sb, c);
     __m512i sumi[NT];
     for (int t = 0; t < NT; ++t) sumi[t] = _mm512_setzero_si512();
+    // Fully unrolled: g indexes h.scb[g / 4] and c.sc_pick[g % 4], which GCC otherwise
+    // spills and re-addresses every group (decode 23 % slower out of cache).
+#pragma GCC unroll 16
     for (int g = 0; g < 16; ++g) {
       const __m512i q = _mm512_loadu_si512(sb + kX16CodesOffset + 64 * g);
       const __m512i e0 = Field<0>(q), e1 = Field<1>(q), e2 = Field<2>(q), e3 = Field<3>(q);
