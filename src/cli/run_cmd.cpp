@@ -38,8 +38,9 @@ void EngineFlags::Add(CLI::App* app) {
   o_weight = app->add_option("--weight-type", weight_type,
                              "convert weights at load time: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2");
   app->add_flag("--no-repack", no_repack,
-                "keep every weight matrix row-major (by default TF_Q2 matrices get a 16-row interleaved layout "
-                "where this CPU has its kernel: same bytes, faster; results are bit-identical)");
+                "keep every weight matrix row-major (by default TF_Q2, TF_Q4, TF_Q8, Q8_0 and Q4_0 matrices get a "
+                "16-row interleaved layout where this CPU has its kernel, AVX-512 VNNI: same bytes, faster decoding, "
+                "same results -- the TF formats bit for bit)");
   app->add_option("--profile", profile,
                   "browser profile (chrome, edge, firefox, safari, mobile, custom, or a JSON file): its memory "
                   "budget, buffer limit, threads and precisions apply where no flag overrides them");

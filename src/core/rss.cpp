@@ -49,6 +49,17 @@ uint64_t ProcessPeakResidentBytes() {
 #endif
 }
 
+bool ResetPeakResident() {
+#if defined(__linux__) && !defined(__EMSCRIPTEN__)
+  FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  if (!f) return false;
+  const bool ok = std::fputs("5", f) >= 0;
+  return std::fclose(f) == 0 && ok;
+#else
+  return false;
+#endif
+}
+
 uint64_t PhysicalMemoryBytes() {
 #if defined(__EMSCRIPTEN__)
   return emscripten_get_heap_max();

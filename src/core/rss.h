@@ -12,6 +12,10 @@ namespace tabfit {
 uint64_t ProcessResidentBytes();
 // Peak resident set size (Linux: VmHWM from /proc/self/status).
 uint64_t ProcessPeakResidentBytes();
+// Restarts the peak (Linux: writes 5 to /proc/self/clear_refs, which sets VmHWM
+// to the current resident size), so a peak read later covers only what follows.
+// Returns false where the platform cannot (the peak then keeps its history).
+bool ResetPeakResident();
 // Total physical memory of the machine (0 if unknown).
 uint64_t PhysicalMemoryBytes();
 
