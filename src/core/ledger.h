@@ -123,7 +123,9 @@ class MemoryLedger {
   // `component`. Fails with kOutOfMemory (budget would be exceeded, or the
   // system allocator refused) or kBufferLimit (bytes > max_buffer_bytes); the
   // message names the component, the bytes asked, the budget and a remedy.
-  // Zero bytes gives an empty Buffer.
+  // Zero bytes gives an empty Buffer. On Linux, buffers of 2 MiB or more start
+  // on a 2 MiB boundary and their whole 2 MiB regions are advised for
+  // transparent huge pages (MADV_HUGEPAGE; the OS may still decline).
   Result<Buffer> Allocate(std::string_view component, size_t bytes, size_t alignment = 64);
 
   // Accounts for `bytes` that live outside the ledger's allocator (e.g. a

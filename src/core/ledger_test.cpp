@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 namespace tabfit {
 namespace {
@@ -95,6 +98,37 @@ TEST(ParseBytes, Units) {
   EXPECT_FALSE(ParseBytes("lots").ok());
   EXPECT_FALSE(ParseBytes("5 parsecs").ok());
 }
+
+#if defined(__linux__)
+// VmFlags of the mapping that holds `p`, from /proc/self/smaps ("" if not found).
+std::string VmFlagsAt(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    unsigned long long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
+      inside = addr >= lo && addr < hi;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line;
+    }
+  }
+  return "";
+}
+
+TEST(Ledger, LargeBuffersAreHugePageAlignedAndAdvised) {
+  MemoryLedger ledger;
+  auto big = ledger.Allocate("layers.0", (size_t{6} << 20) + 12345);
+  ASSERT_TRUE(big.ok());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(big->data()) % (size_t{2} << 20), 0u);
+  EXPECT_NE(VmFlagsAt(big->data()).find(" hg"), std::string::npos) << VmFlagsAt(big->data());
+  // The tail past the last whole 2 MiB region is not advised (no page beyond the buffer).
+  EXPECT_EQ(VmFlagsAt(big->as<uint8_t>() + (size_t{6} << 20)).find(" hg"), std::string::npos);
+  auto small = ledger.Allocate("layers.0", size_t{1} << 20);
+  ASSERT_TRUE(small.ok());
+  EXPECT_EQ(VmFlagsAt(small->data()).find(" hg"), std::string::npos);
+}
+#endif
 
 }  // namespace
 }  // namespace tabfit
