@@ -184,9 +184,10 @@ Result<Buffer> MemoryLedger::AllocateImpl(std::string_view component, size_t byt
   // Large buffers (weights, KV caches) start on a 2 MiB boundary and ask for
   // transparent huge pages over their whole 2 MiB regions (Linux leaves THP to
   // madvise by default): a decode step streams every weight byte, and 4 KiB pages
-  // cost a TLB miss each 4 KiB (TinyLlama TF_Q2, 1 thread: +2 % tokens/s with huge
-  // pages). Only regions entirely inside the buffer are advised, so no page is
-  // made resident beyond it; the tail keeps 4 KiB pages.
+  // cost a TLB miss each 4 KiB (TinyLlama, 1 thread: +2 % to +5 % tokens/s with
+  // huge pages, docs/measurements.md run G). Only regions entirely inside the
+  // buffer are advised, so no page is made resident beyond it; the tail keeps
+  // 4 KiB pages. (The rounded-up size below costs address space, not memory.)
   constexpr size_t kHugePage = size_t{2} << 20;
   const bool huge = !external && kHugePagesPossible && bytes >= kHugePage;
   if (huge) alignment = std::max(alignment, kHugePage);
