@@ -73,7 +73,7 @@ bool InList(const char* const (&items)[N], const std::string& s) {
 // Field readers: each returns an error that names the field and the fix.
 class Reader {
  public:
-  Reader(const json& obj, std::string origin) : obj_(obj), origin_(std::move(origin)) {}
+  explicit Reader(std::string origin) : origin_(std::move(origin)) {}
 
   Status Error(const std::string& field, const std::string& why) const {
     return InvalidArgument(origin_ + ": field '" + field + "' " + why + " (see profiles/schema.json)");
@@ -118,14 +118,13 @@ class Reader {
   }
 
  private:
-  const json& obj_;
   std::string origin_;
 };
 
 Status ParseInto(const json& root, const std::string& origin, BrowserProfile* p) {
   if (!root.is_object())
     return InvalidArgument(origin + ": a profile must be a JSON object, got " + TypeName(root));
-  Reader r(root, origin);
+  Reader r(origin);
   for (auto it = root.begin(); it != root.end(); ++it) {
     if (!InList(kKnownFields, it.key()))
       return InvalidArgument(origin + ": unknown field '" + it.key() + "'; known fields: " + JoinList(kKnownFields));

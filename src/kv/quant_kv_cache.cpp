@@ -197,7 +197,7 @@ class QuantKvCache final : public KvCache {
               float* out) const override {
     const Layer& L = layers_[layer];
     const int hd = config_.head_dim;
-    const int nb = hd / kBlock;
+    [[maybe_unused]] const int nb = hd / kBlock;  // read by the AVX2 path only
     // Scores: 4-bit slots [0, n4), then the 8-bit ring (at most two contiguous runs).
     const int n4 = std::min(L.n4, n_visible);
     const int m8 = n_visible - n4;
