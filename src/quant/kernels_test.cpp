@@ -13,18 +13,13 @@
 #include "core/f16.h"
 #include "quant/formats.h"
 #include "quant/kernel_list.h"
+#include "quant/kernels_impl.h"  // private, same module: the no-VBMI TF_Q2 kernel
 #include "quant/test_weights.h"
 #include "quant/tf_q2r.h"
 #include "quant/vec.h"
 #include "test_util.h"
 
 namespace tabfit {
-#if defined(TABFIT_TEST_EXPECT_AVX512VNNI_KERNELS)
-namespace qk {  // kernels_avx512vnni.cpp: TF_Q2's VNNI decode without the AVX512_VBMI path
-void MatMulTfQ2Avx512VnniNoVbmi(const void* w, size_t row_bytes, int64_t r0, int64_t r1, int64_t cols,
-                                const void* xpacked, int64_t n_tokens, float* y, int64_t ldy);
-}
-#endif
 namespace {
 
 std::vector<float> Gaussian(int64_t n, uint32_t seed, float sigma = 1.0f) {
