@@ -357,7 +357,7 @@ Command MakeBenchCommand() {
     }
     const LedgerSnapshot snap = e.ledger().Snapshot();
     const uint64_t rss_now = ProcessResidentBytes();
-    const uint64_t rss_peak = std::max(ProcessPeakResidentBytes(), rss_now);  // the kernel updates VmHWM lazily
+    const uint64_t rss_peak = ProcessPeakResidentBytes();
     const int threads = e.threads();
     const int n_ctx = e.context_size();
     eng->reset();  // free the model before the bandwidth buffer

@@ -1,5 +1,6 @@
 #include "core/rss.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -43,7 +44,9 @@ uint64_t ProcessPeakResidentBytes() {
     }
   }
   std::fclose(f);
-  return kb * 1024;
+  // VmHWM is updated lazily (per-thread RSS counters are folded in from time to
+  // time), so it can trail the current size by a few pages: a peak is never less.
+  return std::max<uint64_t>(kb * 1024, ProcessResidentBytes());
 #else
   return 0;
 #endif

@@ -10,7 +10,7 @@ namespace tabfit {
 
 // Current resident set size of this process in bytes (Linux: /proc/self/statm).
 uint64_t ProcessResidentBytes();
-// Peak resident set size (Linux: VmHWM from /proc/self/status).
+// Peak resident set size (Linux: VmHWM from /proc/self/status, at least the current size).
 uint64_t ProcessPeakResidentBytes();
 // Restarts the peak (Linux: writes 5 to /proc/self/clear_refs, which sets VmHWM
 // to the current resident size), so a peak read later covers only what follows.
