@@ -352,10 +352,11 @@ TEST(MatMul, LongPrefillAcrossTokenChunksMatchesScalar) {
 TEST(MatMul, AllKernelsMatchScalarOnRealWeights) {
   const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
   TABFIT_REQUIRE_FILE(path);
-  std::vector<float> wf;
-  int64_t rows = 0, cols = 0;
-  std::string name;
-  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
+  testing::RealMatrix m;
+  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &m)) << path;
+  const std::vector<float>& wf = m.w;
+  const int64_t rows = m.rows, cols = m.cols;
+  const std::string& name = m.name;
   ASSERT_GT(rows, 3);
   for (const FormatTraits& f : Formats()) {
     if (!f.matmul[0] || cols % f.block_elems != 0) continue;

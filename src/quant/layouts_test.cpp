@@ -105,14 +105,12 @@ void CheckLayoutKernels(TensorType t, const std::vector<uint8_t>& w, int64_t row
 void CheckOnRealWeights(TensorType t) {
   const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
   TABFIT_REQUIRE_FILE(path);
-  std::vector<float> wf;
-  int64_t rows = 0, cols = 0;
-  std::string name;
-  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &wf, &rows, &cols, &name)) << path;
-  rows = rows / 16 * 16;
+  testing::RealMatrix m;
+  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 64, &m)) << path;
+  const int64_t rows = m.rows / 16 * 16;
   ASSERT_GE(rows, 16);
-  ASSERT_EQ(cols % 256, 0);
-  CheckLayoutKernels(t, QuantizeRows(t, wf, rows, cols), rows, cols, name);
+  ASSERT_EQ(m.cols % 256, 0);
+  CheckLayoutKernels(t, QuantizeRows(t, m.w, rows, m.cols), rows, m.cols, m.name);
 }
 
 TEST(TfQ2x16, PackingRoundTripsByteForByte) {

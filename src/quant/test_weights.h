@@ -57,10 +57,16 @@ struct Reader {
 };
 }  // namespace gguf_detail
 
+// Rows [0, rows) of a model's weight matrix as f32, row-major.
+struct RealMatrix {
+  std::vector<float> w;
+  int64_t rows = 0, cols = 0;
+  std::string name;
+};
+
 // Reads up to max_rows rows of the first 2-D F32/F16 tensor whose row length is a
 // multiple of 256, as f32. Returns false if the file is unreadable or has none.
-inline bool ReadFirstMatrixF32(const std::string& path, int64_t max_rows, std::vector<float>* out, int64_t* rows,
-                               int64_t* cols, std::string* name) {
+inline bool ReadFirstMatrixF32(const std::string& path, int64_t max_rows, RealMatrix* m) {
   gguf_detail::Reader r{std::ifstream(path, std::ios::binary)};
   if (!r.f || r.Get<uint32_t>() != 0x46554747u) return false;  // "GGUF"
   r.Get<uint32_t>();
@@ -96,22 +102,22 @@ inline bool ReadFirstMatrixF32(const std::string& path, int64_t max_rows, std::v
   const uint64_t data = (pos + alignment - 1) / alignment * alignment;
   for (const Info& in : infos) {
     if (in.n_dims != 2 || (in.type != 0 && in.type != 1) || in.ne0 % 256 != 0 || in.ne1 < 4) continue;
-    *cols = static_cast<int64_t>(in.ne0);
-    *rows = std::min<int64_t>(max_rows, static_cast<int64_t>(in.ne1));
-    *name = in.name;
+    m->cols = static_cast<int64_t>(in.ne0);
+    m->rows = std::min<int64_t>(max_rows, static_cast<int64_t>(in.ne1));
+    m->name = in.name;
     const size_t es = in.type == 0 ? 4 : 2;
-    std::vector<uint8_t> raw(static_cast<size_t>(*rows * *cols) * es);
+    std::vector<uint8_t> raw(static_cast<size_t>(m->rows * m->cols) * es);
     r.f.clear();
     r.f.seekg(static_cast<std::streamoff>(data + in.offset));
     if (!r.f.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(raw.size()))) return false;
-    out->resize(static_cast<size_t>(*rows * *cols));
-    for (size_t i = 0; i < out->size(); ++i) {
+    m->w.resize(static_cast<size_t>(m->rows * m->cols));
+    for (size_t i = 0; i < m->w.size(); ++i) {
       if (es == 4) {
-        std::memcpy(&(*out)[i], raw.data() + 4 * i, 4);
+        std::memcpy(&m->w[i], raw.data() + 4 * i, 4);
       } else {
         uint16_t h;
         std::memcpy(&h, raw.data() + 2 * i, 2);
-        (*out)[i] = F16ToF32(h);
+        m->w[i] = F16ToF32(h);
       }
     }
     return true;

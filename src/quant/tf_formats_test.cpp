@@ -207,10 +207,11 @@ TEST(TfFormats, BitsPerWeightAsDocumented) {
 TEST(TfFormats, RealWeightsErrorReport) {
   const std::string path = testing::SharedModel("tabfit-demo-8m-f16.gguf");
   TABFIT_REQUIRE_FILE(path);
-  std::vector<float> w;
-  int64_t rows = 0, cols = 0;
-  std::string name;
-  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 256, &w, &rows, &cols, &name));
+  testing::RealMatrix m;
+  ASSERT_TRUE(testing::ReadFirstMatrixF32(path, 256, &m));
+  const std::vector<float>& w = m.w;
+  const int64_t rows = m.rows, cols = m.cols;
+  const std::string& name = m.name;
   double ms = 0;
   for (float v : w) ms += double(v) * v;
   ms /= w.size();
