@@ -17,8 +17,10 @@ namespace tabfit {
 namespace {
 #if defined(__linux__) && !defined(__EMSCRIPTEN__) && defined(MADV_HUGEPAGE)
 constexpr bool kHugePagesPossible = true;
+void AdviseHugePages(void* p, size_t bytes) { madvise(p, bytes, MADV_HUGEPAGE); }  // advice: failure is harmless
 #else
 constexpr bool kHugePagesPossible = false;
+void AdviseHugePages(void*, size_t) {}
 #endif
 }  // namespace
 namespace detail {
@@ -193,9 +195,7 @@ Result<Buffer> MemoryLedger::AllocateImpl(std::string_view component, size_t byt
   if (huge) alignment = std::max(alignment, kHugePage);
   void* p = nullptr;
   if (!external) p = std::aligned_alloc(alignment, (bytes + alignment - 1) / alignment * alignment);
-#if defined(__linux__) && !defined(__EMSCRIPTEN__) && defined(MADV_HUGEPAGE)
-  if (huge && p) madvise(p, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice: failure is harmless
-#endif
+  if (huge && p) AdviseHugePages(p, bytes / kHugePage * kHugePage);
   if (!external && !p) {
     return OutOfMemory("the system refused " + FormatBytes(bytes) + " for component '" +
                        std::string(component) + "'; close other programs or lower the precision");
