@@ -86,7 +86,7 @@ void Release(const std::shared_ptr<detail::LedgerState>& s, int component_id, si
 
 Buffer::Buffer(Buffer&& o) noexcept
     : data_(o.data_), size_(o.size_), owns_memory_(o.owns_memory_), component_id_(o.component_id_),
-      state_(std::move(o.state_)) {
+      block_(std::move(o.block_)), state_(std::move(o.state_)) {
   o.data_ = nullptr;
   o.size_ = 0;
   o.component_id_ = -1;
@@ -99,6 +99,7 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
     size_ = o.size_;
     owns_memory_ = o.owns_memory_;
     component_id_ = o.component_id_;
+    block_ = std::move(o.block_);
     state_ = std::move(o.state_);
     o.data_ = nullptr;
     o.size_ = 0;
@@ -116,9 +117,10 @@ const std::string& Buffer::component() const {
 
 void Buffer::Reset() {
   if (size_ > 0 && (data_ || !owns_memory_)) {
-    if (owns_memory_) std::free(data_);
+    if (owns_memory_ && !block_) std::free(data_);
     if (state_) Release(state_, component_id_, size_);
   }
+  block_.reset();  // the last buffer of an AllocateGroup block frees it
   data_ = nullptr;
   size_ = 0;
   owns_memory_ = true;
@@ -144,35 +146,52 @@ Result<Buffer> MemoryLedger::Allocate(std::string_view component, size_t bytes, 
   return AllocateImpl(component, bytes, alignment, /*external=*/false);
 }
 
-Result<Buffer> MemoryLedger::AllocateImpl(std::string_view component, size_t bytes, size_t alignment, bool external) {
-  if (bytes == 0) return Buffer();
-  if (alignment < 16 || (alignment & (alignment - 1)) != 0) {
-    return InvalidArgument("alignment " + std::to_string(alignment) + " is not a power of two >= 16");
-  }
+// Large buffers (weights, KV caches) start on a 2 MiB boundary and ask for
+// transparent huge pages over their whole 2 MiB regions (Linux leaves THP to
+// madvise by default): a decode step streams every weight byte, and 4 KiB pages
+// cost a TLB miss each 4 KiB (TinyLlama, 1 thread: +2 % to +5 % tokens/s with
+// huge pages, docs/measurements.md run G). Only regions entirely inside the
+// buffer are advised, so no page is made resident beyond it; the tail keeps
+// 4 KiB pages. (The rounded-up size below costs address space, not memory.)
+constexpr size_t kHugePage = size_t{2} << 20;
+
+namespace {
+void* AllocateMemory(size_t bytes, size_t alignment) {
+  const bool huge = kHugePagesPossible && bytes >= kHugePage;
+  if (huge) alignment = std::max(alignment, kHugePage);
+  void* p = std::aligned_alloc(alignment, (bytes + alignment - 1) / alignment * alignment);
+  if (huge && p) AdviseHugePages(p, bytes / kHugePage * kHugePage);
+  return p;
+}
+}  // namespace
+
+Result<int> MemoryLedger::Admit(std::string_view component, const std::vector<size_t>& sizes, bool external) {
+  uint64_t bytes = 0;
+  for (size_t b : sizes) bytes += b;
   LedgerEvent ev;
   std::vector<std::shared_ptr<Listener>> ls;
-  int id;
   Status refusal;
+  int id;
   {
     std::lock_guard<std::mutex> lock(state_->mu);
     id = state_->ComponentId(component);
     const auto& opt = state_->options;
-    if (!external && opt.max_buffer_bytes && bytes > opt.max_buffer_bytes) {
-      return BufferLimit("component '" + std::string(component) + "' asked for one buffer of " +
-                         FormatBytes(bytes) + ", over the maximum buffer size " +
-                         FormatBytes(opt.max_buffer_bytes) +
-                         " (browsers cap ArrayBuffer/GPU buffer sizes); split the tensor into "
-                         "chunks (AllocateChunked) or raise --max-buffer");
+    for (size_t b : sizes) {
+      if (!external && opt.max_buffer_bytes && b > opt.max_buffer_bytes) {
+        return BufferLimit("component '" + std::string(component) + "' asked for one buffer of " + FormatBytes(b) +
+                           ", over the maximum buffer size " + FormatBytes(opt.max_buffer_bytes) +
+                           " (browsers cap ArrayBuffer/GPU buffer sizes); split the tensor into "
+                           "chunks (AllocateChunked) or raise --max-buffer");
+      }
     }
     if (opt.budget_bytes && state_->total + bytes > opt.budget_bytes) {
       auto& u = state_->components[id].usage;
-      ev = {LedgerEvent::Kind::kRefused, u.name, static_cast<int64_t>(bytes), u.current_bytes,
-            state_->total, opt.budget_bytes};
+      ev = {LedgerEvent::Kind::kRefused, u.name, static_cast<int64_t>(bytes), u.current_bytes, state_->total,
+            opt.budget_bytes};
       ls = state_->ListenersLocked();
       refusal = OutOfMemory(
           "component '" + std::string(component) + "' asked for " + FormatBytes(bytes) + " but " +
-          FormatBytes(state_->total) + " of the " + FormatBytes(opt.budget_bytes) +
-          " memory budget is in use (" +
+          FormatBytes(state_->total) + " of the " + FormatBytes(opt.budget_bytes) + " memory budget is in use (" +
           FormatBytes(opt.budget_bytes - std::min(opt.budget_bytes, state_->total)) +
           " free); lower the weight precision (e.g. --weight-type q4_0), shorten the context (-c), "
           "quantize the KV cache, enable layer eviction, or raise the budget (--budget)");
@@ -183,68 +202,136 @@ Result<Buffer> MemoryLedger::AllocateImpl(std::string_view component, size_t byt
     Notify(ls, ev);
     return refusal;
   }
-  // Large buffers (weights, KV caches) start on a 2 MiB boundary and ask for
-  // transparent huge pages over their whole 2 MiB regions (Linux leaves THP to
-  // madvise by default): a decode step streams every weight byte, and 4 KiB pages
-  // cost a TLB miss each 4 KiB (TinyLlama, 1 thread: +2 % to +5 % tokens/s with
-  // huge pages, docs/measurements.md run G). Only regions entirely inside the
-  // buffer are advised, so no page is made resident beyond it; the tail keeps
-  // 4 KiB pages. (The rounded-up size below costs address space, not memory.)
-  constexpr size_t kHugePage = size_t{2} << 20;
-  const bool huge = !external && kHugePagesPossible && bytes >= kHugePage;
-  if (huge) alignment = std::max(alignment, kHugePage);
-  void* p = nullptr;
-  if (!external) p = std::aligned_alloc(alignment, (bytes + alignment - 1) / alignment * alignment);
-  if (huge && p) AdviseHugePages(p, bytes / kHugePage * kHugePage);
-  if (!external && !p) {
-    return OutOfMemory("the system refused " + FormatBytes(bytes) + " for component '" +
-                       std::string(component) + "'; close other programs or lower the precision");
-  }
+  return id;
+}
+
+Buffer MemoryLedger::MakeBuffer(int component_id, void* data, size_t bytes, bool owns_memory,
+                                std::shared_ptr<void> block) {
   Buffer b;
-  b.data_ = p;
+  b.data_ = data;
   b.size_ = bytes;
-  b.owns_memory_ = !external;
-  b.component_id_ = id;
+  b.owns_memory_ = owns_memory;
+  b.component_id_ = component_id;
+  b.block_ = std::move(block);
   b.state_ = state_;
+  LedgerEvent ev;
+  std::vector<std::shared_ptr<Listener>> ls;
   {
     std::lock_guard<std::mutex> lock(state_->mu);
-    auto& u = state_->components[id].usage;
+    auto& u = state_->components[component_id].usage;
     u.current_bytes += bytes;
     u.peak_bytes = std::max(u.peak_bytes, u.current_bytes);
     u.live_buffers += 1;
     u.total_allocations += 1;
     state_->total += bytes;
     state_->peak = std::max(state_->peak, state_->total);
-    ev = {LedgerEvent::Kind::kAllocate, u.name, static_cast<int64_t>(bytes), u.current_bytes,
-          state_->total, state_->options.budget_bytes};
+    ev = {LedgerEvent::Kind::kAllocate, u.name, static_cast<int64_t>(bytes), u.current_bytes, state_->total,
+          state_->options.budget_bytes};
     ls = state_->ListenersLocked();
   }
   Notify(ls, ev);
   return b;
 }
 
-Result<ChunkedBuffer> MemoryLedger::AllocateChunked(std::string_view component, size_t bytes, size_t unit) {
+Result<Buffer> MemoryLedger::AllocateImpl(std::string_view component, size_t bytes, size_t alignment, bool external) {
+  if (bytes == 0) return Buffer();
+  if (alignment < 16 || (alignment & (alignment - 1)) != 0) {
+    return InvalidArgument("alignment " + std::to_string(alignment) + " is not a power of two >= 16");
+  }
+  TF_ASSIGN_OR_RETURN(const int id, Admit(component, {bytes}, external));
+  void* p = external ? nullptr : AllocateMemory(bytes, alignment);
+  if (!external && !p) {
+    return OutOfMemory("the system refused " + FormatBytes(bytes) + " for component '" + std::string(component) +
+                       "'; close other programs or lower the precision");
+  }
+  return MakeBuffer(id, p, bytes, !external, nullptr);
+}
+
+Result<std::vector<Buffer>> MemoryLedger::AllocateGroup(std::string_view component, const std::vector<size_t>& sizes) {
+  constexpr size_t kAlign = 64;
+  std::vector<size_t> offsets;
+  size_t block_bytes = 0;
+  for (size_t b : sizes) {
+    offsets.push_back(block_bytes);
+    block_bytes += (b + kAlign - 1) / kAlign * kAlign;
+  }
+  std::vector<Buffer> out;
+  if (!kHugePagesPossible || block_bytes < kHugePage) {
+    // Nothing to share: separate buffers (all or nothing, like the block).
+    TF_RETURN_IF_ERROR(Admit(component, sizes, /*external=*/false).status());
+    for (size_t b : sizes) {
+      TF_ASSIGN_OR_RETURN(Buffer buf, Allocate(component, b));
+      out.push_back(std::move(buf));
+    }
+    return out;
+  }
+  TF_ASSIGN_OR_RETURN(const int id, Admit(component, sizes, /*external=*/false));
+  void* p = AllocateMemory(block_bytes, kAlign);
+  if (!p) {
+    return OutOfMemory("the system refused " + FormatBytes(block_bytes) + " for component '" +
+                       std::string(component) + "'; close other programs or lower the precision");
+  }
+  std::shared_ptr<void> block(p, [](void* q) { std::free(q); });
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes[i] == 0) {
+      out.emplace_back();
+      continue;
+    }
+    out.push_back(MakeBuffer(id, static_cast<uint8_t*>(p) + offsets[i], sizes[i], true, block));
+  }
+  return out;
+}
+
+namespace {
+// The chunk sizes AllocateChunked gives `bytes` of `unit`s under a max buffer size.
+Result<std::vector<size_t>> PlanChunks(std::string_view component, size_t bytes, size_t unit, uint64_t max,
+                                       ChunkedBuffer* out) {
   if (unit == 0) return InvalidArgument("AllocateChunked: unit is 0");
   if (bytes % unit != 0) {
     return InvalidArgument("AllocateChunked: " + std::to_string(bytes) + " bytes is not a multiple of the unit " +
                            std::to_string(unit));
   }
-  uint64_t max = max_buffer_bytes();
-  ChunkedBuffer out;
-  out.unit = unit;
-  out.total_bytes = bytes;
-  size_t units = bytes / unit;
   if (max && unit > max) {
     return BufferLimit("component '" + std::string(component) + "': one row of " + FormatBytes(unit) +
-                       " is larger than the maximum buffer size " + FormatBytes(max) +
-                       "; raise --max-buffer");
+                       " is larger than the maximum buffer size " + FormatBytes(max) + "; raise --max-buffer");
   }
-  out.units_per_chunk = max ? std::max<size_t>(1, std::min<size_t>(units, max / unit)) : units;
-  if (out.units_per_chunk == 0) out.units_per_chunk = 1;
-  for (size_t done = 0; done < units; done += out.units_per_chunk) {
-    size_t n = std::min(out.units_per_chunk, units - done);
-    TF_ASSIGN_OR_RETURN(Buffer b, Allocate(component, n * unit));
-    out.chunks.push_back(std::move(b));
+  out->unit = unit;
+  out->total_bytes = bytes;
+  const size_t units = bytes / unit;
+  out->units_per_chunk = max ? std::max<size_t>(1, std::min<size_t>(units, max / unit)) : units;
+  if (out->units_per_chunk == 0) out->units_per_chunk = 1;
+  std::vector<size_t> sizes;
+  for (size_t done = 0; done < units; done += out->units_per_chunk) {
+    sizes.push_back(std::min(out->units_per_chunk, units - done) * unit);
+  }
+  return sizes;
+}
+}  // namespace
+
+Result<ChunkedBuffer> MemoryLedger::AllocateChunked(std::string_view component, size_t bytes, size_t unit) {
+  ChunkedBuffer out;
+  TF_ASSIGN_OR_RETURN(const std::vector<size_t> sizes, PlanChunks(component, bytes, unit, max_buffer_bytes(), &out));
+  for (size_t b : sizes) {
+    TF_ASSIGN_OR_RETURN(Buffer buf, Allocate(component, b));
+    out.chunks.push_back(std::move(buf));
+  }
+  return out;
+}
+
+Result<std::vector<ChunkedBuffer>> MemoryLedger::AllocateChunkedGroup(
+    std::string_view component, const std::vector<std::pair<size_t, size_t>>& ranges) {
+  std::vector<ChunkedBuffer> out(ranges.size());
+  std::vector<size_t> all, count;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    TF_ASSIGN_OR_RETURN(const std::vector<size_t> sizes,
+                        PlanChunks(component, ranges[i].first, ranges[i].second, max_buffer_bytes(), &out[i]));
+    all.insert(all.end(), sizes.begin(), sizes.end());
+    count.push_back(sizes.size());
+  }
+  TF_ASSIGN_OR_RETURN(std::vector<Buffer> buffers, AllocateGroup(component, all));
+  size_t k = 0;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    for (size_t c = 0; c < count[i]; ++c) out[i].chunks.push_back(std::move(buffers[k++]));
   }
   return out;
 }

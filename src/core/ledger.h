@@ -86,6 +86,7 @@ class Buffer {
   size_t size_ = 0;
   bool owns_memory_ = true;  // false for ChargeExternal
   int component_id_ = -1;
+  std::shared_ptr<void> block_;  // AllocateGroup: the shared block data_ points into
   std::shared_ptr<detail::LedgerState> state_;
 };
 
@@ -137,6 +138,23 @@ class MemoryLedger {
   // Allocates `bytes` as chunks of whole `unit`s, each <= max_buffer_bytes.
   Result<ChunkedBuffer> AllocateChunked(std::string_view component, size_t bytes, size_t unit);
 
+  // Several buffers charged to `component`, laid out in order in one contiguous
+  // block (each on a 64-byte boundary; the gaps, under 64 bytes each, are not
+  // charged), as Allocate would give them one by one: the same budget (checked
+  // for the sum, all or nothing), buffer-size and error rules, and each Buffer
+  // returns its own bytes when reset. The block is freed with its last buffer.
+  // Why: a block of 2 MiB or more gets Allocate's huge-page treatment as a whole,
+  // so buffers that are each smaller than a huge page, or that end partway into
+  // one (a layer's attention matrices, the tail of every feed-forward matrix),
+  // share huge pages instead of keeping 4 KiB ones. Where huge pages are not
+  // possible (WebAssembly, non-Linux) the buffers are allocated separately.
+  Result<std::vector<Buffer>> AllocateGroup(std::string_view component, const std::vector<size_t>& sizes);
+
+  // AllocateChunked for several ranges at once, all chunks in one AllocateGroup:
+  // ranges[i] = {bytes, unit} gives result[i].
+  Result<std::vector<ChunkedBuffer>> AllocateChunkedGroup(std::string_view component,
+                                                          const std::vector<std::pair<size_t, size_t>>& ranges);
+
   // Would an allocation of `bytes` fit in the budget right now?
   bool Fits(uint64_t bytes) const;
 
@@ -160,6 +178,10 @@ class MemoryLedger {
 
  private:
   Result<Buffer> AllocateImpl(std::string_view component, size_t bytes, size_t alignment, bool external);
+  // Checks the buffer limit of each size (unless external) and the budget for their
+  // sum; on success charges them all to the component under one lock.
+  Result<int> Admit(std::string_view component, const std::vector<size_t>& sizes, bool external);
+  Buffer MakeBuffer(int component_id, void* data, size_t bytes, bool owns_memory, std::shared_ptr<void> block);
   std::shared_ptr<detail::LedgerState> state_;
 };
 

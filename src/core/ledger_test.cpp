@@ -90,6 +90,57 @@ TEST(Ledger, ExternalChargesCountAgainstTheBudgetWithoutMemory) {
   EXPECT_EQ(ledger.current_bytes(), 0u);
 }
 
+TEST(Ledger, GroupBuffersAreChargedAndFreedOneByOne) {
+  MemoryLedger ledger;
+  std::vector<int64_t> deltas;
+  ledger.Subscribe([&](const LedgerEvent& e) { deltas.push_back(e.delta_bytes); });
+  // Over 2 MiB in all: one shared block where huge pages are possible.
+  auto g = ledger.AllocateGroup("layers.3", {size_t{1} << 20, 100, 0, (size_t{3} << 20) / 2});
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  ASSERT_EQ(g->size(), 4u);
+  EXPECT_EQ((*g)[1].size(), 100u);
+  EXPECT_TRUE((*g)[2].empty());
+  EXPECT_EQ(ledger.component_bytes("layers.3"), (size_t{1} << 20) + 100 + (size_t{3} << 20) / 2);
+  EXPECT_EQ(ledger.Snapshot().components[0].live_buffers, 3u);
+  for (auto& b : *g) {
+    if (b.empty()) continue;
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % 64, 0u);
+    std::memset(b.data(), 7, b.size());  // disjoint and writable (ASan checks the bounds)
+  }
+  const auto* p0 = (*g)[0].as<uint8_t>();
+  EXPECT_GE((*g)[1].as<uint8_t>(), p0 + (*g)[0].size());
+  EXPECT_GE((*g)[3].as<uint8_t>(), (*g)[1].as<uint8_t>() + 100);
+  Buffer moved = std::move((*g)[0]);
+  g->clear();  // the others go; `moved` keeps the block alive
+  EXPECT_EQ(ledger.component_bytes("layers.3"), size_t{1} << 20);
+  EXPECT_EQ(moved.as<uint8_t>()[(size_t{1} << 20) - 1], 7);
+  moved.Reset();
+  EXPECT_EQ(ledger.current_bytes(), 0u);
+  EXPECT_EQ(deltas.size(), 6u);  // 3 allocations, 3 frees
+}
+
+TEST(Ledger, GroupIsAllOrNothingAgainstBudgetAndBufferLimit) {
+  MemoryLedger ledger(MemoryLedger::Options{.budget_bytes = 5000, .max_buffer_bytes = 3000});
+  auto over = ledger.AllocateGroup("layers.0", {3000, 3000});  // each fits; the sum does not
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.status().code(), StatusCode::kOutOfMemory);
+  EXPECT_NE(over.status().message().find("layers.0"), std::string::npos);
+  auto big = ledger.AllocateGroup("layers.0", {100, 3001});
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.status().code(), StatusCode::kBufferLimit);
+  EXPECT_EQ(ledger.current_bytes(), 0u);
+  // Chunked ranges: 2100 B of 100 B rows -> chunks of 30 rows at most.
+  auto c = ledger.AllocateChunkedGroup("layers.0", {{2100, 100}, {0, 10}, {2000, 1000}});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->size(), 3u);
+  EXPECT_EQ((*c)[0].chunks.size(), 1u);
+  EXPECT_EQ((*c)[0].total_bytes, 2100u);
+  EXPECT_TRUE((*c)[1].chunks.empty());
+  EXPECT_EQ((*c)[2].chunks.size(), 1u);
+  EXPECT_EQ((*c)[2].units_per_chunk, 2u);
+  EXPECT_EQ(ledger.current_bytes(), 4100u);
+}
+
 TEST(ParseBytes, Units) {
   EXPECT_EQ(*ParseBytes("1.5GB"), 1500000000u);
   EXPECT_EQ(*ParseBytes("2GiB"), 2147483648u);
@@ -127,6 +178,18 @@ TEST(Ledger, LargeBuffersAreHugePageAlignedAndAdvised) {
   auto small = ledger.Allocate("layers.0", size_t{1} << 20);
   ASSERT_TRUE(small.ok());
   EXPECT_EQ(VmFlagsAt(small->data()).find(" hg"), std::string::npos);
+}
+
+TEST(Ledger, GroupSharesHugePagesAmongBuffersUnderTwoMiB) {
+  MemoryLedger ledger;
+  const size_t mib = size_t{1} << 20;
+  auto g = ledger.AllocateGroup("layers.0", {mib + 4096, mib, mib, 12345});  // none >= 2 MiB alone
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ(reinterpret_cast<uintptr_t>((*g)[0].data()) % (2 * mib), 0u);
+  EXPECT_NE(VmFlagsAt((*g)[0].data()).find(" hg"), std::string::npos) << VmFlagsAt((*g)[0].data());
+  EXPECT_NE(VmFlagsAt((*g)[1].data()).find(" hg"), std::string::npos);  // straddles the first 2 MiB boundary
+  // The last buffer ends past the block's last whole 2 MiB region: not advised.
+  EXPECT_EQ(VmFlagsAt((*g)[3].data()).find(" hg"), std::string::npos);
 }
 #endif
 

@@ -74,31 +74,65 @@ struct LoadContext {
     return out;
   }
 
-  // Reads a 2-D tensor [rows x cols], converting to the requested type.
+  // How a 2-D tensor [rows x cols] will be held: its type, layout and rows per
+  // indivisible unit (a layout's tile), before any memory is allocated.
+  struct MatrixPlan {
+    std::string name;
+    int64_t rows = 0, cols = 0;
+    TensorType target = TensorType::kF32;
+    WeightLayout layout = WeightLayout::kRowMajor;
+    size_t bytes() const { return RowBytes(target, cols) * rows; }
+    size_t unit() const { return RowBytes(target, cols) * LayoutTileRows(layout); }
+  };
+
   // matmul_only: the matrix is never read row by row, so it may get a run-time layout.
-  Status LoadMatrix(const std::string& name, int64_t rows, int64_t cols, const std::string& component,
-                    WeightMatrix* out, bool matmul_only = true) {
-    TF_ASSIGN_OR_RETURN(const TensorType target, TargetType(name, cols));
-    WeightLayout layout =
-        matmul_only && opt.runtime_layouts ? PreferredLayout(target, rows, cols) : WeightLayout::kRowMajor;
-    const int64_t tile = LayoutTileRows(layout);
+  Result<MatrixPlan> PlanMatrix(const std::string& name, int64_t rows, int64_t cols, bool matmul_only = true) {
+    MatrixPlan p{name, rows, cols};
+    TF_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(name));
+    TF_RETURN_IF_ERROR(CheckShape(*t, {cols, rows}));  // before anything is allocated for it
+    TF_ASSIGN_OR_RETURN(p.target, TargetType(name, cols));
+    p.layout = matmul_only && opt.runtime_layouts ? PreferredLayout(p.target, rows, cols) : WeightLayout::kRowMajor;
     // A chunk must hold a whole tile; with a tiny max buffer size keep rows.
-    if (RowBytes(target, cols) * tile > ledger.max_buffer_bytes()) layout = WeightLayout::kRowMajor;
-    TF_RETURN_IF_ERROR(LoadRows(name, rows, cols, component, target, LayoutTileRows(layout), out));
-    if (layout == WeightLayout::kRowMajor) return Status::Ok();
-    // In place, chunk by chunk (LoadRows made every chunk hold whole tiles).
-    TF_ASSIGN_OR_RETURN(Buffer scratch, ledger.Allocate("loader", LayoutScratchBytes(layout, out->type, cols)));
+    if (p.unit() > ledger.max_buffer_bytes()) p.layout = WeightLayout::kRowMajor;
+    return p;
+  }
+
+  // Reads a 2-D tensor, converting to the requested type, into `data` (allocated
+  // for the plan: chunks of whole units).
+  Status FillMatrix(const MatrixPlan& p, const std::string& component, ChunkedBuffer data, WeightMatrix* out) {
+    TF_RETURN_IF_ERROR(LoadRows(p.name, p.rows, p.cols, component, p.target, std::move(data), out));
+    if (p.layout == WeightLayout::kRowMajor) return Status::Ok();
+    // In place, chunk by chunk (every chunk holds whole tiles).
+    TF_ASSIGN_OR_RETURN(Buffer scratch, ledger.Allocate("loader", LayoutScratchBytes(p.layout, out->type, p.cols)));
     const int64_t per = out->rows_per_chunk();
     for (size_t c = 0; c < out->data.chunks.size(); ++c) {
-      const int64_t nr = std::min<int64_t>(per, rows - static_cast<int64_t>(c) * per);
-      ToLayout(layout, out->type, out->data.chunks[c].data(), nr, cols, scratch.data());
+      const int64_t nr = std::min<int64_t>(per, p.rows - static_cast<int64_t>(c) * per);
+      ToLayout(p.layout, out->type, out->data.chunks[c].data(), nr, p.cols, scratch.data());
     }
-    out->layout = layout;
+    out->layout = p.layout;
     return Status::Ok();
   }
 
-  // Reads a 2-D tensor [rows x cols] row-major, converting to the requested type.
-  // Chunks hold whole tiles of the layout the matrix may get (whole rows otherwise).
+  // One matrix in buffers of its own (embeddings, lm_head).
+  Status LoadMatrix(const std::string& name, int64_t rows, int64_t cols, const std::string& component,
+                    WeightMatrix* out, bool matmul_only = true) {
+    TF_ASSIGN_OR_RETURN(const MatrixPlan p, PlanMatrix(name, rows, cols, matmul_only));
+    TF_ASSIGN_OR_RETURN(ChunkedBuffer data, ledger.AllocateChunked(component, p.bytes(), p.unit()));
+    return FillMatrix(p, component, std::move(data), out);
+  }
+
+  // Several matrices of one component in one ledger block (AllocateGroup: huge pages
+  // then cover the small attention matrices and the matrices' tails too), in order.
+  Status LoadMatrices(const std::string& component, const std::vector<std::pair<MatrixPlan, WeightMatrix*>>& ms) {
+    std::vector<std::pair<size_t, size_t>> ranges;
+    for (const auto& [p, out] : ms) ranges.emplace_back(p.bytes(), p.unit());
+    TF_ASSIGN_OR_RETURN(std::vector<ChunkedBuffer> data, ledger.AllocateChunkedGroup(component, ranges));
+    for (size_t i = 0; i < ms.size(); ++i) {
+      TF_RETURN_IF_ERROR(FillMatrix(ms[i].first, component, std::move(data[i]), ms[i].second));
+    }
+    return Status::Ok();
+  }
+
   // The type a tensor is loaded as: the file's, or the requested one where it fits.
   Result<TensorType> TargetType(const std::string& name, int64_t cols) {
     TF_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(name));
@@ -115,16 +149,17 @@ struct LoadContext {
     return target;
   }
 
+  // Reads a 2-D tensor [rows x cols] row-major into `data`, converting to the
+  // requested type; data's chunks hold whole rows.
   Status LoadRows(const std::string& name, int64_t rows, int64_t cols, const std::string& component,
-                  TensorType target, int64_t tile, WeightMatrix* out) {
+                  TensorType target, ChunkedBuffer data, WeightMatrix* out) {
     TF_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(name));
-    TF_RETURN_IF_ERROR(CheckShape(*t, {cols, rows}));
     out->name = name;
     out->type = target;
     out->rows = rows;
     out->cols = cols;
     out->row_bytes = RowBytes(target, cols);
-    TF_ASSIGN_OR_RETURN(out->data, ledger.AllocateChunked(component, out->row_bytes * rows, out->row_bytes * tile));
+    out->data = std::move(data);
     const size_t src_row_bytes = t->row_bytes();
     constexpr int64_t kBatchRows = 64;
     if (target == t->type) {
@@ -211,19 +246,25 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const GgufFile& g, MemoryLe
     const std::string c = LayerComponent(il);
     const std::string p = "blk." + std::to_string(il) + ".";
     TF_ASSIGN_OR_RETURN(L.attn_norm, ctx.LoadVector(p + "attn_norm.weight", hp.n_embd, c));
-    TF_RETURN_IF_ERROR(ctx.LoadMatrix(p + "attn_q.weight", hp.q_dim(), hp.n_embd, c, &L.wq));
-    TF_RETURN_IF_ERROR(ctx.LoadMatrix(p + "attn_k.weight", hp.kv_dim(), hp.n_embd, c, &L.wk));
-    TF_RETURN_IF_ERROR(ctx.LoadMatrix(p + "attn_v.weight", hp.kv_dim(), hp.n_embd, c, &L.wv));
-    TF_RETURN_IF_ERROR(ctx.LoadMatrix(p + "attn_output.weight", hp.n_embd, hp.q_dim(), c, &L.wo));
     if (hp.qkv_bias) {
       TF_ASSIGN_OR_RETURN(L.bq, ctx.LoadVector(p + "attn_q.bias", hp.q_dim(), c));
       TF_ASSIGN_OR_RETURN(L.bk, ctx.LoadVector(p + "attn_k.bias", hp.kv_dim(), c));
       TF_ASSIGN_OR_RETURN(L.bv, ctx.LoadVector(p + "attn_v.bias", hp.kv_dim(), c));
     }
     TF_ASSIGN_OR_RETURN(L.ffn_norm, ctx.LoadVector(p + "ffn_norm.weight", hp.n_embd, c));
-    TF_RETURN_IF_ERROR(ctx.LoadMatrix(p + "ffn_gate.weight", hp.n_ff, hp.n_embd, c, &L.w_gate));
-    TF_RETURN_IF_ERROR(ctx.LoadMatrix(p + "ffn_up.weight", hp.n_ff, hp.n_embd, c, &L.w_up));
-    TF_RETURN_IF_ERROR(ctx.LoadMatrix(p + "ffn_down.weight", hp.n_embd, hp.n_ff, c, &L.w_down));
+    // The layer's seven matrices in one block, in the order a decode step reads them.
+    std::vector<std::pair<LoadContext::MatrixPlan, WeightMatrix*>> ms;
+    for (auto [name, rows, cols, out] : {std::tuple{"attn_q.weight", hp.q_dim(), hp.n_embd, &L.wq},
+                                         {"attn_k.weight", hp.kv_dim(), hp.n_embd, &L.wk},
+                                         {"attn_v.weight", hp.kv_dim(), hp.n_embd, &L.wv},
+                                         {"attn_output.weight", hp.n_embd, hp.q_dim(), &L.wo},
+                                         {"ffn_gate.weight", hp.n_ff, hp.n_embd, &L.w_gate},
+                                         {"ffn_up.weight", hp.n_ff, hp.n_embd, &L.w_up},
+                                         {"ffn_down.weight", hp.n_embd, hp.n_ff, &L.w_down}}) {
+      TF_ASSIGN_OR_RETURN(auto plan, ctx.PlanMatrix(p + name, rows, cols));
+      ms.emplace_back(std::move(plan), out);
+    }
+    TF_RETURN_IF_ERROR(ctx.LoadMatrices(c, ms));
   }
   TF_ASSIGN_OR_RETURN(m->output_norm_, ctx.LoadVector("output_norm.weight", hp.n_embd, "output_norm"));
   if (g.FindTensor("output.weight")) {
