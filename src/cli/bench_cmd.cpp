@@ -186,7 +186,8 @@ struct Bandwidth {
 // (1-8 interleaved streams per thread, 256-bit loads where the CPU has AVX2,
 // with and without software prefetch -- the kernels use both), each the best of
 // a few passes over a buffer of 16x the last-level cache (256 MiB..1 GiB).
-Bandwidth MeasureBandwidth(int threads) {
+// n_threads_only: skip the 1-thread figure (the probes between tg runs).
+Bandwidth MeasureBandwidth(int threads, bool n_threads_only = false) {
   Bandwidth b;
   const uint64_t llc = LastLevelCacheBytes();
   b.buffer_bytes = std::clamp<uint64_t>(llc * 16, 256ull << 20, 1ull << 30);
@@ -216,6 +217,10 @@ Bandwidth MeasureBandwidth(int threads) {
     }
     return best;
   };
+  if (n_threads_only) {
+    b.n_threads = best_of(threads, 3, &b.n_threads_pattern);
+    return b;
+  }
   b.one_thread = best_of(1, 3, &b.one_thread_pattern);
   if (threads > 1) {
     b.n_threads = best_of(threads, 3, &b.n_threads_pattern);
@@ -350,14 +355,35 @@ Command MakeBenchCommand() {
       if (!dt.ok()) return Fail(dt.status());
       pp.samples.push_back(st->n_prompt / *dt);
     }
+    // A short ceiling probe after every tg run pairs each run with the ceilings
+    // measured just before and just after it (the first run's "before" is the
+    // probe before the model loaded): the ratio per run then compares like with
+    // like when the host changes state during the runs. The probe's buffer is
+    // freed and the peak resident size read before each probe and restarted
+    // after it, so the reported peak stays the model's.
+    const bool paired = !st->no_bandwidth && bw_before.threads == e.threads() && bw_before.n_threads > 0;
+    std::vector<double> probes;  // n-thread ceilings: before the model loaded, then after each tg run
+    std::vector<std::string> probe_patterns;
+    if (paired) {
+      probes.push_back(bw_before.n_threads);
+      probe_patterns.push_back(bw_before.n_threads_pattern);
+    }
+    uint64_t rss_peak = 0;
     for (int r = 0; r < st->reps && st->n_gen > 0; ++r) {
       auto dt = run_tg(st->n_gen);
       if (!dt.ok()) return Fail(dt.status());
       tg.samples.push_back(st->n_gen / *dt);
+      if (paired) {
+        rss_peak = std::max(rss_peak, ProcessPeakResidentBytes());
+        const Bandwidth p = MeasureBandwidth(e.threads(), /*n_threads_only=*/true);
+        probes.push_back(p.n_threads);
+        probe_patterns.push_back(p.n_threads_pattern);
+        ResetPeakResident();
+      }
     }
     const LedgerSnapshot snap = e.ledger().Snapshot();
     const uint64_t rss_now = ProcessResidentBytes();
-    const uint64_t rss_peak = ProcessPeakResidentBytes();
+    rss_peak = std::max(rss_peak, ProcessPeakResidentBytes());
     const int threads = e.threads();
     const int n_ctx = e.context_size();
     eng->reset();  // free the model before the bandwidth buffer
@@ -376,11 +402,35 @@ Command MakeBenchCommand() {
       }
     }
     const bool have_before = bw_before.threads == threads && bw_before.n_threads > 0;
-    const double moved =
-        have_before ? std::fabs(bw_before.n_threads - bw_after.n_threads) / std::max(bw_before.n_threads, bw_after.n_threads)
-                    : 0;
     const double eff = bytes_per_token * tg.mean();
+    // Every probe counts toward the ceiling of the overall ratio (the strict figure).
+    for (size_t i = 0; i < probes.size(); ++i) {
+      if (probes[i] > bw.n_threads) {
+        bw.n_threads = probes[i];
+        bw.n_threads_pattern = probe_patterns[i];
+      }
+    }
+    if (threads == 1 && bw.n_threads > bw.one_thread) {  // the probes measured the 1-thread ceiling
+      bw.one_thread = bw.n_threads;
+      bw.one_thread_pattern = bw.n_threads_pattern;
+    }
     const double ratio = bw.n_threads > 0 ? eff / bw.n_threads : 0;
+    // Per tg run: its bytes/s against the higher of the probes just before and after it.
+    // How far the ceiling moved over the whole run (before, between and after the runs).
+    std::vector<double> all = probes;
+    if (have_before) all.push_back(bw_before.n_threads);
+    if (bw_after.n_threads > 0) all.push_back(bw_after.n_threads);
+    const double moved = all.size() < 2 ? 0
+                         : 1 - *std::min_element(all.begin(), all.end()) / *std::max_element(all.begin(), all.end());
+    std::vector<double> run_ratios;
+    for (size_t r = 0; r + 1 < probes.size() && r < tg.samples.size(); ++r) {
+      run_ratios.push_back(bytes_per_token * tg.samples[r] / std::max(probes[r], probes[r + 1]));
+    }
+    std::vector<double> sorted = run_ratios;
+    std::sort(sorted.begin(), sorted.end());
+    const double run_ratio_median = sorted.empty() ? 0
+                                    : sorted.size() % 2 ? sorted[sorted.size() / 2]
+                                                        : (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]) / 2;
 
     if (st->json) {
       nlohmann::json j;
@@ -415,6 +465,11 @@ Command MakeBenchCommand() {
         j["machine_read_bandwidth_after_runs"] = {{"one_thread_bytes_per_second", bw_after.one_thread},
                                                  {"n_threads_bytes_per_second", bw_after.n_threads}};
         j["bandwidth_ratio"] = ratio;
+        if (!run_ratios.empty()) {
+          j["n_threads_ceiling_probes_bytes_per_second"] = probes;
+          j["bandwidth_ratio_per_tg_run"] = run_ratios;
+          j["bandwidth_ratio_per_tg_run_median"] = run_ratio_median;
+        }
       }
       j["memory"] = {{"ledger_peak_bytes", snap.total_peak},
                      {"ledger_current_bytes", snap.total_current},
@@ -440,17 +495,30 @@ Command MakeBenchCommand() {
     std::printf("\nweight bytes read per generated token: %s\n", FormatBytes(bytes_per_token).c_str());
     std::printf("effective bandwidth (bytes/token x tg tokens/s): %s\n", Gbs(eff).c_str());
     if (!st->no_bandwidth) {
-      std::printf("machine read bandwidth (best streaming read of %s): 1 thread %s (%s), %d threads %s (%s)\n",
-                  FormatBytes(bw.buffer_bytes).c_str(), Gbs(bw.one_thread).c_str(), bw.one_thread_pattern.c_str(),
-                  bw.threads, Gbs(bw.n_threads).c_str(), bw.n_threads_pattern.c_str());
+      std::printf("machine read bandwidth (best streaming read of %s): 1 thread %s (%s)",
+                  FormatBytes(bw.buffer_bytes).c_str(), Gbs(bw.one_thread).c_str(), bw.one_thread_pattern.c_str());
+      if (bw.threads > 1) std::printf(", %d threads %s (%s)", bw.threads, Gbs(bw.n_threads).c_str(), bw.n_threads_pattern.c_str());
+      std::printf("\n");
       if (have_before) {
-        std::printf("  %d threads before the runs %s, after %s; the ratio is against the higher\n", bw.threads,
-                    Gbs(bw_before.n_threads).c_str(), Gbs(bw_after.n_threads).c_str());
+        std::printf("  %d thread%s: before the runs %s, after %s; the ratio is against the highest ceiling measured "
+                    "(these and the probes between tg runs)\n",
+                    bw.threads, bw.threads == 1 ? "" : "s", Gbs(bw_before.n_threads).c_str(),
+                    Gbs(bw_after.n_threads).c_str());
       }
-      std::printf("ratio effective / machine (%d threads): %.0f%%\n", bw.threads, ratio * 100);
+      std::printf("ratio effective / machine (%d thread%s): %.0f%%\n", bw.threads, bw.threads == 1 ? "" : "s",
+                  ratio * 100);
+      if (!run_ratios.empty()) {
+        std::printf("  per tg run, against the higher of the %d-thread ceilings probed just before and after it:",
+                    bw.threads);
+        for (size_t r = 0; r < run_ratios.size(); ++r) {
+          std::printf("%s %.0f%% (%s | %s)", r ? "," : "", run_ratios[r] * 100, Gbs(probes[r]).c_str(),
+                      Gbs(probes[r + 1]).c_str());
+        }
+        std::printf("; median %.0f%%\n", run_ratio_median * 100);
+      }
       if (moved > 0.10) {
-        std::printf("note: the machine's read bandwidth moved %.0f%% between before and after the runs (a shared "
-                    "host?): the runs may have seen either; rerun for a steadier ratio\n",
+        std::printf("note: the machine's read bandwidth moved %.0f%% during this benchmark (a shared host?): the "
+                    "runs may have seen either state; the per-run ratios pair each run with its own ceilings\n",
                     moved * 100);
       }
     }

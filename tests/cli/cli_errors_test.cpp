@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 
 #include "model/gguf/gguf.h"
 #include "model/gguf/gguf_writer.h"
@@ -201,6 +202,25 @@ TEST(Cli, ConvertWithPrecisionThenRunAndInspectThePackage) {
   EXPECT_NE(i.output.find("Q8_0"), std::string::npos) << i.output;
   auto r = RunTabfit("run --temp 0 -n 4 -t 1 -p hi -m " + dir);
   EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST(Cli, BenchPairsEveryGenerationRunWithCeilingsProbedBeforeAndAfterIt) {
+  auto r = RunTabfit("bench -t 1 -p 0 -n 4 -r 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  const auto probes = j.at("n_threads_ceiling_probes_bytes_per_second").get<std::vector<double>>();
+  const auto runs = j.at("bandwidth_ratio_per_tg_run").get<std::vector<double>>();
+  ASSERT_EQ(probes.size(), 3u);  // before the model loaded, after run 1, after run 2
+  ASSERT_EQ(runs.size(), 2u);
+  const double bytes_per_token = j.at("weight_bytes_per_token").get<double>();
+  const auto tg = j.at("tg").at("samples").get<std::vector<double>>();
+  const double ceiling = j.at("machine_read_bandwidth").at("n_threads_bytes_per_second").get<double>();
+  for (size_t i = 0; i < runs.size(); ++i) {
+    EXPECT_GT(probes[i], 0);
+    EXPECT_DOUBLE_EQ(runs[i], bytes_per_token * tg[i] / std::max(probes[i], probes[i + 1]));
+  }
+  for (double p : probes) EXPECT_LE(p, ceiling);  // the overall ratio uses the highest ceiling seen
+  EXPECT_DOUBLE_EQ(j.at("bandwidth_ratio_per_tg_run_median").get<double>(), (runs[0] + runs[1]) / 2);
 }
 
 TEST(Cli, InspectShowsMetadataTensorsAndMemory) {
