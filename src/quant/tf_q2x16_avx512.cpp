@@ -88,12 +88,6 @@ inline Header16 DecodeHeader(const uint8_t* sb, const Consts& c) {
   return h;
 }
 
-inline __m512i Bcast32(const int8_t* p) {
-  int32_t v;
-  __builtin_memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-
 // Field k (bits 2k..2k+1 of every byte) moved to bits 0..1: GF(2) affine, output bit
 // i = parity(matrix byte 7-i & input).
 template <int K>
@@ -127,10 +121,10 @@ void Tile(const uint8_t* tile, int64_t nsb, const BlockQ8_KA* const* xt, float* 
       const __m512i sc = _mm512_shuffle_epi8(h.scb[g / 4], c.sc_pick[g % 4]);
       for (int t = 0; t < NT; ++t) {
         const int8_t* yq = xt[t][b].qs + 16 * g;
-        __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), e0, Bcast32(yq));
-        acc = _mm512_dpbusd_epi32(acc, e1, Bcast32(yq + 4));
-        acc = _mm512_dpbusd_epi32(acc, e2, Bcast32(yq + 8));
-        acc = _mm512_dpbusd_epi32(acc, e3, Bcast32(yq + 12));
+        __m512i acc = DpbusdBcast(_mm512_setzero_si512(), e0, yq);
+        acc = DpbusdBcast(acc, e1, yq + 4);
+        acc = DpbusdBcast(acc, e2, yq + 8);
+        acc = DpbusdBcast(acc, e3, yq + 12);
         sumi[t] = _mm512_dpwssd_epi32(sumi[t], acc, sc);  // acc fits int16; sc's high word is 0
       }
     }
@@ -144,8 +138,8 @@ void Tile(const uint8_t* tile, int64_t nsb, const BlockQ8_KA* const* xt, float* 
       _mm_store_si128(reinterpret_cast<__m128i*>(lohi + 16), _mm256_cvtepi16_epi8(_mm256_srai_epi16(bs, 7)));
       __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
       for (int k = 0; k < 4; ++k) {
-        lo = _mm512_dpbusd_epi32(lo, h.scz[k], Bcast32(lohi + 4 * k));
-        hi = _mm512_dpbusd_epi32(hi, h.scz[k], Bcast32(lohi + 16 + 4 * k));
+        lo = DpbusdBcast(lo, h.scz[k], lohi + 4 * k);
+        hi = DpbusdBcast(hi, h.scz[k], lohi + 16 + 4 * k);
       }
       const __m512i summ = _mm512_add_epi32(_mm512_slli_epi32(hi, 7), lo);
       // SuperTerm: dy * (d*sumi - dmin*summ), as the oracle evaluates it.

@@ -27,6 +27,22 @@ namespace {
 // 183 -> 192 (host at ~80 GB/s). T1 and T2 were slower than T0 (162 vs 183).
 constexpr auto kX16PrefetchHint = _MM_HINT_NTA;
 
+// acc + the 16 rows' u8 codes (x) the s8 dword at p broadcast, as
+// _mm512_dpbusd_epi32(acc, u8, _mm512_set1_epi32(dword at p)). GCC 12 keeps that
+// broadcast as a vpbroadcastd of its own (4 of the 16 instructions per 64 code bytes
+// of TF_Q2x16); this writes vpdpbusd's memory-broadcast form {1to16} instead.
+inline __m512i DpbusdBcast(__m512i acc, __m512i u8, const int8_t* p) {
+#if defined(__GNUC__) && !defined(TABFIT_NO_INLINE_ASM)
+  using Dword = int32_t __attribute__((may_alias));
+  __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u8), "m"(*reinterpret_cast<const Dword*>(p)));
+  return acc;
+#else
+  int32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return _mm512_dpbusd_epi32(acc, u8, _mm512_set1_epi32(v));
+#endif
+}
+
 using X16ScalarFn = void (*)(const void*, size_t, int64_t, int64_t, int64_t, const void*, int64_t, float*, int64_t);
 
 template <class Tile>
