@@ -77,6 +77,7 @@ struct LoadContext {
   // How a 2-D tensor [rows x cols] will be held: its type, layout and rows per
   // indivisible unit (a layout's tile), before any memory is allocated.
   struct MatrixPlan {
+    const GgufTensorInfo* info = nullptr;  // the file's tensor (shape checked)
     std::string name;
     int64_t rows = 0, cols = 0;
     TensorType target = TensorType::kF32;
@@ -87,10 +88,10 @@ struct LoadContext {
 
   // matmul_only: the matrix is never read row by row, so it may get a run-time layout.
   Result<MatrixPlan> PlanMatrix(const std::string& name, int64_t rows, int64_t cols, bool matmul_only = true) {
-    MatrixPlan p{name, rows, cols};
-    TF_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(name));
-    TF_RETURN_IF_ERROR(CheckShape(*t, {cols, rows}));  // before anything is allocated for it
-    TF_ASSIGN_OR_RETURN(p.target, TargetType(name, cols));
+    MatrixPlan p{nullptr, name, rows, cols};
+    TF_ASSIGN_OR_RETURN(p.info, Find(name));
+    TF_RETURN_IF_ERROR(CheckShape(*p.info, {cols, rows}));  // before anything is allocated for it
+    TF_ASSIGN_OR_RETURN(p.target, TargetType(*p.info, cols));
     p.layout = matmul_only && opt.runtime_layouts ? PreferredLayout(p.target, rows, cols) : WeightLayout::kRowMajor;
     // A chunk must hold a whole tile; with a tiny max buffer size keep rows.
     if (p.unit() > ledger.max_buffer_bytes()) p.layout = WeightLayout::kRowMajor;
@@ -100,7 +101,7 @@ struct LoadContext {
   // Reads a 2-D tensor, converting to the requested type, into `data` (allocated
   // for the plan: chunks of whole units).
   Status FillMatrix(const MatrixPlan& p, const std::string& component, ChunkedBuffer data, WeightMatrix* out) {
-    TF_RETURN_IF_ERROR(LoadRows(p.name, p.rows, p.cols, component, p.target, std::move(data), out));
+    TF_RETURN_IF_ERROR(LoadRows(p, component, std::move(data), out));
     if (p.layout == WeightLayout::kRowMajor) return Status::Ok();
     // In place, chunk by chunk (every chunk holds whole tiles).
     TF_ASSIGN_OR_RETURN(Buffer scratch, ledger.Allocate("loader", LayoutScratchBytes(p.layout, out->type, p.cols)));
@@ -134,8 +135,9 @@ struct LoadContext {
   }
 
   // The type a tensor is loaded as: the file's, or the requested one where it fits.
-  Result<TensorType> TargetType(const std::string& name, int64_t cols) {
-    TF_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(name));
+  Result<TensorType> TargetType(const GgufTensorInfo& info, int64_t cols) {
+    const GgufTensorInfo* t = &info;
+    const std::string& name = info.name;
     if (!IsSupported(t->type)) {
       return Unsupported(file() + ": tensor '" + name + "' has type " + std::string(TensorTypeName(t->type)) +
                          ", which this build cannot compute with; re-quantize the model to F16, Q8_0 or Q4_0");
@@ -149,12 +151,13 @@ struct LoadContext {
     return target;
   }
 
-  // Reads a 2-D tensor [rows x cols] row-major into `data`, converting to the
-  // requested type; data's chunks hold whole rows.
-  Status LoadRows(const std::string& name, int64_t rows, int64_t cols, const std::string& component,
-                  TensorType target, ChunkedBuffer data, WeightMatrix* out) {
-    TF_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(name));
-    out->name = name;
+  // Reads the planned tensor row-major into `data`, converting to the plan's
+  // type; data's chunks hold whole rows.
+  Status LoadRows(const MatrixPlan& p, const std::string& component, ChunkedBuffer data, WeightMatrix* out) {
+    const GgufTensorInfo* t = p.info;
+    const int64_t rows = p.rows, cols = p.cols;
+    const TensorType target = p.target;
+    out->name = p.name;
     out->type = target;
     out->rows = rows;
     out->cols = cols;
