@@ -255,22 +255,23 @@ Result<std::vector<Buffer>> MemoryLedger::AllocateGroup(std::string_view compone
     offsets.push_back(block_bytes);
     block_bytes += (b + kAlign - 1) / kAlign * kAlign;
   }
+  TF_ASSIGN_OR_RETURN(const int id, Admit(component, sizes, /*external=*/false));  // all or nothing
+  auto refused = [&](size_t bytes) {
+    return OutOfMemory("the system refused " + FormatBytes(bytes) + " for component '" + std::string(component) +
+                       "'; close other programs or lower the precision");
+  };
   std::vector<Buffer> out;
   if (!kHugePagesPossible || block_bytes < kHugePage) {
-    // Nothing to share: separate buffers (all or nothing, like the block).
-    TF_RETURN_IF_ERROR(Admit(component, sizes, /*external=*/false).status());
+    // No huge page to share: separate buffers.
     for (size_t b : sizes) {
-      TF_ASSIGN_OR_RETURN(Buffer buf, Allocate(component, b));
-      out.push_back(std::move(buf));
+      void* p = b ? AllocateMemory(b, kAlign) : nullptr;
+      if (b && !p) return refused(b);
+      out.push_back(b ? MakeBuffer(id, p, b, true, nullptr) : Buffer());
     }
     return out;
   }
-  TF_ASSIGN_OR_RETURN(const int id, Admit(component, sizes, /*external=*/false));
   void* p = AllocateMemory(block_bytes, kAlign);
-  if (!p) {
-    return OutOfMemory("the system refused " + FormatBytes(block_bytes) + " for component '" +
-                       std::string(component) + "'; close other programs or lower the precision");
-  }
+  if (!p) return refused(block_bytes);
   std::shared_ptr<void> block(p, [](void* q) { std::free(q); });
   for (size_t i = 0; i < sizes.size(); ++i) {
     if (sizes[i] == 0) {
