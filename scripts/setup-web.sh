@@ -22,7 +22,7 @@ fi
 
 # em++ needs Debian's node-acorn, which NodeSource's node does not search for.
 export NODE_PATH=/usr/share/nodejs
-em++ --version | head -1
+em++ --version | sed -n 1p  # sed reads it all: `head -1` closed the pipe early, em++ died of EPIPE and pipefail failed setup (seen once in 3 runs)
 
 cd "$ROOT/web"
 if [[ -f package-lock.json ]]; then
