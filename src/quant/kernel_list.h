@@ -92,6 +92,7 @@ struct VecKernels {
   void (*f16_to_f32)(const uint16_t* x, float* y, int64_t n);
   double (*exp_shift_sum)(float* x, float shift, int64_t n);
   double (*sum_squares)(const float* x, int64_t n);
+  void (*silu_mul)(float* g, const float* u, int64_t n);
 };
 std::span<const VecKernels> AllVecKernels();  // only the ISAs compiled in
 

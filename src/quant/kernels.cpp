@@ -91,18 +91,18 @@ constexpr PackTraits kPacks[] = {
 
 constexpr VecKernels kVec[] = {
     {Isa::kScalar, DotF32Scalar, DotF16F32Scalar, AxpyF32Scalar, AxpyF16Scalar, F32ToF16Scalar, F16ToF32Scalar,
-     ExpShiftSumScalar, SumSquaresScalar},
+     ExpShiftSumScalar, SumSquaresScalar, SiluMulScalar},
 #if defined(TABFIT_HAVE_AVX2_KERNELS)
     {Isa::kAvx2, DotF32Avx2, DotF16F32Avx2, AxpyF32Avx2, AxpyF16Avx2, F32ToF16Avx2, F16ToF32Avx2, ExpShiftSumAvx2,
-     SumSquaresAvx2},
+     SumSquaresAvx2, SiluMulAvx2},
 #endif
 #if defined(TABFIT_HAVE_WASM_KERNELS)
     {Isa::kWasmSimd, DotF32Wasm, DotF16F32Wasm, AxpyF32Wasm, AxpyF16Wasm, F32ToF16Scalar, F16ToF32Scalar,
-     ExpShiftSumScalar, SumSquaresWasm},
+     ExpShiftSumWasm, SumSquaresWasm, SiluMulWasm},
 #endif
 #if defined(TABFIT_HAVE_NEON_KERNELS)
     {Isa::kNeon, DotF32Neon, DotF16F32Scalar, AxpyF32Neon, AxpyF16Scalar, F32ToF16Scalar, F16ToF32Scalar,
-     ExpShiftSumScalar, SumSquaresScalar},
+     ExpShiftSumScalar, SumSquaresScalar, SiluMulScalar},
 #endif
 };
 
@@ -350,5 +350,6 @@ void ConvertF32ToF16(const float* x, uint16_t* y, int64_t n) { D().vec->f32_to_f
 void ConvertF16ToF32(const uint16_t* x, float* y, int64_t n) { D().vec->f16_to_f32(x, y, n); }
 double ExpShiftSum(float* x, float shift, int64_t n) { return D().vec->exp_shift_sum(x, shift, n); }
 double SumSquares(const float* x, int64_t n) { return D().vec->sum_squares(x, n); }
+void SiluMul(float* g, const float* u, int64_t n) { D().vec->silu_mul(g, u, n); }
 
 }  // namespace tabfit

@@ -64,6 +64,7 @@ void F32ToF16Scalar(const float* x, uint16_t* y, int64_t n);
 void F16ToF32Scalar(const uint16_t* x, float* y, int64_t n);
 double ExpShiftSumScalar(float* x, float shift, int64_t n);
 double SumSquaresScalar(const float* x, int64_t n);
+void SiluMulScalar(float* g, const float* u, int64_t n);
 
 // ---- x86 AVX2+FMA+F16C (kernels_avx2.cpp, vec_avx2.cpp; built with -mavx2 -mfma -mf16c) ----
 // TABFIT_HAVE_AVX2_KERNELS is defined by CMake when kernels_avx2.cpp is compiled in.
@@ -87,6 +88,7 @@ void F32ToF16Avx2(const float* x, uint16_t* y, int64_t n);
 void F16ToF32Avx2(const uint16_t* x, float* y, int64_t n);
 double ExpShiftSumAvx2(float* x, float shift, int64_t n);
 double SumSquaresAvx2(const float* x, int64_t n);
+void SiluMulAvx2(float* g, const float* u, int64_t n);
 #endif
 
 // ---- x86 AVX-512 VNNI + VL on 256-bit vectors (kernels_avx512vnni.cpp; built with
@@ -119,6 +121,8 @@ float DotF16F32Wasm(const uint16_t* a, const float* b, int64_t n);
 void AxpyF32Wasm(float a, const float* x, float* y, int64_t n);
 void AxpyF16Wasm(float a, const uint16_t* x, float* y, int64_t n);
 double SumSquaresWasm(const float* x, int64_t n);
+double ExpShiftSumWasm(float* x, float shift, int64_t n);
+void SiluMulWasm(float* g, const float* u, int64_t n);
 #endif
 
 // ---- ARM NEON (kernels_neon.cpp) ----

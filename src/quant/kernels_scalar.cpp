@@ -350,6 +350,10 @@ double ExpShiftSumScalar(float* x, float shift, int64_t n) {
   return sum;
 }
 
+void SiluMulScalar(float* g, const float* u, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
 double SumSquaresScalar(const float* x, int64_t n) {
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];

@@ -94,7 +94,20 @@ int main() {
       Check(ok, "axpy_f16", "", IsaName(v.isa), n);
       const double ss = s.sum_squares(a.data(), n);
       Check(std::fabs(v.sum_squares(a.data(), n) - ss) <= (n + 1) * 0x1p-52 * ss, "sum_squares", "", IsaName(v.isa), n);
-      checked += 4;
+      std::vector<float> g1(n), g2(n);
+      for (int64_t i = 0; i < n; ++i) g1[i] = g2[i] = 8.0f * a[i];
+      v.silu_mul(g1.data(), b.data(), n);
+      s.silu_mul(g2.data(), b.data(), n);
+      ok = true;
+      for (int64_t i = 0; i < n; ++i) ok &= std::fabs(g1[i] - g2[i]) <= 6 * 1.2e-7f * std::fabs(g2[i]) + 1e-35f;
+      Check(ok, "silu_mul", "", IsaName(v.isa), n);
+      std::vector<float> e1(n), e2(n);
+      for (int64_t i = 0; i < n; ++i) e1[i] = e2[i] = 10.0f * a[i];
+      const double es1 = v.exp_shift_sum(e1.data(), 30.0f, n), es2 = s.exp_shift_sum(e2.data(), 30.0f, n);
+      ok = std::fabs(es1 - es2) <= 1e-6 * es2;
+      for (int64_t i = 0; i < n; ++i) ok &= std::fabs(e1[i] - e2[i]) <= 2.5e-7f * e2[i];
+      Check(ok, "exp_shift_sum", "", IsaName(v.isa), n);
+      checked += 6;
     }
   }
   // Subnormal / inf / nan halves through the SIMD f16 paths.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -397,6 +398,36 @@ TEST(Vec, ExpShiftSumMatchesStdExp) {
       }
       EXPECT_EQ(y[0], 1.0f) << IsaName(v.isa);
       EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum) << IsaName(v.isa) << " n=" << n;
+    }
+  }
+}
+
+// SwiGLU's gate: every ISA within a few ulp of the scalar oracle (std::exp), over
+// the range where exp(-g) neither underflows nor hits the clamp, and tiny (not
+// inf/nan) past it.
+TEST(Vec, SiluMulMatchesScalar) {
+  for (int64_t n : {1, 3, 4, 7, 8, 9, 2048, 2817}) {
+    auto g = Gaussian(n, 41), u = Gaussian(n, 42);
+    for (int64_t i = 0; i < n; ++i) g[i] *= 8.0f;
+    if (n > 3) {
+      g[0] = 0.0f;
+      g[1] = -120.0f;  // exp(120) is past the clamp: silu ~ 0
+      g[2] = 95.0f;    // exp(-95) is past the clamp: silu = g
+      g[3] = -87.0f;
+    }
+    std::vector<float> want = g;
+    AllVecKernels()[0].silu_mul(want.data(), u.data(), n);
+    for (const VecKernels& v : AllVecKernels()) {
+      if (!IsaAvailable(v.isa)) continue;
+      std::vector<float> got = g;
+      v.silu_mul(got.data(), u.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_TRUE(std::isfinite(got[i])) << IsaName(v.isa) << " g=" << g[i];
+        // exp within 2 ulp, then 1 + e, the division and the product: 6 ulp of the result.
+        const float tol = 6 * std::numeric_limits<float>::epsilon() * std::fabs(want[i]) + 1e-35f;
+        ASSERT_LE(std::fabs(got[i] - want[i]), tol) << IsaName(v.isa) << " g=" << g[i] << " u=" << u[i];
+      }
+      if (n > 3) EXPECT_EQ(got[0], 0.0f) << IsaName(v.isa);
     }
   }
 }

@@ -696,6 +696,71 @@ float DotF32Wasm(const float* a, const float* b, int64_t n) {
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
+namespace {
+// exp(x) for x in [-87.3, 88.4] (clamped), as vec_avx2.cpp's Exp8: x = n ln2 + r,
+// e^r by Cephes expf's degree-7 polynomial, 2^n through the exponent bits.
+// Without a fused multiply-add the reduction is ~1 ulp less exact: within 2 ulp
+// of std::exp (Vec.ExpShiftSumMatchesStdExp, selfcheck).
+inline v128_t Exp4(v128_t x) {
+  x = wasm_f32x4_min(wasm_f32x4_max(x, wasm_f32x4_splat(-87.33654f)), wasm_f32x4_splat(88.3762626647949f));
+  const v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
+  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
+  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
+  p = Fma(p, r, wasm_f32x4_splat(1.3981999507e-3f));
+  p = Fma(p, r, wasm_f32x4_splat(8.3334519073e-3f));
+  p = Fma(p, r, wasm_f32x4_splat(4.1665795894e-2f));
+  p = Fma(p, r, wasm_f32x4_splat(1.6666665459e-1f));
+  p = Fma(p, r, wasm_f32x4_splat(5.0000001201e-1f));
+  p = Fma(p, wasm_f32x4_mul(r, r), wasm_f32x4_add(r, wasm_f32x4_splat(1.0f)));
+  const v128_t e = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n), wasm_i32x4_splat(127)), 23);
+  return wasm_f32x4_mul(p, e);
+}
+}  // namespace
+
+double ExpShiftSumWasm(float* x, float shift, int64_t n) {
+  const v128_t vs = wasm_f32x4_splat(shift);
+  v128_t acc = wasm_f64x2_splat(0.0);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v128_t e = Exp4(wasm_f32x4_sub(wasm_v128_load(x + i), vs));
+    wasm_v128_store(x + i, e);
+    acc = wasm_f64x2_add(acc, wasm_f64x2_add(wasm_f64x2_promote_low_f32x4(e),
+                                             wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(e, e, 1, 0))));
+  }
+  double sum = wasm_f64x2_extract_lane(acc, 0) + wasm_f64x2_extract_lane(acc, 1);
+  if (i < n) {  // the tail through the same polynomial
+    alignas(16) float t[4];
+    for (int j = 0; j < 4; ++j) t[j] = i + j < n ? x[i + j] - shift : -100.0f;
+    wasm_v128_store(t, Exp4(wasm_v128_load(t)));
+    for (int j = 0; i + j < n; ++j) {
+      x[i + j] = t[j];
+      sum += t[j];
+    }
+  }
+  return sum;
+}
+
+// silu(g) * u = g / (1 + exp(-g)) * u; the tail through the same polynomial.
+void SiluMulWasm(float* g, const float* u, int64_t n) {
+  const v128_t one = wasm_f32x4_splat(1.0f);
+  auto silu_mul = [&](v128_t gv, v128_t uv) {
+    const v128_t e = Exp4(wasm_f32x4_neg(gv));
+    return wasm_f32x4_mul(wasm_f32x4_div(gv, wasm_f32x4_add(one, e)), uv);
+  };
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) wasm_v128_store(g + i, silu_mul(wasm_v128_load(g + i), wasm_v128_load(u + i)));
+  if (i < n) {
+    alignas(16) float tg[4] = {}, tu[4] = {};
+    for (int j = 0; i + j < n; ++j) {
+      tg[j] = g[i + j];
+      tu[j] = u[i + j];
+    }
+    wasm_v128_store(tg, silu_mul(wasm_v128_load(tg), wasm_v128_load(tu)));
+    for (int j = 0; i + j < n; ++j) g[i + j] = tg[j];
+  }
+}
+
 // RMSNorm's sum of squares in double: f64x2 lanes, four accumulators.
 double SumSquaresWasm(const float* x, int64_t n) {
   v128_t acc[4] = {wasm_f64x2_splat(0.0), wasm_f64x2_splat(0.0), wasm_f64x2_splat(0.0), wasm_f64x2_splat(0.0)};

@@ -117,6 +117,26 @@ double ExpShiftSumAvx2(float* x, float shift, int64_t n) {
   return sum;
 }
 
+// silu(g) * u = g / (1 + exp(-g)) * u; the tail through the same polynomial.
+void SiluMulAvx2(float* g, const float* u, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  auto silu_mul = [&](__m256 gv, __m256 uv) {
+    const __m256 e = Exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+    return _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)), uv);
+  };
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(g + i, silu_mul(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+  if (i < n) {
+    alignas(32) float tg[8] = {}, tu[8] = {};
+    for (int j = 0; i + j < n; ++j) {
+      tg[j] = g[i + j];
+      tu[j] = u[i + j];
+    }
+    _mm256_store_ps(tg, silu_mul(_mm256_load_ps(tg), _mm256_load_ps(tu)));
+    for (int j = 0; i + j < n; ++j) g[i + j] = tg[j];
+  }
+}
+
 // Four double accumulators of four lanes: the scalar loop's add chain (4 cycles
 // per element) was 2 us of every 2048-wide RMSNorm.
 double SumSquaresAvx2(const float* x, int64_t n) {

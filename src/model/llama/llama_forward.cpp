@@ -256,11 +256,7 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
     // hb = silu(gate) * up, each thread for the rows of up it computed (and of gate: the
     // same rows, in the same pass when the types agree; else gate's are all done before).
     MatMulSameInput(pool, {{&L.w_gate, hb}, {&L.w_up, hb2}}, xb, n, s, [&](int64_t b, int64_t e) {
-      for (int t = 0; t < n; ++t)
-        for (int64_t i = t * FF + b; i < t * FF + e; ++i) {
-          const float g = hb[i];
-          hb[i] = g / (1.0f + std::exp(-g)) * hb2[i];
-        }
+      for (int t = 0; t < n; ++t) SiluMul(hb + t * FF + b, hb2 + t * FF + b, e - b);
     });
     MatMul(pool, L.w_down, hb, n, xb, s, false, add_residual);
   }
