@@ -1,6 +1,7 @@
 // The llama-family forward pass: RMSNorm, RoPE, grouped-query attention over a
 // KvCache, SwiGLU, output head. Batched (prefill) and single-token (decode).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -13,6 +14,10 @@
 namespace tabfit {
 
 namespace {
+
+// WorkShares sites: per layer q, k, v, o, gate, up, down; the output head after the last layer.
+constexpr int kMatMulSitesPerLayer = 7;
+enum MatMulSlot { kSiteQ = 0, kSiteO = 3, kSiteGate = 4, kSiteDown = 6 };
 
 // out = x / rms(x) * w, accumulated in double as ggml does.
 void RmsNorm(const float* x, const float* w, float* out, int n, float eps) {
@@ -58,11 +63,12 @@ Result<ForwardScratch> LlamaModel::CreateScratch(MemoryLedger& ledger, int max_t
   TF_RETURN_IF_ERROR(alloc(&s.scores, static_cast<size_t>(s.threads) * hp.n_gqa() * n_ctx));
   TF_ASSIGN_OR_RETURN(s.logits, ledger.Allocate("logits", (all_logits ? T : 1) * hp.n_vocab * sizeof(float)));
   TF_ASSIGN_OR_RETURN(s.positions, ledger.Allocate("activations", T * sizeof(int32_t)));
+  s.shares = WorkShares(hp.n_layer * kMatMulSitesPerLayer + 1, s.threads);
   return s;
 }
 
 void LlamaModel::MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y,
-                        ForwardScratch& s, bool reuse_packed, const Epilogue& epilogue) const {
+                        ForwardScratch& s, int site, bool reuse_packed, const Epilogue& epilogue) const {
   if (s.observe_input) s.observe_input(w, x, n);
   const size_t prb = PackedActivationRowBytes(w.type, w.cols);
   uint8_t* packed = s.packed.as<uint8_t>();
@@ -75,15 +81,36 @@ void LlamaModel::MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x,
       PackActivations(w.type, x + b * w.cols, static_cast<int64_t>(e - b), w.cols, packed + b * prb);
     });
   }
-  // Rows are split among threads in multiples of 16 so register tiles (and the
-  // 16-row tiles of a run-time layout) stay whole.
-  pool.ParallelFor(
-      w.rows,
-      [&](size_t b, size_t e, int) {
-        MatMulRange(w, static_cast<int64_t>(b), static_cast<int64_t>(e), packed, n, y);
-        if (epilogue && b < e) epilogue(static_cast<int64_t>(b), static_cast<int64_t>(e));
-      },
-      16);
+  MatMulRows(pool, {{&w, y}}, n, s, site, epilogue);
+}
+
+void LlamaModel::MatMulRows(ThreadPool& pool, std::initializer_list<MatMulOut> outs, int n, ForwardScratch& s,
+                            int site, const Epilogue& epilogue) const {
+  const int threads = pool.num_threads();
+  const bool learn = threads > 1 && s.shares.threads() == threads;
+  const WorkShares equal(0, threads);  // no sites: every Range is the equal split
+  const WorkShares& shares = learn ? s.shares : equal;
+  const uint8_t* packed = s.packed.as<uint8_t>();
+  pool.RunOnAll([&](int t) {
+    const auto start = std::chrono::steady_clock::now();
+    bool any = false;
+    size_t i = 0;
+    for (const MatMulOut& o : outs) {
+      // Whole 16-row tiles, so register tiles and the x16 layouts stay whole.
+      const auto [b, e] = shares.Range(site, static_cast<size_t>(o.w->rows), 16, t);
+      if (b < e) {
+        MatMulRange(*o.w, static_cast<int64_t>(b), static_cast<int64_t>(e), packed, n, o.y);
+        any = true;
+        if (++i == outs.size() && epilogue) epilogue(static_cast<int64_t>(b), static_cast<int64_t>(e));
+      } else {
+        ++i;
+      }
+    }
+    if (learn && any) {
+      s.shares.Record(site, t, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+  });
+  if (learn) s.shares.Update(site);
 }
 
 void LlamaModel::MatMulRange(const WeightMatrix& w, int64_t begin, int64_t end, const void* packed, int n,
@@ -99,7 +126,7 @@ void LlamaModel::MatMulRange(const WeightMatrix& w, int64_t begin, int64_t end, 
 }
 
 void LlamaModel::MatMulSameInput(ThreadPool& pool, std::initializer_list<MatMulOut> outs, const float* x, int n,
-                                 ForwardScratch& s, const Epilogue& epilogue) const {
+                                 ForwardScratch& s, int site, const Epilogue& epilogue) const {
   const WeightMatrix& w0 = *outs.begin()->w;
   bool same = true;
   for (const MatMulOut& o : outs) same = same && o.w->type == w0.type && o.w->cols == w0.cols;
@@ -107,14 +134,15 @@ void LlamaModel::MatMulSameInput(ThreadPool& pool, std::initializer_list<MatMulO
     size_t i = 0;
     const WeightMatrix* prev = nullptr;
     for (const MatMulOut& o : outs) {
-      const bool last = ++i == outs.size();
-      MatMul(pool, *o.w, x, n, o.y, s, prev && prev->type == o.w->type && prev->cols == o.w->cols,
-             last ? epilogue : nullptr);
+      const bool last = i + 1 == outs.size();
+      MatMul(pool, *o.w, x, n, o.y, s, site + static_cast<int>(i),
+             prev && prev->type == o.w->type && prev->cols == o.w->cols, last ? epilogue : nullptr);
       prev = o.w;
+      ++i;
     }
     return;
   }
-  // Pack x once (MatMul's first call packs it, the others reuse it).
+  // Pack x once for every matrix.
   if (s.observe_input) {
     for (const MatMulOut& o : outs) s.observe_input(*o.w, x, n);
   }
@@ -127,23 +155,7 @@ void LlamaModel::MatMulSameInput(ThreadPool& pool, std::initializer_list<MatMulO
       PackActivations(w0.type, x + b * w0.cols, static_cast<int64_t>(e - b), w0.cols, packed + b * prb);
     });
   }
-  // One task per thread; thread t takes, of every matrix, the rows ThreadPool::ParallelFor
-  // (rows, grain 16) would give it, so results equal separate MatMul calls exactly.
-  const size_t threads = static_cast<size_t>(pool.num_threads());
-  pool.ParallelFor(threads, [&](size_t tb, size_t te, int) {
-    for (size_t t = tb; t < te; ++t) {
-      size_t i = 0;
-      for (const MatMulOut& o : outs) {
-        const size_t rows = static_cast<size_t>(o.w->rows), blocks = (rows + 15) / 16;
-        const size_t nt = std::min(threads, blocks);
-        if (t >= nt) continue;
-        const int64_t b = static_cast<int64_t>(blocks * t / nt * 16);
-        const int64_t e = static_cast<int64_t>(std::min(rows, blocks * (t + 1) / nt * 16));
-        MatMulRange(*o.w, b, e, packed, n, o.y);
-        if (++i == outs.size() && epilogue && b < e) epilogue(b, e);
-      }
-    }
-  });
+  MatMulRows(pool, outs, n, s, site, epilogue);
 }
 
 void LlamaModel::ApplyRope(float* x, int n_heads, int pos) const {
@@ -215,10 +227,11 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
   const float attn_scale = 1.0f / std::sqrt(static_cast<float>(HD));
   for (int il = 0; il < hp.n_layer; ++il) {
     const LayerWeights& L = layers_[il];
+    const int site = il * kMatMulSitesPerLayer;
     // Attention block.
     for (int t = 0; t < n; ++t) RmsNorm(x + t * D, L.attn_norm.as<float>(), xb + t * D, D, hp.rms_eps);
     // q, k and v read the same input: pack it once when their types agree.
-    MatMulSameInput(pool, {{&L.wq, q}, {&L.wk, k}, {&L.wv, v}}, xb, n, s);
+    MatMulSameInput(pool, {{&L.wq, q}, {&L.wk, k}, {&L.wv, v}}, xb, n, s, site + kSiteQ);
     if (hp.qkv_bias) {
       for (int t = 0; t < n; ++t) {
         for (int i = 0; i < QD; ++i) q[t * QD + i] += L.bq.as<float>()[i];
@@ -249,16 +262,16 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
       for (int t = 0; t < n; ++t)
         for (int64_t i = b; i < e; ++i) x[t * D + i] += xb[t * D + i];
     };
-    MatMul(pool, L.wo, att, n, xb, s, false, add_residual);
+    MatMul(pool, L.wo, att, n, xb, s, site + kSiteO, false, add_residual);
 
     // Feed-forward block (SwiGLU).
     for (int t = 0; t < n; ++t) RmsNorm(x + t * D, L.ffn_norm.as<float>(), xb + t * D, D, hp.rms_eps);
     // hb = silu(gate) * up, each thread for the rows of up it computed (and of gate: the
     // same rows, in the same pass when the types agree; else gate's are all done before).
-    MatMulSameInput(pool, {{&L.w_gate, hb}, {&L.w_up, hb2}}, xb, n, s, [&](int64_t b, int64_t e) {
+    MatMulSameInput(pool, {{&L.w_gate, hb}, {&L.w_up, hb2}}, xb, n, s, site + kSiteGate, [&](int64_t b, int64_t e) {
       for (int t = 0; t < n; ++t) SiluMul(hb + t * FF + b, hb2 + t * FF + b, e - b);
     });
-    MatMul(pool, L.w_down, hb, n, xb, s, false, add_residual);
+    MatMul(pool, L.w_down, hb, n, xb, s, site + kSiteDown, false, add_residual);
   }
   TF_RETURN_IF_ERROR(kv.Commit(n, pos));
 
@@ -268,7 +281,7 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
   for (int t = 0; t < n_out; ++t) {
     RmsNorm(x + (first + t) * D, output_norm_.as<float>(), xb + t * D, D, hp.rms_eps);
   }
-  MatMul(pool, lm_head(), xb, n_out, s.logits.as<float>(), s);
+  MatMul(pool, lm_head(), xb, n_out, s.logits.as<float>(), s, hp.n_layer * kMatMulSitesPerLayer);
   return Status::Ok();
 }
 

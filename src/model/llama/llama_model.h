@@ -24,6 +24,7 @@
 
 #include "core/ledger.h"
 #include "core/status.h"
+#include "core/thread_pool.h"
 #include "model/llama/hparams.h"
 #include "quant/kernels.h"
 #include "quant/types.h"
@@ -32,7 +33,6 @@ namespace tabfit {
 
 class GgufFile;
 class KvCache;
-class ThreadPool;
 
 // A weight matrix: `rows` rows of `cols` elements of `type`, stored row-chunked.
 // layout: kRowMajor, or a run-time layout (quant/kernels.h) the loader gave a
@@ -83,6 +83,9 @@ struct ForwardScratch {
   int n_ctx = 0;
   int threads = 1;
   bool all_logits = false;
+  // Each mat-mul's row shares per thread, learned from the threads' times
+  // (site = layer * kMatMulSitesPerLayer + matrix slot; the output head last).
+  WorkShares shares;
   // Optional: sees the input of every mat-mul (x: [n][w.cols] f32) before it
   // runs — calibration collects activation statistics through it.
   std::function<void(const WeightMatrix& w, const float* x, int n)> observe_input;
@@ -117,19 +120,26 @@ class LlamaModel {
   // epilogue (optional): called by each thread for its rows [begin, end) of y
   // once they are computed (for all n tokens), so element-wise work that follows
   // the mat-mul runs on every thread without another barrier.
+  // site: this call's WorkShares site in s.shares (-1: equal shares).
   using Epilogue = std::function<void(int64_t begin, int64_t end)>;
-  void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y, ForwardScratch& s,
+  void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y, ForwardScratch& s, int site,
               bool reuse_packed = false, const Epilogue& epilogue = nullptr) const;
   // Mat-muls of the same input x (q/k/v; gate/up) in ONE parallel pass when they
   // share type and width (x is packed once): each thread computes the same share
   // of every matrix's rows that MatMul would give it, in list order, then
-  // epilogue(begin, end) over its share of the last matrix. Otherwise MatMul each.
+  // epilogue(begin, end) over its share of the last matrix. Otherwise MatMul each
+  // (the i-th at site + i).
   struct MatMulOut {
     const WeightMatrix* w;
     float* y;
   };
   void MatMulSameInput(ThreadPool& pool, std::initializer_list<MatMulOut> outs, const float* x, int n,
-                       ForwardScratch& s, const Epilogue& epilogue = nullptr) const;
+                       ForwardScratch& s, int site, const Epilogue& epilogue = nullptr) const;
+  // One parallel pass over `outs` from s.packed: thread t computes, of every
+  // matrix, the rows s.shares gives it at `site` (whole 16-row tiles), then the
+  // epilogue over its rows of the last; its time feeds the site's shares.
+  void MatMulRows(ThreadPool& pool, std::initializer_list<MatMulOut> outs, int n, ForwardScratch& s, int site,
+                  const Epilogue& epilogue) const;
   // Rows [begin, end) of w for n tokens from already packed activations.
   void MatMulRange(const WeightMatrix& w, int64_t begin, int64_t end, const void* packed, int n, float* y) const;
 
