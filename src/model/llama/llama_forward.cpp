@@ -63,6 +63,7 @@ Result<ForwardScratch> LlamaModel::CreateScratch(MemoryLedger& ledger, int max_t
   TF_RETURN_IF_ERROR(alloc(&s.scores, static_cast<size_t>(s.threads) * hp.n_gqa() * n_ctx));
   TF_ASSIGN_OR_RETURN(s.logits, ledger.Allocate("logits", (all_logits ? T : 1) * hp.n_vocab * sizeof(float)));
   TF_ASSIGN_OR_RETURN(s.positions, ledger.Allocate("activations", T * sizeof(int32_t)));
+  TF_RETURN_IF_ERROR(alloc(&s.rope, T * std::max(2, hp.n_rot)));
   s.shares = WorkShares(hp.n_layer * kMatMulSitesPerLayer + 1, s.threads);
   return s;
 }
@@ -158,17 +159,20 @@ void LlamaModel::MatMulSameInput(ThreadPool& pool, std::initializer_list<MatMulO
   MatMulRows(pool, outs, n, s, site, epilogue);
 }
 
-void LlamaModel::ApplyRope(float* x, int n_heads, int pos) const {
+void LlamaModel::RopeTable(int pos, float* cs, float* sn) const {
   const LlamaHParams& hp = hp_;
-  const int half = hp.n_rot / 2;
-  float cs[512], sn[512];  // n_rot <= head_dim <= 1024 checked at load; 512 pairs cover it
   float theta = static_cast<float>(pos);
-  for (int i = 0; i < half && i < 512; ++i) {
+  for (int i = 0; i < hp.n_rot / 2; ++i) {
     const float t = theta * hp.rope_freq_scale;
     cs[i] = std::cos(t);
     sn[i] = std::sin(t);
     theta *= rope_theta_scale_;
   }
+}
+
+void LlamaModel::ApplyRope(float* x, int n_heads, const float* cs, const float* sn) const {
+  const LlamaHParams& hp = hp_;
+  const int half = hp.n_rot / 2;
   for (int h = 0; h < n_heads; ++h) {
     float* v = x + h * hp.head_dim;
     if (hp.rope == RopeOrdering::kNormal) {
@@ -221,6 +225,10 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
   // pruning KV cache dropped slots from the middle).
   const int pos0 = n_past > 0 ? kv.position(n_past - 1) + 1 : 0;
   for (int t = 0; t < n; ++t) pos[t] = pos0 + t;
+  // RoPE's cos/sin per token, once for every layer: [n][n_rot / 2] each.
+  float* rope_cs = s.rope.as<float>();
+  float* rope_sn = rope_cs + static_cast<size_t>(n) * (hp.n_rot / 2);
+  for (int t = 0; t < n; ++t) RopeTable(pos[t], rope_cs + t * (hp.n_rot / 2), rope_sn + t * (hp.n_rot / 2));
 
   for (int t = 0; t < n; ++t) DequantizeRow(tok_embd_.type, tok_embd_.row(tokens[t]), x + t * D, D);
 
@@ -242,8 +250,10 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
       }
     }
     for (int t = 0; t < n; ++t) {
-      ApplyRope(q + t * QD, hp.n_head, pos[t]);
-      ApplyRope(k + t * KVD, hp.n_head_kv, pos[t]);
+      const float* cs = rope_cs + t * (hp.n_rot / 2);
+      const float* sn = rope_sn + t * (hp.n_rot / 2);
+      ApplyRope(q + t * QD, hp.n_head, cs, sn);
+      ApplyRope(k + t * KVD, hp.n_head_kv, cs, sn);
     }
     TF_RETURN_IF_ERROR(kv.Write(il, n, pos, k, v));
     // One task per (token, kv head): the gqa query heads sharing a kv head are

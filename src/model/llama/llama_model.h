@@ -80,6 +80,7 @@ struct ForwardScratch {
   Buffer scores;                          // [threads][n_gqa][n_ctx] attention probabilities
   Buffer logits;                          // [max_tokens][n_vocab] (or [1][n_vocab])
   Buffer positions;                       // int32 [max_tokens]
+  Buffer rope;                            // RoPE cos then sin: [max_tokens][n_rot / 2] each
   int n_ctx = 0;
   int threads = 1;
   bool all_logits = false;
@@ -151,7 +152,10 @@ class LlamaModel {
   std::vector<LayerWeights> layers_;
   float rope_theta_scale_ = 1.f;
   const WeightMatrix& lm_head() const { return tied_output_ ? tok_embd_ : output_; }
-  void ApplyRope(float* x, int n_heads, int pos) const;
+  // RoPE at `pos`: cs[i], sn[i] = cos, sin(pos * freq_scale * base^(-2i / n_rot)), i < n_rot / 2.
+  void RopeTable(int pos, float* cs, float* sn) const;
+  // Rotates the first n_rot dims of each of n_heads heads of x by the table of one position.
+  void ApplyRope(float* x, int n_heads, const float* cs, const float* sn) const;
 };
 
 }  // namespace tabfit
