@@ -11,6 +11,9 @@
 //
 //   node scripts/bench-ratios.mjs --tabfit build/tabfit --threads 2 --rounds 3 \
 //        --models /tmp/bvl/tinyllama-1.1b-{tf_q2,q4_0}.gguf [--jsonl-out FILE]
+// A/B: --tabfit A,B[,...] runs every binary on every model in each round, in turn,
+// so each gets its share of every host state; a binary may carry one environment
+// setting, e.g. --tabfit /tmp/base,build/tabfit,build/tabfit:SOME_VAR=1.
 // Models: any GGUF or package, e.g. from `tabfit synth --shape tinyllama-1.1b --type T -o FILE`.
 import { spawnSync } from "node:child_process";
 import { appendFileSync } from "node:fs";
@@ -33,18 +36,28 @@ for (let i = 2; i < process.argv.length; ++i) {
 }
 if (!a.models.length) throw new Error("--models FILE... is required");
 
+const binaries = a.tabfit.split(",").map((spec) => {
+  const [bin, setting] = spec.split(/:(.*)/s);
+  const env = { ...process.env };
+  if (setting) {
+    const eq = setting.indexOf("=");
+    if (eq <= 0) throw new Error(`--tabfit ${spec}: expected BINARY:VAR=VALUE`);
+    env[setting.slice(0, eq)] = setting.slice(eq + 1);
+  }
+  return { spec, bin, env };
+});
 const groups = { high: {}, low: {}, mixed: {} };
 for (let r = 0; r < a.rounds; ++r) {
-  for (const m of a.models) {
+  for (const m of a.models) for (const b of binaries) {
     const args = ["bench", "-m", m, "-t", String(a.threads), "-p", "0", "-n", String(a.n), "-r", String(a.reps), "--json"];
-    const p = spawnSync(a.tabfit, args, { encoding: "utf8", maxBuffer: 1 << 26 });
-    if (p.status !== 0) throw new Error(`${a.tabfit} ${args.join(" ")} failed:\n${p.stdout}${p.stderr}`);
+    const p = spawnSync(b.bin, args, { encoding: "utf8", maxBuffer: 1 << 26, env: b.env });
+    if (p.status !== 0) throw new Error(`${b.spec} ${args.join(" ")} failed:\n${p.stdout}${p.stderr}`);
     const j = JSON.parse(p.stdout);
     const probes = j.n_threads_ceiling_probes_bytes_per_second ?? [];
     const runs = j.bandwidth_ratio_per_tg_run ?? [];
-    const name = path.basename(m);
+    const name = binaries.length > 1 ? `${path.basename(m)} (${b.spec})` : path.basename(m);
     if (a.out) {
-      appendFileSync(a.out, JSON.stringify({ model: name, threads: a.threads, time: new Date().toISOString(),
+      appendFileSync(a.out, JSON.stringify({ model: path.basename(m), tabfit: b.spec, threads: a.threads, time: new Date().toISOString(),
                                              tg: j.tg.samples, probes, runs }) + "\n");
     }
     runs.forEach((ratio, i) => {
