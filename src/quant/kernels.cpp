@@ -85,8 +85,8 @@ constexpr FormatTraits kFormats[] = {
 constexpr PackTraits kPacks[] = {
     {PackType::kF32, "f32", 1, 4, {PackF32Scalar, nullptr, nullptr, nullptr}},
     {PackType::kQ8_0A, "q8_0a", 32, 36, {PackQ8_0AScalar, AVX2(PackQ8_0AAvx2), nullptr, nullptr}},
-    {PackType::kQ8_KA, "q8_ka", 256, 292, {PackQ8_KAScalar, AVX2(PackQ8_KAAvx2), nullptr, nullptr}},
-    {PackType::kQ8_KAR, "q8_kar", 256, 292, {PackQ8_KARScalar, AVX2(PackQ8_KARAvx2), nullptr, nullptr}},
+    {PackType::kQ8_KA, "q8_ka", 256, 292, {PackQ8_KAScalar, AVX2(PackQ8_KAAvx2), nullptr, nullptr, VNNI(PackQ8_KAAvx512)}},
+    {PackType::kQ8_KAR, "q8_kar", 256, 292, {PackQ8_KARScalar, AVX2(PackQ8_KARAvx2), nullptr, nullptr, VNNI(PackQ8_KARAvx512)}},
 };
 
 constexpr VecKernels kVec[] = {

@@ -95,6 +95,8 @@ void SiluMulAvx2(float* g, const float* u, int64_t n);
 // -mavx512f -mavx512vl -mavx512bw -mavx512vnni on top of the AVX2 flags) ----
 #if defined(TABFIT_HAVE_AVX512VNNI_KERNELS)
 void MatMulQ8_0Avx512Vnni(TF_MATMUL_ARGS);
+void PackQ8_KAAvx512(TF_PACK_ARGS);
+void PackQ8_KARAvx512(TF_PACK_ARGS);
 void MatMulQ4_0Avx512Vnni(TF_MATMUL_ARGS);
 void MatMulTfQ2Avx512Vnni(TF_MATMUL_ARGS);  // TF_Q2 and TF_Q2R (same blocks)
 void MatMulTfQ2Avx512VnniNoVbmi(TF_MATMUL_ARGS);  // the same without AVX512_VBMI (tests reach both)

@@ -102,6 +102,11 @@ void PackQ8_KARAvx2(const float* x, int64_t n_tokens, int64_t cols, void* out) {
   PackRotated(x, n_tokens, cols, out, PackQ8_KAAvx2);
 }
 #endif
+#if defined(TABFIT_HAVE_AVX512VNNI_KERNELS)
+void PackQ8_KARAvx512(const float* x, int64_t n_tokens, int64_t cols, void* out) {
+  PackRotated(x, n_tokens, cols, out, PackQ8_KAAvx512);
+}
+#endif
 
 }  // namespace qk
 }  // namespace tabfit
