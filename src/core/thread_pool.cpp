@@ -136,7 +136,7 @@ void WorkShares::Update(int site) {
     constexpr double kStep = 0.25;
     const double lo = 0.5 / threads_, hi = 2.0 / threads_;
     double y[kMaxProjected];
-    const int n = std::min(threads_, kMaxProjected);
+    const int n = threads_;  // <= kMaxProjected (checked above)
     for (int t = 0; t < n; ++t) y[t] = sh[t] + kStep * (sh[t] / sec[t] / rate_sum - sh[t]);
     bool inside = true;  // the y sum to 1 already; only a bound that binds needs the projection
     for (int t = 0; t < n; ++t) inside = inside && y[t] >= lo && y[t] <= hi;
