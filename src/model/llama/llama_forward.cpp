@@ -93,19 +93,16 @@ void LlamaModel::MatMulRows(ThreadPool& pool, std::initializer_list<MatMulOut> o
   const WorkShares& shares = learn ? s.shares : equal;
   const uint8_t* packed = s.packed.as<uint8_t>();
   pool.RunOnAll([&](int t) {
-    const auto start = std::chrono::steady_clock::now();
+    const auto start = learn ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     bool any = false;
-    size_t i = 0;
-    for (const MatMulOut& o : outs) {
+    for (size_t i = 0; i < outs.size(); ++i) {
+      const MatMulOut& o = outs.begin()[i];
       // Whole 16-row tiles, so register tiles and the x16 layouts stay whole.
       const auto [b, e] = shares.Range(site, static_cast<size_t>(o.w->rows), 16, t);
-      if (b < e) {
-        MatMulRange(*o.w, static_cast<int64_t>(b), static_cast<int64_t>(e), packed, n, o.y);
-        any = true;
-        if (++i == outs.size() && epilogue) epilogue(static_cast<int64_t>(b), static_cast<int64_t>(e));
-      } else {
-        ++i;
-      }
+      if (b >= e) continue;
+      MatMulRange(*o.w, static_cast<int64_t>(b), static_cast<int64_t>(e), packed, n, o.y);
+      any = true;
+      if (i + 1 == outs.size() && epilogue) epilogue(static_cast<int64_t>(b), static_cast<int64_t>(e));
     }
     if (learn && any) {
       s.shares.Record(site, t, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

@@ -126,10 +126,9 @@ class LlamaModel {
   void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y, ForwardScratch& s, int site,
               bool reuse_packed = false, const Epilogue& epilogue = nullptr) const;
   // Mat-muls of the same input x (q/k/v; gate/up) in ONE parallel pass when they
-  // share type and width (x is packed once): each thread computes the same share
-  // of every matrix's rows that MatMul would give it, in list order, then
-  // epilogue(begin, end) over its share of the last matrix. Otherwise MatMul each
-  // (the i-th at site + i).
+  // share type and width (x is packed once; MatMulRows at `site`: every matrix
+  // split by that site's shares, so gate and up rows [b, e) land on one thread).
+  // Otherwise MatMul each (the i-th at site + i), the epilogue after the last.
   struct MatMulOut {
     const WeightMatrix* w;
     float* y;
