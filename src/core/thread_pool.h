@@ -80,6 +80,7 @@ class WorkShares {
   // Moves the site's shares toward equal finishing times, if every thread
   // recorded a positive time this run; clears the records.
   void Update(int site);
+  // The current share of thread t at `site` (0 <= site < sites(), 0 <= t < threads()).
   float share(int site, int t) const { return shares_[Index(site, t)]; }
 
  private:
