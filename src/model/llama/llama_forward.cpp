@@ -82,10 +82,10 @@ void LlamaModel::MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x,
       PackActivations(w.type, x + b * w.cols, static_cast<int64_t>(e - b), w.cols, packed + b * prb);
     });
   }
-  MatMulRows(pool, {{&w, y}}, n, s, site, epilogue);
+  MatMulPass(pool, {{&w, y}}, n, s, site, epilogue);
 }
 
-void LlamaModel::MatMulRows(ThreadPool& pool, std::initializer_list<MatMulOut> outs, int n, ForwardScratch& s,
+void LlamaModel::MatMulPass(ThreadPool& pool, std::initializer_list<MatMulOut> outs, int n, ForwardScratch& s,
                             int site, const Epilogue& epilogue) const {
   const int threads = pool.num_threads();
   const bool learn = threads > 1 && s.shares.threads() == threads;
@@ -153,7 +153,7 @@ void LlamaModel::MatMulSameInput(ThreadPool& pool, std::initializer_list<MatMulO
       PackActivations(w0.type, x + b * w0.cols, static_cast<int64_t>(e - b), w0.cols, packed + b * prb);
     });
   }
-  MatMulRows(pool, outs, n, s, site, epilogue);
+  MatMulPass(pool, outs, n, s, site, epilogue);
 }
 
 void LlamaModel::RopeTable(int pos, float* cs, float* sn) const {

@@ -126,7 +126,7 @@ class LlamaModel {
   void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int n, float* y, ForwardScratch& s, int site,
               bool reuse_packed = false, const Epilogue& epilogue = nullptr) const;
   // Mat-muls of the same input x (q/k/v; gate/up) in ONE parallel pass when they
-  // share type and width (x is packed once; MatMulRows at `site`: every matrix
+  // share type and width (x is packed once; MatMulPass at `site`: every matrix
   // split by that site's shares, so gate and up rows [b, e) land on one thread).
   // Otherwise MatMul each (the i-th at site + i), the epilogue after the last.
   struct MatMulOut {
@@ -138,7 +138,7 @@ class LlamaModel {
   // One parallel pass over `outs` from s.packed: thread t computes, of every
   // matrix, the rows s.shares gives it at `site` (whole 16-row tiles), then the
   // epilogue over its rows of the last; its time feeds the site's shares.
-  void MatMulRows(ThreadPool& pool, std::initializer_list<MatMulOut> outs, int n, ForwardScratch& s, int site,
+  void MatMulPass(ThreadPool& pool, std::initializer_list<MatMulOut> outs, int n, ForwardScratch& s, int site,
                   const Epilogue& epilogue) const;
   // Rows [begin, end) of w for n tokens from already packed activations.
   void MatMulRange(const WeightMatrix& w, int64_t begin, int64_t end, const void* packed, int n, float* y) const;
