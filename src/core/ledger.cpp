@@ -22,6 +22,7 @@ void AdviseHugePages(void* p, size_t bytes) { madvise(p, bytes, MADV_HUGEPAGE); 
 constexpr bool kHugePagesPossible = false;
 void AdviseHugePages(void*, size_t) {}
 #endif
+void FreeMemory(void* p, size_t bytes);
 }  // namespace
 namespace detail {
 
@@ -117,7 +118,7 @@ const std::string& Buffer::component() const {
 
 void Buffer::Reset() {
   if (size_ > 0 && (data_ || !owns_memory_)) {
-    if (owns_memory_ && !block_) std::free(data_);
+    if (owns_memory_ && !block_) FreeMemory(data_, size_);
     if (state_) Release(state_, component_id_, size_);
   }
   block_.reset();  // the last buffer of an AllocateGroup block frees it
@@ -156,13 +157,60 @@ Result<Buffer> MemoryLedger::Allocate(std::string_view component, size_t bytes, 
 constexpr size_t kHugePage = size_t{2} << 20;
 
 namespace {
+#if defined(__linux__) && !defined(__EMSCRIPTEN__)
+// Buffers this large are mapped from the OS directly and unmapped when freed, so
+// freeing one really lowers the process's resident size. (glibc's malloc raises
+// its mmap threshold each time a mapped chunk is freed, up to 32 MiB, after which
+// layer-sized buffers come from the heap and a freed one stays resident: evicting
+// a layer would then free ledger bytes but not process bytes.)
+constexpr size_t kMapThreshold = size_t{256} << 10;
+constexpr size_t kPage = 4096;
+size_t MappedBytes(size_t bytes) { return (bytes + kPage - 1) / kPage * kPage; }
+void* MapMemory(size_t bytes, size_t alignment) {
+  alignment = std::max(alignment, kPage);
+  const size_t len = MappedBytes(bytes);
+  const size_t span = len + alignment - kPage;  // room to place an aligned start
+  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  const uintptr_t base = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t start = (base + alignment - 1) / alignment * alignment;
+  if (start > base) munmap(raw, start - base);
+  const uintptr_t end = start + len;
+  if (base + span > end) munmap(reinterpret_cast<void*>(end), base + span - end);
+  return reinterpret_cast<void*>(start);
+}
+#else
+constexpr size_t kMapThreshold = SIZE_MAX;
+#endif
+
 void* AllocateMemory(size_t bytes, size_t alignment) {
   const bool huge = kHugePagesPossible && bytes >= kHugePage;
   if (huge) alignment = std::max(alignment, kHugePage);
-  void* p = std::aligned_alloc(alignment, (bytes + alignment - 1) / alignment * alignment);
+  void* p;
+#if defined(__linux__) && !defined(__EMSCRIPTEN__)
+  if (bytes >= kMapThreshold) {
+    p = MapMemory(bytes, alignment);
+  } else
+#endif
+  {
+    p = std::aligned_alloc(alignment, (bytes + alignment - 1) / alignment * alignment);
+  }
   if (huge && p) AdviseHugePages(p, bytes / kHugePage * kHugePage);
   return p;
 }
+
+// Frees what AllocateMemory(bytes, ...) returned.
+void FreeMemory(void* p, size_t bytes) {
+  if (!p) return;
+#if defined(__linux__) && !defined(__EMSCRIPTEN__)
+  if (bytes >= kMapThreshold) {
+    munmap(p, MappedBytes(bytes));
+    return;
+  }
+#endif
+  std::free(p);
+}
+
 }  // namespace
 
 Result<int> MemoryLedger::Admit(std::string_view component, const std::vector<size_t>& sizes, bool external) {
@@ -272,7 +320,7 @@ Result<std::vector<Buffer>> MemoryLedger::AllocateGroup(std::string_view compone
   }
   void* p = AllocateMemory(block_bytes, kAlign);
   if (!p) return refused(block_bytes);
-  std::shared_ptr<void> block(p, [](void* q) { std::free(q); });
+  std::shared_ptr<void> block(p, [block_bytes](void* q) { FreeMemory(q, block_bytes); });
   for (size_t i = 0; i < sizes.size(); ++i) {
     if (sizes[i] == 0) {
       out.emplace_back();
