@@ -28,6 +28,46 @@ void RmsNorm(const float* x, const float* w, float* out, int n, float eps) {
 
 }  // namespace
 
+namespace {
+// What CreateScratch allocates, as (component, bytes) in order.
+struct ScratchSizes {
+  size_t x, xb, q, k, v, att, hb, hb2, packed, scores, logits, positions, rope;
+  uint64_t total() const { return x + xb + q + k + v + att + hb + hb2 + packed + scores + logits + positions + rope; }
+};
+
+ScratchSizes SizesFor(const LlamaHParams& hp, const std::vector<ComponentPlan>& plans, int max_tokens,
+                             int n_ctx, int threads, bool all_logits) {
+  const size_t T = std::max(1, max_tokens);
+  const size_t F = sizeof(float);
+  ScratchSizes z{};
+  z.x = T * hp.n_embd * F;
+  z.xb = T * std::max(hp.n_embd, hp.q_dim()) * F;
+  z.q = T * hp.q_dim() * F;
+  z.k = T * hp.kv_dim() * F;
+  z.v = T * hp.kv_dim() * F;
+  z.att = T * hp.q_dim() * F;
+  z.hb = T * hp.n_ff * F;
+  z.hb2 = T * hp.n_ff * F;
+  // Packed activations: the widest input over every weight type in use.
+  size_t packed = 0;
+  for (const ComponentPlan& c : plans) {
+    for (const TensorPlan& t : c.tensors) {
+      if (!t.vector) packed = std::max(packed, T * PackedActivationRowBytes(t.target, t.cols));
+    }
+  }
+  z.packed = packed;
+  z.scores = static_cast<size_t>(std::max(1, threads)) * hp.n_gqa() * n_ctx * F;
+  z.logits = (all_logits ? T : 1) * hp.n_vocab * F;
+  z.positions = T * sizeof(int32_t);
+  z.rope = T * std::max(2, hp.n_rot) * F;
+  return z;
+}
+}  // namespace
+
+uint64_t LlamaModel::ScratchBytes(int max_tokens, int n_ctx, int threads, bool all_logits) const {
+  return SizesFor(hp_, plans_, max_tokens, n_ctx, threads, all_logits).total();
+}
+
 Result<ForwardScratch> LlamaModel::CreateScratch(MemoryLedger& ledger, int max_tokens, int n_ctx, int threads,
                                                  bool all_logits) const {
   const LlamaHParams& hp = hp_;
@@ -36,34 +76,24 @@ Result<ForwardScratch> LlamaModel::CreateScratch(MemoryLedger& ledger, int max_t
   s.n_ctx = n_ctx;
   s.threads = std::max(1, threads);
   s.all_logits = all_logits;
-  const size_t T = s.max_tokens;
-  auto alloc = [&](Buffer* b, size_t floats) -> Status {
-    TF_ASSIGN_OR_RETURN(*b, ledger.Allocate("activations", floats * sizeof(float)));
+  const ScratchSizes z = SizesFor(hp, plans_, max_tokens, n_ctx, s.threads, all_logits);
+  auto alloc = [&](Buffer* b, size_t bytes, const char* component = "activations") -> Status {
+    TF_ASSIGN_OR_RETURN(*b, ledger.Allocate(component, bytes));
     return Status::Ok();
   };
-  TF_RETURN_IF_ERROR(alloc(&s.x, T * hp.n_embd));
-  TF_RETURN_IF_ERROR(alloc(&s.xb, T * std::max(hp.n_embd, hp.q_dim())));
-  TF_RETURN_IF_ERROR(alloc(&s.q, T * hp.q_dim()));
-  TF_RETURN_IF_ERROR(alloc(&s.k, T * hp.kv_dim()));
-  TF_RETURN_IF_ERROR(alloc(&s.v, T * hp.kv_dim()));
-  TF_RETURN_IF_ERROR(alloc(&s.att, T * hp.q_dim()));
-  TF_RETURN_IF_ERROR(alloc(&s.hb, T * hp.n_ff));
-  TF_RETURN_IF_ERROR(alloc(&s.hb2, T * hp.n_ff));
-  // Packed activations: the widest input over every weight type in use.
-  size_t packed = 0;
-  auto consider = [&](const WeightMatrix& w) {
-    packed = std::max(packed, T * PackedActivationRowBytes(w.type, w.cols));
-  };
-  consider(tok_embd_);
-  consider(lm_head());
-  for (const auto& l : layers_) {
-    for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) consider(*m);
-  }
-  TF_ASSIGN_OR_RETURN(s.packed, ledger.Allocate("activations", packed));
-  TF_RETURN_IF_ERROR(alloc(&s.scores, static_cast<size_t>(s.threads) * hp.n_gqa() * n_ctx));
-  TF_ASSIGN_OR_RETURN(s.logits, ledger.Allocate("logits", (all_logits ? T : 1) * hp.n_vocab * sizeof(float)));
-  TF_ASSIGN_OR_RETURN(s.positions, ledger.Allocate("activations", T * sizeof(int32_t)));
-  TF_RETURN_IF_ERROR(alloc(&s.rope, T * std::max(2, hp.n_rot)));
+  TF_RETURN_IF_ERROR(alloc(&s.x, z.x));
+  TF_RETURN_IF_ERROR(alloc(&s.xb, z.xb));
+  TF_RETURN_IF_ERROR(alloc(&s.q, z.q));
+  TF_RETURN_IF_ERROR(alloc(&s.k, z.k));
+  TF_RETURN_IF_ERROR(alloc(&s.v, z.v));
+  TF_RETURN_IF_ERROR(alloc(&s.att, z.att));
+  TF_RETURN_IF_ERROR(alloc(&s.hb, z.hb));
+  TF_RETURN_IF_ERROR(alloc(&s.hb2, z.hb2));
+  TF_RETURN_IF_ERROR(alloc(&s.packed, z.packed));
+  TF_RETURN_IF_ERROR(alloc(&s.scores, z.scores));
+  TF_RETURN_IF_ERROR(alloc(&s.logits, z.logits, "logits"));
+  TF_RETURN_IF_ERROR(alloc(&s.positions, z.positions));
+  TF_RETURN_IF_ERROR(alloc(&s.rope, z.rope));
   s.shares = WorkShares(hp.n_layer * kMatMulSitesPerLayer + 1, s.threads);
   return s;
 }
@@ -188,7 +218,32 @@ void LlamaModel::ApplyRope(float* x, int n_heads, const float* cs, const float* 
   }
 }
 
-Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool& pool, ForwardScratch& s) const {
+namespace {
+// Holds one acquired component until it goes out of scope.
+class Held {
+ public:
+  Held(WeightAccess& w, int c) : w_(w), c_(c) {}
+  ~Held() { if (p_) w_.Release(c_); }
+  Held(const Held&) = delete;
+  Held& operator=(const Held&) = delete;
+  Status Get() {
+    Result<const ComponentWeights*> r = w_.Acquire(c_);
+    if (!r.ok()) return r.status();
+    p_ = *r;
+    return Status::Ok();
+  }
+  const ComponentWeights& operator*() const { return *p_; }
+  const ComponentWeights* operator->() const { return p_; }
+
+ private:
+  WeightAccess& w_;
+  int c_;
+  const ComponentWeights* p_ = nullptr;
+};
+}  // namespace
+
+Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool& pool, ForwardScratch& s,
+                           WeightAccess& weights) const {
   const LlamaHParams& hp = hp_;
   if (n <= 0) return InvalidArgument("Forward: no tokens");
   if (n > s.max_tokens) {
@@ -227,11 +282,18 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
   float* rope_sn = rope_cs + static_cast<size_t>(n) * (hp.n_rot / 2);
   for (int t = 0; t < n; ++t) RopeTable(pos[t], rope_cs + t * (hp.n_rot / 2), rope_sn + t * (hp.n_rot / 2));
 
-  for (int t = 0; t < n; ++t) DequantizeRow(tok_embd_.type, tok_embd_.row(tokens[t]), x + t * D, D);
+  {
+    Held emb(weights, embeddings_component());
+    TF_RETURN_IF_ERROR(emb.Get());
+    const WeightMatrix& tok_embd = emb->matrix;
+    for (int t = 0; t < n; ++t) DequantizeRow(tok_embd.type, tok_embd.row(tokens[t]), x + t * D, D);
+  }
 
   const float attn_scale = 1.0f / std::sqrt(static_cast<float>(HD));
   for (int il = 0; il < hp.n_layer; ++il) {
-    const LayerWeights& L = layers_[il];
+    Held held(weights, il);
+    TF_RETURN_IF_ERROR(held.Get());
+    const LayerWeights& L = held->layer;
     const int site = il * kMatMulSitesPerLayer;
     // Attention block.
     for (int t = 0; t < n; ++t) RmsNorm(x + t * D, L.attn_norm.as<float>(), xb + t * D, D, hp.rms_eps);
@@ -280,16 +342,22 @@ Status LlamaModel::Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool
     });
     MatMul(pool, L.w_down, hb, n, xb, s, site + kSiteDown, false, add_residual);
   }
-  TF_RETURN_IF_ERROR(kv.Commit(n, pos));
 
   // Output head: every token (perplexity) or just the last.
   const int first = s.all_logits ? 0 : n - 1;
   const int n_out = n - first;
-  for (int t = 0; t < n_out; ++t) {
-    RmsNorm(x + (first + t) * D, output_norm_.as<float>(), xb + t * D, D, hp.rms_eps);
+  {
+    Held norm(weights, output_norm_component());
+    TF_RETURN_IF_ERROR(norm.Get());
+    for (int t = 0; t < n_out; ++t) {
+      RmsNorm(x + (first + t) * D, norm->vec.as<float>(), xb + t * D, D, hp.rms_eps);
+    }
   }
-  MatMul(pool, lm_head(), xb, n_out, s.logits.as<float>(), s, hp.n_layer * kMatMulSitesPerLayer);
-  return Status::Ok();
+  Held head(weights, lm_head_component());
+  TF_RETURN_IF_ERROR(head.Get());
+  MatMul(pool, head->matrix, xb, n_out, s.logits.as<float>(), s, hp.n_layer * kMatMulSitesPerLayer);
+  // Only now, with every weight read, do the step's tokens join the cache.
+  return kv.Commit(n, pos);
 }
 
 }  // namespace tabfit

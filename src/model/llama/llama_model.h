@@ -6,12 +6,18 @@
 //   w_gate, w_up [n_ff x n_embd]       w_down [n_embd x n_ff]
 //   norms [n_embd] f32
 // Every weight lives in ledger buffers charged to "embeddings", "layers.N",
-// "output_norm" or "lm_head"; matrices are row-chunked so no buffer exceeds
-// the ledger's max buffer size.
+// "output_norm" or "lm_head" (or, for weights the loader streams, to its ring's
+// component); matrices are row-chunked so no buffer exceeds the ledger's max
+// buffer size. The weights are planned per component (weights.h) at Plan time;
+// Load also reads them all (the model then holds them: ResidentWeights), while a
+// residency manager (src/loader) allocates and reads components itself through
+// AllocateComponent / ReadComponent and hands them to Forward via WeightAccess.
 //
-// Thread-safety: after Load, the model is immutable; Forward uses caller-owned
-// scratch (ForwardScratch) and a KvCache, so one model can serve several
-// contexts, each with its own scratch and cache, one Forward at a time each.
+// Thread-safety: after Plan/Load, the model is immutable; Forward uses caller-owned
+// scratch (ForwardScratch), a KvCache and a WeightAccess, so one model can serve
+// several contexts, each with its own scratch and cache, one Forward at a time
+// each. AllocateComponent / ReadComponent are const and may run on a loader
+// thread while Forward runs on another.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +25,7 @@
 #include <initializer_list>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -26,6 +33,7 @@
 #include "core/status.h"
 #include "core/thread_pool.h"
 #include "model/llama/hparams.h"
+#include "model/llama/weights.h"
 #include "quant/kernels.h"
 #include "quant/types.h"
 
@@ -33,29 +41,6 @@ namespace tabfit {
 
 class GgufFile;
 class KvCache;
-
-// A weight matrix: `rows` rows of `cols` elements of `type`, stored row-chunked.
-// layout: kRowMajor, or a run-time layout (quant/kernels.h) the loader gave a
-// matrix that is only multiplied (never token_embd); chunks then hold whole tiles.
-struct WeightMatrix {
-  std::string name;  // GGUF tensor name
-  TensorType type = TensorType::kF32;
-  WeightLayout layout = WeightLayout::kRowMajor;
-  int64_t rows = 0;
-  int64_t cols = 0;
-  size_t row_bytes = 0;
-  ChunkedBuffer data;
-  // Row r's bytes; only for kRowMajor (a tiled matrix interleaves its rows).
-  const uint8_t* row(int64_t r) const { return data.at(static_cast<size_t>(r) * row_bytes); }
-  int64_t rows_per_chunk() const { return static_cast<int64_t>(data.units_per_chunk * (data.unit / row_bytes)); }
-  uint64_t bytes() const { return data.total_bytes; }
-};
-
-struct LayerWeights {
-  Buffer attn_norm, ffn_norm;   // f32 [n_embd]
-  WeightMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
-  Buffer bq, bk, bv;            // f32 biases (qwen2), empty otherwise
-};
 
 struct ModelLoadOptions {
   // Convert every 2-D weight to this type at load time (nullopt keeps the
@@ -94,25 +79,61 @@ struct ForwardScratch {
 
 class LlamaModel {
  public:
-  // Reads hyper-parameters and every tensor of a GGUF into ledger buffers.
+  // Reads the hyper-parameters and plans every component (types, layouts, bytes;
+  // shapes checked) without reading any weight. `max_buffer_bytes` is the ledger's
+  // cap that chunking will use (a layout's tile must fit a chunk).
+  static Result<std::unique_ptr<LlamaModel>> Plan(const GgufFile& gguf, const ModelLoadOptions& options,
+                                                  uint64_t max_buffer_bytes);
+  // Plan, then read every component into ledger buffers the model keeps
+  // (Forward without a WeightAccess then uses them).
   static Result<std::unique_ptr<LlamaModel>> Load(const GgufFile& gguf, MemoryLedger& ledger,
                                                   const ModelLoadOptions& options);
+  ~LlamaModel();
 
   const LlamaHParams& hparams() const { return hp_; }
   uint64_t weight_bytes() const;
-  // (tensor name, type, bytes) of every weight as loaded.
+  // (tensor name, type, bytes) of every weight matrix as planned.
   std::vector<std::tuple<std::string, TensorType, uint64_t>> WeightTable() const;
-  // (tensor name, layout) of every matrix the loader gave a run-time layout.
+  // (tensor name, layout) of every matrix planned with a run-time layout.
   std::vector<std::pair<std::string, WeightLayout>> LayoutTable() const;
+
+  // Components: layers 0..n_layer-1, then embeddings, output_norm and (untied) lm_head.
+  int n_components() const { return static_cast<int>(plans_.size()); }
+  const ComponentPlan& component(int c) const { return plans_[c]; }
+  const std::vector<ComponentPlan>& components() const { return plans_; }
+  int FindComponent(std::string_view name) const;  // -1 if none
+  int embeddings_component() const { return hp_.n_layer; }
+  int output_norm_component() const { return hp_.n_layer + 1; }
+  // The component the output head reads (the embeddings when tied).
+  int lm_head_component() const { return tied_output_ ? embeddings_component() : hp_.n_layer + 2; }
+  bool tied_output() const { return tied_output_; }
+
+  // Allocates buffers for component c's plan, charged to `charge_to` (its own
+  // name normally). Nothing is read.
+  Result<ComponentWeights> AllocateComponent(int c, MemoryLedger& ledger, std::string_view charge_to) const;
+  // Reads component c from `gguf` (the file the model was planned from, or one
+  // with the same tensors) into `out`, which holds buffers allocated for c or for
+  // a component whose plan has the SameShape. Loader scratch is charged to
+  // "loader" in `ledger`. `on_bytes(n)` is told of every n source bytes read and
+  // cancels by returning false (kCancelled). Errors name the component and tensor.
+  Status ReadComponent(int c, const GgufFile& gguf, MemoryLedger& ledger, ComponentWeights* out,
+                       const std::function<bool(uint64_t)>& on_bytes = nullptr) const;
 
   // Allocates scratch for batches of up to `max_tokens` with a context of n_ctx.
   Result<ForwardScratch> CreateScratch(MemoryLedger& ledger, int max_tokens, int n_ctx, int threads,
                                        bool all_logits) const;
+  // Bytes CreateScratch charges (all components), for planning before loading.
+  uint64_t ScratchBytes(int max_tokens, int n_ctx, int threads, bool all_logits) const;
 
   // Runs `n` tokens (n <= scratch.max_tokens) at positions kv.size()..+n-1.
   // Logits of the last token (or of all n when scratch.all_logits) end in
-  // scratch.logits. Fails with kOutOfRange if the context would overflow.
+  // scratch.logits. Fails with kOutOfRange if the context would overflow, and
+  // with what `weights` returns when a component cannot be had (the KV cache
+  // then holds no part of the failed step). The first form uses the weights
+  // Load read (InvalidArgument after Plan alone).
   Status Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool& pool, ForwardScratch& scratch) const;
+  Status Forward(const int32_t* tokens, int n, KvCache& kv, ThreadPool& pool, ForwardScratch& scratch,
+                 WeightAccess& weights) const;
 
  private:
   LlamaModel() = default;
@@ -144,13 +165,12 @@ class LlamaModel {
   void MatMulRange(const WeightMatrix& w, int64_t begin, int64_t end, const void* packed, int n, float* y) const;
 
   LlamaHParams hp_;
-  WeightMatrix tok_embd_;
-  WeightMatrix output_;      // lm_head (may alias tok_embd_ when tied)
+  std::vector<ComponentPlan> plans_;
   bool tied_output_ = false;
-  Buffer output_norm_;
-  std::vector<LayerWeights> layers_;
   float rope_theta_scale_ = 1.f;
-  const WeightMatrix& lm_head() const { return tied_output_ ? tok_embd_ : output_; }
+  // After Load: every component, resident (index = component).
+  class ResidentWeights;
+  std::unique_ptr<ResidentWeights> resident_;
   // RoPE at `pos`: cs[i], sn[i] = cos, sin(pos * freq_scale * base^(-2i / n_rot)), i < n_rot / 2.
   void RopeTable(int pos, float* cs, float* sn) const;
   // Rotates the first n_rot dims of each of n_heads heads of x by the table of one position.
