@@ -2,6 +2,7 @@
 #include "c_api/tabfit_c.h"
 
 #include <algorithm>
+#include <functional>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -14,10 +15,12 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
+#include "engine/generation.h"
 #include "model/gguf/byte_source.h"
 #include "model/gguf/gguf.h"
 #include "model/llama/hparams.h"
 #include "model/llama/llama_model.h"
+#include "model/package/package.h"
 #include "model/tokenizer/tokenizer.h"
 
 using nlohmann::json;
@@ -26,26 +29,6 @@ namespace {
 
 using tabfit::Status;
 using tabfit::StatusCode;
-
-double Now() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-
-// Longest suffix of `text` that is a proper prefix of a stop string (held back).
-size_t HeldBackForStops(const std::string& text, const std::vector<std::string>& stops) {
-  size_t hold = 0;
-  for (const auto& s : stops) {
-    if (s.empty()) continue;
-    for (size_t len = std::min(s.size() - 1, text.size()); len > hold; --len) {
-      if (text.compare(text.size() - len, len, s, 0, len) == 0) {
-        hold = len;
-        break;
-      }
-    }
-  }
-  return hold;
-}
 
 // A ByteSource over caller callbacks (tabfit_engine_load_reader).
 class ReaderSource : public tabfit::ByteSource {
@@ -114,25 +97,12 @@ struct LedgerMirror {
   }
 };
 
-struct Generation {
-  bool active = false;
-  bool finished = false;
-  tabfit::GenerateOptions options;
-  std::unique_ptr<tabfit::Sampler> sampler;
-  std::unique_ptr<tabfit::StreamDecoder> decoder;
-  std::vector<int32_t> history;
-  std::string pending;
-  int produced = 0;
-  int32_t last_token = -1;
-  bool need_eval = false;  // last_token must be evaluated before the next sample
-  double t_start = 0;
-  tabfit::GenerateStats stats;
-};
-
 }  // namespace
 
 struct tabfit_engine {
   tabfit::EngineOptions options;
+  // Which residency keys the options gave (memory and reader loads default them otherwise).
+  bool background_given = false, unload_given = false;
   int n_ctx_max = 0;  // caps the model's context when options.n_ctx is 0 (a profile's max_context)
   std::unique_ptr<tabfit::Engine> engine;
   std::optional<std::string> chat_template;
@@ -141,7 +111,9 @@ struct tabfit_engine {
   std::string out;  // backing store for returned strings
   std::shared_ptr<LedgerMirror> mirror = std::make_shared<LedgerMirror>();
   int ledger_listener = -1;
-  Generation gen;
+  std::unique_ptr<tabfit::Generation> gen;
+  tabfit_load_event_fn on_event = nullptr;
+  void* on_event_user = nullptr;
 };
 
 namespace {
@@ -234,13 +206,27 @@ Status CheckKeys(const json& j, std::initializer_list<const char*> allowed, cons
   return Status::Ok();
 }
 
-Status ParseEngineOptions(const char* text, tabfit::EngineOptions* o, int* n_ctx_max) {
+Status ParseStringList(const json& j, const char* key, std::vector<std::string>* out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return Status::Ok();
+  if (!it->is_array()) return tabfit::InvalidArgument(std::string("\"") + key + "\" must be an array of strings");
+  out->clear();
+  for (const auto& v : *it) {
+    if (!v.is_string()) return tabfit::InvalidArgument(std::string("\"") + key + "\" must be an array of strings");
+    out->push_back(v.get<std::string>());
+  }
+  return Status::Ok();
+}
+
+Status ParseEngineOptions(const char* text, tabfit_engine* h) {
+  tabfit::EngineOptions* o = &h->options;
   TF_ASSIGN_OR_RETURN(json j, ParseObject(text, "engine options"));
   TF_RETURN_IF_ERROR(CheckKeys(
       j, {"threads", "n_ctx", "n_ctx_max", "n_batch", "budget_bytes", "max_buffer_bytes", "kv_type", "kv_recent", "kv_prune",
-          "weight_type"},
+          "weight_type", "priority_components", "background_loading", "unload_unused_layers", "memory_threshold",
+          "keep_n_layers_loaded", "ring_slots", "naive_streaming", "draft_model", "draft_tokens"},
       "engine options"));
-  TF_RETURN_IF_ERROR(ReadField(j, "n_ctx_max", n_ctx_max));
+  TF_RETURN_IF_ERROR(ReadField(j, "n_ctx_max", &h->n_ctx_max));
   TF_RETURN_IF_ERROR(ReadField(j, "threads", &o->threads));
   TF_RETURN_IF_ERROR(ReadField(j, "n_ctx", &o->n_ctx));
   TF_RETURN_IF_ERROR(ReadField(j, "n_batch", &o->n_batch));
@@ -250,10 +236,26 @@ Status ParseEngineOptions(const char* text, tabfit::EngineOptions* o, int* n_ctx
   TF_RETURN_IF_ERROR(ReadField(j, "kv_recent", &o->kv_recent));
   TF_RETURN_IF_ERROR(ReadField(j, "kv_prune", &o->kv_prune));
   TF_RETURN_IF_ERROR(ReadField(j, "weight_type", &o->weight_type));
+  tabfit::ResidencyOptions& r = o->residency;
+  TF_RETURN_IF_ERROR(ParseStringList(j, "priority_components", &r.priority_components));
+  TF_RETURN_IF_ERROR(ReadField(j, "background_loading", &r.background_loading));
+  TF_RETURN_IF_ERROR(ReadField(j, "unload_unused_layers", &r.unload_unused_layers));
+  TF_RETURN_IF_ERROR(ReadField(j, "memory_threshold", &r.memory_threshold));
+  TF_RETURN_IF_ERROR(ReadField(j, "keep_n_layers_loaded", &r.keep_n_layers_loaded));
+  TF_RETURN_IF_ERROR(ReadField(j, "ring_slots", &r.ring_slots));
+  TF_RETURN_IF_ERROR(ReadField(j, "naive_streaming", &r.naive_streaming));
+  TF_RETURN_IF_ERROR(ReadField(j, "draft_model", &o->draft_model));
+  TF_RETURN_IF_ERROR(ReadField(j, "draft_tokens", &o->draft_tokens));
+  h->background_given = j.contains("background_loading");
+  h->unload_given = j.contains("unload_unused_layers");
   if (o->weight_type == "keep") o->weight_type.clear();
   if (o->n_batch <= 0) return tabfit::InvalidArgument("engine options: \"n_batch\" must be at least 1");
   if (o->max_buffer_bytes < 4096) {
     return tabfit::InvalidArgument("engine options: \"max_buffer_bytes\" must be at least 4096");
+  }
+  if (r.ring_slots < 1) return tabfit::InvalidArgument("engine options: \"ring_slots\" must be at least 1");
+  if (!o->draft_model.empty() && (o->draft_tokens < 1 || o->draft_tokens > 16)) {
+    return tabfit::InvalidArgument("engine options: \"draft_tokens\" must be in [1, 16]");
   }
   return Status::Ok();
 }
@@ -295,18 +297,32 @@ Status ParseGenerateOptions(const char* text, tabfit::GenerateOptions* o) {
   return Status::Ok();
 }
 
-void EndGeneration(tabfit_engine* h) { h->gen = Generation(); }
+void EndGeneration(tabfit_engine* h) { h->gen.reset(); }
 
 // Loads from `make_source()` (called twice: once to read the metadata the C API
 // reports, once for the engine). Replaces any loaded model.
+// `persistent`: the source stays valid after the load (a file); memory and
+// reader sources are read on the calling thread only and, unless the options
+// say otherwise, completely during the load.
 template <typename MakeSource>
-tabfit_status LoadWith(tabfit_engine* h, MakeSource make_source, tabfit_progress_fn progress, void* user) {
+tabfit_status LoadWith(tabfit_engine* h, MakeSource make_source, tabfit_progress_fn progress, void* user,
+                       bool persistent) {
   tabfit_status rc = tabfit_engine_unload(h);
   if (rc != TABFIT_OK) return rc;
   tabfit::EngineOptions options = h->options;
+  if (!persistent) {
+    options.residency.background_loading = false;
+    if (!h->unload_given) options.residency.unload_unused_layers = false;
+  }
 #if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
   options.threads = 1;  // a WebAssembly build without pthreads cannot start threads
+  options.residency.background_loading = false;
 #endif
+  if (h->on_event) {
+    options.on_load_event = [fn = h->on_event, user = h->on_event_user](const tabfit::LoadEvent& ev) {
+      return fn(user, ev.loaded, ev.total, ev.component.c_str(), tabfit::ComponentStateName(ev.state)) != 0;
+    };
+  }
   {
     tabfit::Result<std::unique_ptr<tabfit::ByteSource>> src = make_source();
     if (!src.ok()) return FromStatus(h, src.status());
@@ -364,7 +380,7 @@ tabfit_status tabfit_engine_create(const char* options_json, tabfit_engine** out
   *out = new (std::nothrow) tabfit_engine();
   if (!*out) return TABFIT_OUT_OF_MEMORY;
   tabfit_engine* h = *out;
-  return Guard(h, "tabfit_engine_create", [&] { return FromStatus(h, ParseEngineOptions(options_json, &h->options, &h->n_ctx_max)); });
+  return Guard(h, "tabfit_engine_create", [&] { return FromStatus(h, ParseEngineOptions(options_json, h)); });
 }
 
 void tabfit_engine_destroy(tabfit_engine* h) {
@@ -379,7 +395,7 @@ tabfit_status tabfit_engine_load_file(tabfit_engine* h, const char* path, tabfit
   return Guard(h, "tabfit_engine_load_file", [&] {
     if (!path) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_engine_load_file: path is NULL");
     std::string p = path;
-    return LoadWith(h, [&] { return tabfit::OpenFileSource(p); }, progress, user);
+    return LoadWith(h, [&] { return tabfit::OpenModelSource(p); }, progress, user, /*persistent=*/true);
   });
 }
 
@@ -393,7 +409,7 @@ tabfit_status tabfit_engine_load_memory(tabfit_engine* h, const void* data, size
         [&]() -> tabfit::Result<std::unique_ptr<tabfit::ByteSource>> {
           return tabfit::MakeMemoryViewSource(static_cast<const uint8_t*>(data), size, n);
         },
-        progress, user);
+        progress, user, /*persistent=*/false);
   });
 }
 
@@ -407,7 +423,7 @@ tabfit_status tabfit_engine_load_reader(tabfit_engine* h, const char* name, uint
         [&]() -> tabfit::Result<std::unique_ptr<tabfit::ByteSource>> {
           return std::unique_ptr<tabfit::ByteSource>(new ReaderSource(n, size, read, read_user));
         },
-        progress, progress_user);
+        progress, progress_user, /*persistent=*/false);
   });
 }
 
@@ -419,6 +435,86 @@ tabfit_status tabfit_engine_unload(tabfit_engine* h) {
     h->engine.reset();
     h->ledger_listener = -1;
     return Ok(h);
+  });
+}
+
+tabfit_status tabfit_engine_set_load_events(tabfit_engine* h, tabfit_load_event_fn fn, void* user) {
+  return Guard(h, "tabfit_engine_set_load_events", [&] {
+    h->on_event = fn;
+    h->on_event_user = user;
+    return Ok(h);
+  });
+}
+
+tabfit_status tabfit_engine_components_json(tabfit_engine* h, const char** out_json) {
+  return Guard(h, "tabfit_engine_components_json", [&] {
+    if (!out_json) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_engine_components_json: out_json is NULL");
+    if (tabfit_status rc = NeedEngine(h, "tabfit_engine_components_json"); rc != TABFIT_OK) return rc;
+    json comps = json::array();
+    for (const tabfit::EngineComponent& c : h->engine->components()) {
+      comps.push_back({{"name", c.name}, {"group", c.group}, {"bytes", c.bytes}, {"state", c.state},
+                       {"pinned", c.pinned}, {"loads", c.loads}, {"bytes_read", c.bytes_read},
+                       {"reads_per_token", c.reads_per_token}});
+    }
+    const tabfit::Residency& r = h->engine->residency();
+    json j = {{"components", comps},
+              {"streaming", r.streaming()},
+              {"pinned_layers", r.pinned_layers()},
+              {"streamed_layers", r.streamed_layers()},
+              {"streamed_bytes_per_pass", r.streamed_bytes_per_pass()},
+              {"summary", r.Summary()}};
+    h->out = j.dump();
+    *out_json = h->out.c_str();
+    return Ok(h);
+  });
+}
+
+namespace {
+tabfit_status WithNames(tabfit_engine* h, const char* what, const char* names_json,
+                        const std::function<Status(const std::vector<std::string>&)>& fn) {
+  if (tabfit_status rc = NeedEngine(h, what); rc != TABFIT_OK) return rc;
+  if (h->gen && !h->gen->finished()) {
+    return Fail(h, TABFIT_BAD_STATE, std::string(what) + ": a generation is running; end it first");
+  }
+  json j = json::parse(names_json ? names_json : "", nullptr, /*allow_exceptions=*/false);
+  if (j.is_string()) j = json::array({j});
+  std::vector<std::string> names;
+  if (!j.is_array()) return Fail(h, TABFIT_INVALID_ARGUMENT, std::string(what) + ": names must be a JSON array of strings");
+  for (const auto& v : j) {
+    if (!v.is_string()) return Fail(h, TABFIT_INVALID_ARGUMENT, std::string(what) + ": names must be strings");
+    names.push_back(v.get<std::string>());
+  }
+  return FromStatus(h, fn(names));
+}
+}  // namespace
+
+tabfit_status tabfit_engine_load_components(tabfit_engine* h, const char* names_json) {
+  return Guard(h, "tabfit_engine_load_components", [&] {
+    return WithNames(h, "tabfit_engine_load_components", names_json,
+                     [&](const std::vector<std::string>& n) { return h->engine->LoadComponents(n); });
+  });
+}
+
+tabfit_status tabfit_engine_unload_components(tabfit_engine* h, const char* names_json) {
+  return Guard(h, "tabfit_engine_unload_components", [&] {
+    return WithNames(h, "tabfit_engine_unload_components", names_json,
+                     [&](const std::vector<std::string>& n) { return h->engine->UnloadComponents(n); });
+  });
+}
+
+tabfit_status tabfit_engine_swap_components(tabfit_engine* h, const char* unload_json, const char* load_json) {
+  return Guard(h, "tabfit_engine_swap_components", [&] {
+    return WithNames(h, "tabfit_engine_swap_components", unload_json, [&](const std::vector<std::string>& u) {
+      json j = json::parse(load_json ? load_json : "", nullptr, false);
+      if (j.is_string()) j = json::array({j});
+      std::vector<std::string> l;
+      if (!j.is_array()) return tabfit::InvalidArgument("tabfit_engine_swap_components: load must be a JSON array");
+      for (const auto& v : j) {
+        if (!v.is_string()) return tabfit::InvalidArgument("tabfit_engine_swap_components: names must be strings");
+        l.push_back(v.get<std::string>());
+      }
+      return h->engine->Swap(u, l);
+    });
   });
 }
 
@@ -491,34 +587,13 @@ tabfit_status tabfit_generate_begin(tabfit_engine* h, const char* prompt, const 
     EndGeneration(h);
     if (tabfit_status rc = NeedEngine(h, "tabfit_generate_begin"); rc != TABFIT_OK) return rc;
     if (!prompt) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_generate_begin: prompt is NULL");
-    Generation& g = h->gen;
-    Status st = ParseGenerateOptions(options_json, &g.options);
+    tabfit::GenerateOptions go;
+    Status st = ParseGenerateOptions(options_json, &go);
     if (!st.ok()) return FromStatus(h, st);
-    tabfit::Engine& e = *h->engine;
-    const tabfit::Tokenizer& tok = e.tokenizer();
-    std::vector<int32_t> tokens = tok.Encode(prompt, g.options.add_bos && tok.add_bos(), g.options.parse_special);
-    if (tokens.empty()) return Fail(h, TABFIT_INVALID_ARGUMENT, "the prompt is empty; give some text to continue");
-    if (!e.context_can_grow() && static_cast<int>(tokens.size()) >= e.context_size()) {
-      return Fail(h, TABFIT_OUT_OF_RANGE,
-                  "the prompt is " + std::to_string(tokens.size()) + " tokens but the context holds " +
-                      std::to_string(e.context_size()) +
-                      " (including at least one generated token); shorten the prompt or load with a larger n_ctx");
-    }
-    e.ResetContext();
-    g.stats.prompt_tokens = static_cast<int>(tokens.size());
-    double t0 = Now();
-    st = e.Eval(tokens);
-    if (!st.ok()) {
-      EndGeneration(h);
-      return FromStatus(h, st);
-    }
-    g.stats.prompt_seconds = Now() - t0;
-    g.sampler = std::make_unique<tabfit::Sampler>(g.options.sampler);
-    g.decoder = std::make_unique<tabfit::StreamDecoder>(tok);
-    g.history = std::move(tokens);
-    g.stats.stop_reason = "max_tokens";
-    g.active = true;
-    g.t_start = Now();
+    auto g = std::make_unique<tabfit::Generation>(*h->engine);
+    st = g->Begin(prompt, go);
+    if (!st.ok()) return FromStatus(h, st);
+    h->gen = std::move(g);
     return Ok(h);
   });
 }
@@ -528,79 +603,41 @@ tabfit_status tabfit_generate_next(tabfit_engine* h, const char** out_piece, int
     if (!out_piece || !out_token || !out_done) {
       return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_generate_next: an output pointer is NULL");
     }
-    Generation& g = h->gen;
     h->out.clear();
     *out_piece = h->out.c_str();
     *out_token = -1;
     *out_done = 1;
-    if (!g.active) return Fail(h, TABFIT_BAD_STATE, "tabfit_generate_next: no generation; call tabfit_generate_begin");
-    if (g.finished) return Ok(h);
-    tabfit::Engine& e = *h->engine;
-    const int n_vocab = e.model().hparams().n_vocab;
-    auto finish = [&](const char* reason, bool flush) {
-      g.stats.stop_reason = reason;
-      if (flush) h->out += g.pending + g.decoder->Flush();
-      g.pending.clear();
-      g.finished = true;
-      g.stats.generate_seconds = Now() - g.t_start;
-      *out_piece = h->out.c_str();
-      *out_done = 1;
-      return Ok(h);
-    };
-    if (g.need_eval) {
-      if (!e.context_can_grow() && e.context_used() + 1 > e.context_size()) return finish("context_full", true);
-      Status st = e.Eval({g.last_token});
-      if (!st.ok()) {
-        g.finished = true;
-        return FromStatus(h, st);
-      }
-      g.need_eval = false;
-    }
-    int32_t id = g.sampler->Sample(e.logits(), n_vocab, g.history);
-    g.history.push_back(id);
-    g.stats.generated_tokens++;
-    g.produced++;
-    *out_token = id;
-    if (g.options.stop_at_eos && e.tokenizer().IsEog(id)) return finish("eos", true);
-    g.pending += g.decoder->Push(id);
-    bool stop_hit = false;
-    size_t cut = std::string::npos;
-    for (const auto& s : g.options.stop) {
-      if (s.empty()) continue;
-      size_t p = g.pending.find(s);
-      if (p != std::string::npos) cut = std::min(cut, p);
-    }
-    if (cut != std::string::npos) {
-      g.pending.resize(cut);
-      stop_hit = true;
-    }
-    size_t hold = stop_hit ? 0 : HeldBackForStops(g.pending, g.options.stop);
-    if (g.pending.size() > hold) {
-      h->out = g.pending.substr(0, g.pending.size() - hold);
-      g.pending.erase(0, g.pending.size() - hold);
-    }
-    if (stop_hit) return finish("stop_string", false);
-    if (g.produced >= g.options.max_tokens) return finish("max_tokens", true);
-    g.last_token = id;
-    g.need_eval = true;
+    if (!h->gen) return Fail(h, TABFIT_BAD_STATE, "tabfit_generate_next: no generation; call tabfit_generate_begin");
+    tabfit::Generation::Step step;
+    Status st = h->gen->Next(&step);
+    if (!st.ok()) return FromStatus(h, st);
+    h->out = step.text + step.tail;
     *out_piece = h->out.c_str();
-    *out_done = 0;
+    *out_token = step.token;
+    *out_done = step.done ? 1 : 0;
     return Ok(h);
   });
 }
 
 tabfit_status tabfit_generate_end(tabfit_engine* h, const char** out_json) {
   return Guard(h, "tabfit_generate_end", [&] {
-    Generation& g = h->gen;
-    if (g.active && !g.finished) {
-      g.stats.stop_reason = "cancelled";
-      g.stats.generate_seconds = Now() - g.t_start;
+    json j;
+    if (h->gen) {
+      h->gen->Cancel();  // no effect once it has finished
+      const tabfit::GenerateStats& s = h->gen->stats();
+      j = {{"prompt_tokens", s.prompt_tokens},
+           {"generated_tokens", s.generated_tokens},
+           {"prompt_seconds", s.prompt_seconds},
+           {"generate_seconds", s.generate_seconds},
+           {"stop_reason", s.stop_reason},
+           {"draft_proposed", s.draft_proposed},
+           {"draft_accepted", s.draft_accepted},
+           {"verify_passes", s.verify_passes},
+           {"streamed_bytes", s.streamed_bytes}};
+    } else {
+      j = {{"prompt_tokens", 0}, {"generated_tokens", 0}, {"prompt_seconds", 0}, {"generate_seconds", 0},
+           {"stop_reason", "none"}};
     }
-    json j = {{"prompt_tokens", g.stats.prompt_tokens},
-              {"generated_tokens", g.stats.generated_tokens},
-              {"prompt_seconds", g.stats.prompt_seconds},
-              {"generate_seconds", g.stats.generate_seconds},
-              {"stop_reason", g.active ? g.stats.stop_reason : std::string("none")}};
     EndGeneration(h);
     h->out = j.dump();
     if (out_json) *out_json = h->out.c_str();

@@ -53,7 +53,10 @@ const char* tabfit_status_name(tabfit_status status);
 /* Creates a handle configured by `options_json` (NULL or "" = defaults):
  *   {"threads":0, "n_ctx":0, "n_ctx_max":0, "n_batch":64, "budget_bytes":0,
  *    "max_buffer_bytes":1073741824, "kv_type":"f16", "kv_recent":256, "kv_prune":0,
- *    "weight_type":""}
+ *    "weight_type":"",
+ *    "priority_components":["embeddings","layers.0","lm_head"], "background_loading":true,
+ *    "unload_unused_layers":true, "memory_threshold":0, "keep_n_layers_loaded":0,
+ *    "ring_slots":2, "naive_streaming":false, "draft_model":"", "draft_tokens":4}
  * kv_type: "f16", "f32", "q8_0", "q4_0" or "mixed" (the last kv_recent tokens
  * 8-bit, older ones 4-bit). kv_prune in (0, 1) turns on attention-score KV
  * pruning: when the context is full the least-attended tokens are dropped down
@@ -61,6 +64,16 @@ const char* tabfit_status_name(tabfit_status status);
  * n_ctx 0 = the model's context (at most 4096), further capped by n_ctx_max when
  * that is > 0 (a browser profile's max_context). A WebAssembly build without
  * pthreads always uses one thread.
+ * Residency (the spec's progressive-loading names): a load returns once the
+ * priority components are in; with background_loading the rest arrives on a
+ * loader thread (file loads only); a model that does not fit budget_bytes (or
+ * memory_threshold) streams the layers that do not fit through ring_slots
+ * buffers when unload_unused_layers allows it (default true for file loads;
+ * memory and reader loads read everything during the call unless
+ * "unload_unused_layers" is given). keep_n_layers_loaded > 0 caps the layers
+ * held at once. draft_model (a path with the same vocabulary) is loaded as the
+ * "draft" group and speeds up greedy decoding by verifying draft_tokens
+ * proposals per pass, with the same output.
  * Unknown keys are an error (they are usually typos). On failure *out is still
  * set (unless the allocation itself failed, then NULL) so the message can be read
  * with tabfit_last_error; destroy it with tabfit_engine_destroy either way. */
@@ -85,12 +98,33 @@ tabfit_status tabfit_engine_load_file(tabfit_engine* h, const char* path, tabfit
 tabfit_status tabfit_engine_load_memory(tabfit_engine* h, const void* data, size_t size, const char* name,
                                         tabfit_progress_fn progress, void* progress_user);
 /* From a reader (a browser's chunk store, a network range reader...). `read`
- * is only called from the thread that calls this function, during the call. */
+ * is only called from the thread that calls this function: during the call,
+ * and -- only when "unload_unused_layers" was given true and layers stream --
+ * during later calls on this handle (keep the reader valid until unload). */
 tabfit_status tabfit_engine_load_reader(tabfit_engine* h, const char* name, uint64_t size, tabfit_read_fn read,
                                         void* read_user, tabfit_progress_fn progress, void* progress_user);
 /* Frees the model, KV cache and scratch; the ledger returns to zero. A later
  * load may follow. Ok when nothing is loaded. */
 tabfit_status tabfit_engine_unload(tabfit_engine* h);
+
+/* Component events during loading: bytes of the pinned components read so far /
+ * their total, the component and its new state ("loading", "resident", ...).
+ * Return 0 to cancel. Set before a load; called from the loader thread with
+ * background loading (also after the load call returned), else from the caller's. */
+typedef int (*tabfit_load_event_fn)(void* user, uint64_t loaded, uint64_t total, const char* component,
+                                    const char* state);
+tabfit_status tabfit_engine_set_load_events(tabfit_engine* h, tabfit_load_event_fn fn, void* user);
+
+/* Components and groups as JSON: {"components":[{"name","group","bytes","state","pinned","loads",
+ * "bytes_read","reads_per_token"}...],"streaming":bool,"pinned_layers":N,"streamed_layers":N,
+ * "streamed_bytes_per_pass":N,"summary":"..."}. */
+tabfit_status tabfit_engine_components_json(tabfit_engine* h, const char** out_json);
+/* Load (and keep) / unload components or groups, named in a JSON array (or one JSON
+ * string): "embeddings", "layers.N", "output_norm", "lm_head", "layers", "all", "draft".
+ * Idempotent; not while a generation runs (TABFIT_BAD_STATE). Swap unloads first. */
+tabfit_status tabfit_engine_load_components(tabfit_engine* h, const char* names_json);
+tabfit_status tabfit_engine_unload_components(tabfit_engine* h, const char* names_json);
+tabfit_status tabfit_engine_swap_components(tabfit_engine* h, const char* unload_json, const char* load_json);
 
 /* Model facts as JSON: {"loaded":true,"architecture":...,"n_vocab":..,"n_ctx":..,
  * "threads":..,"chat_template":"..." or null, "bos":..,"eos":..}. */

@@ -6,7 +6,9 @@
 
 #include "core/thread_pool.h"
 #include "kv/kv_factory.h"
+#include "engine/generation.h"
 #include "engine/profile.h"
+#include "loader/residency.h"
 #include "model/gguf/gguf.h"
 #include "model/package/package.h"
 #include "model/llama/kv_cache.h"
@@ -22,12 +24,26 @@ struct Engine::State {
   int last_n_logits = 0;
 };
 
+// The "draft" group: a smaller model with the same vocabulary, its own
+// residency (all pinned), KV cache and scratch, charged to "draft.*".
+struct Engine::Draft {
+  std::unique_ptr<GgufFile> gguf;
+  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<Residency> residency;
+  std::unique_ptr<KvCache> kv;
+  ForwardScratch scratch;
+  ~Draft() {
+    if (residency) residency->Cancel();
+    scratch = ForwardScratch();
+    kv.reset();
+    residency.reset();
+    model.reset();
+  }
+};
+
 namespace {
 
-double Now() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
+
 
 KvCacheOptions KvOptionsFrom(const EngineOptions& o) {
   KvCacheOptions k;
@@ -70,19 +86,7 @@ uint64_t PlannedWeightBytes(const GgufFile& g, std::optional<TensorType> wtype) 
   return sum;
 }
 
-// Length of the longest suffix of `text` that is a proper prefix of some stop string.
-size_t HeldBackForStops(const std::string& text, const std::vector<std::string>& stops) {
-  size_t hold = 0;
-  for (const auto& s : stops) {
-    for (size_t len = std::min(s.size() - 1, text.size()); len > hold; --len) {
-      if (text.compare(text.size() - len, len, s, 0, len) == 0) {
-        hold = len;
-        break;
-      }
-    }
-  }
-  return hold;
-}
+
 
 }  // namespace
 
@@ -92,10 +96,15 @@ Engine::~Engine() {
 }
 
 void Engine::Unload() {
-  // Free in dependency order: scratch and cache before the model.
+  // Stop the loader first (no thread outlives this), then free in dependency
+  // order: the draft, scratch and cache, the weights, the model's plan, the file.
+  if (residency_) residency_->Cancel();
+  draft_.reset();
   state_.reset();
   kv_.reset();
+  residency_.reset();
   model_.reset();
+  gguf_.reset();
   pool_.reset();
   tokenizer_charge_.Reset();
 }
@@ -126,6 +135,11 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
   TF_ASSIGN_OR_RETURN(LlamaHParams hp0, ReadLlamaHParams(gguf));
   if (options.profile) {
     const BrowserProfile& prof = *options.profile;
+    // The profile's budget is the ledger's unless the caller set one.
+    if (!options.budget_bytes && prof.memory_budget_bytes) {
+      e->ledger_.set_budget(prof.memory_budget_bytes);
+      e->options_.budget_bytes = prof.memory_budget_bytes;
+    }
     int ctx = options.n_ctx > 0 ? options.n_ctx : std::min(hp0.n_ctx_train, 4096);
     if (prof.max_context > 0) ctx = std::min(ctx, prof.max_context);
     e->options_.n_ctx = ctx;
@@ -161,6 +175,13 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
         }
       }
     }
+    if (!fit.ok() && options.residency.unload_unused_layers && !options.adapt_precision) {
+      // Streaming the layers that do not fit keeps the model exact; the
+      // residency plan below decides (and fails if even that cannot fit).
+      e->load_report_ += "profile " + prof.name + ": the model does not fit at its own precision (" +
+                         fit.message() + "); layers that do not fit will stream (or adapt the precision: --adapt)\n";
+      fit = Status::Ok();
+    }
     if (!fit.ok()) {
       return Status(fit.code(), gguf.source().name() + ": " + fit.message() +
                                     (options.adapt_precision ? "" : " (or allow adapting the precision: --adapt)"));
@@ -172,11 +193,11 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
   mo.weight_type = wtype;
   mo.type_for_tensor = options.type_for_tensor;
   mo.runtime_layouts = options.runtime_layouts;
-  mo.progress = progress;
-  TF_ASSIGN_OR_RETURN(e->model_, LlamaModel::Load(gguf, e->ledger_, mo));
+  e->gguf_ = std::make_unique<GgufFile>(std::move(gguf));
+  TF_ASSIGN_OR_RETURN(e->model_, LlamaModel::Plan(*e->gguf_, mo, e->ledger_.max_buffer_bytes()));
   const LlamaHParams& hp = e->model_->hparams();
   if (e->tokenizer_->n_vocab() != hp.n_vocab) {
-    return CorruptData(gguf.source().name() + ": tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
+    return CorruptData(e->gguf_->name() + ": tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
                        " tokens but the model's vocabulary is " + std::to_string(hp.n_vocab));
   }
   int n_ctx = e->options_.n_ctx > 0 ? e->options_.n_ctx : std::min(hp.n_ctx_train, 4096);
@@ -203,25 +224,186 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
     }
     e->options_.n_batch = std::min(e->options_.n_batch, room);
   }
+  // The KV cache and activations first: what is left is the weights' room
+  // (the residency plan pins what fits and streams the rest).
   TF_ASSIGN_OR_RETURN(e->kv_, MakeKvCache(kc, ko, e->ledger_));
-
   e->pool_ = std::make_unique<ThreadPool>(e->options_.threads);
   e->state_ = std::make_unique<State>();
   TF_ASSIGN_OR_RETURN(e->state_->scratch, e->model_->CreateScratch(e->ledger_, e->options_.n_batch, n_ctx,
                                                                    e->options_.threads, false));
+
+  LoadEventFn on_event = options.on_load_event;
+  if (progress) {
+    on_event = [progress, user = options.on_load_event](const LoadEvent& ev) {
+      if (user && !user(ev)) return false;
+      return progress(ev.loaded, ev.total, ev.component);
+    };
+  }
+  TF_ASSIGN_OR_RETURN(e->residency_,
+                      Residency::Create(*e->model_, *e->gguf_, e->ledger_, options.residency, std::move(on_event)));
+  e->load_report_ += e->residency_->Summary() + "\n";
+  TF_RETURN_IF_ERROR(e->residency_->Start());
+  if (!options.draft_model.empty() && options.draft_at_load) TF_RETURN_IF_ERROR(e->LoadDraft());
   return e;
+}
+
+Status Engine::LoadDraft() {
+  if (draft_) return Status::Ok();
+  if (options_.draft_model.empty()) {
+    return InvalidArgument("no draft model was given; set draft_model (--draft MODEL) to load the \"draft\" group");
+  }
+  if (options_.draft_tokens < 1 || options_.draft_tokens > 16) {
+    return InvalidArgument("draft_tokens must be in [1, 16]; got " + std::to_string(options_.draft_tokens));
+  }
+  auto d = std::make_unique<Draft>();
+  TF_ASSIGN_OR_RETURN(auto src, OpenModelSource(options_.draft_model));
+  TF_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Parse(std::move(src)));
+  d->gguf = std::make_unique<GgufFile>(std::move(g));
+  // Same vocabulary, token for token: the draft's ids must mean the model's.
+  auto mine = gguf_->GetStringArray("tokenizer.ggml.tokens");
+  auto theirs = d->gguf->GetStringArray("tokenizer.ggml.tokens");
+  if (!mine.ok() || !theirs.ok() || *mine != *theirs) {
+    return InvalidArgument("draft model " + d->gguf->name() + " does not share " + gguf_->name() +
+                           "'s vocabulary (tokenizer.ggml.tokens differ); a draft must use the same tokenizer");
+  }
+  ModelLoadOptions mo;
+  mo.runtime_layouts = options_.runtime_layouts;
+  TF_ASSIGN_OR_RETURN(d->model, LlamaModel::Plan(*d->gguf, mo, ledger_.max_buffer_bytes()));
+  const LlamaHParams& hp = d->model->hparams();
+  KvCacheConfig kc;
+  kc.n_layers = hp.n_layer;
+  kc.n_kv_heads = hp.n_head_kv;
+  kc.head_dim = hp.head_dim;
+  kc.capacity = options_.n_ctx;
+  kc.type = "f16";
+  kc.component = "draft.kv_cache";
+  TF_ASSIGN_OR_RETURN(d->kv, MakeKvCache(kc, KvCacheOptions{}, ledger_));
+  TF_ASSIGN_OR_RETURN(d->scratch, d->model->CreateScratch(ledger_, options_.n_batch, options_.n_ctx,
+                                                          options_.threads, false, "draft."));
+  ResidencyOptions ro;
+  ro.priority_components = {"all"};
+  ro.background_loading = false;
+  ro.unload_unused_layers = true;  // a draft that does not fit streams too (slowly): still correct
+  ro.charge_prefix = "draft.";
+  TF_ASSIGN_OR_RETURN(d->residency, Residency::Create(*d->model, *d->gguf, ledger_, ro));
+  TF_RETURN_IF_ERROR(d->residency->Start());
+  draft_ = std::move(d);
+  return Status::Ok();
+}
+
+bool Engine::draft_loaded() const { return draft_ != nullptr; }
+
+Status Engine::DraftEval(const std::vector<int32_t>& tokens) {
+  Draft& d = *draft_;
+  for (size_t i = 0; i < tokens.size(); i += options_.n_batch) {
+    const int n = static_cast<int>(std::min<size_t>(options_.n_batch, tokens.size() - i));
+    TF_RETURN_IF_ERROR(d.model->Forward(tokens.data() + i, n, *d.kv, *pool_, d.scratch, *d.residency));
+  }
+  return Status::Ok();
+}
+
+const float* Engine::draft_logits() const { return draft_->scratch.logits.as<float>(); }
+int Engine::draft_context_used() const { return draft_ ? draft_->kv->size() : 0; }
+
+namespace {
+Status KeepFirst(KvCache& kv, int n) {
+  if (n < 0 || n > kv.size()) {
+    return InvalidArgument("truncating the context: " + std::to_string(n) + " is outside [0, " +
+                           std::to_string(kv.size()) + "]");
+  }
+  if (n == kv.size()) return Status::Ok();
+  std::vector<bool> keep(kv.size(), false);
+  std::fill(keep.begin(), keep.begin() + n, true);
+  return kv.Retain(keep);
+}
+}  // namespace
+
+Status Engine::DraftTruncate(int n) { return KeepFirst(*draft_->kv, n); }
+
+Status Engine::TruncateContext(int n) {
+  if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
+  return KeepFirst(*kv_, n);
+}
+
+std::vector<EngineComponent> Engine::components() const {
+  std::vector<EngineComponent> out;
+  if (!loaded()) return out;
+  const double tokens = static_cast<double>(std::max<uint64_t>(1, tokens_evaluated_));
+  for (const ComponentInfo& c : residency_->Components()) {
+    EngineComponent x;
+    x.name = c.name;
+    x.group = "model";
+    x.bytes = c.bytes;
+    x.state = ComponentStateName(c.state);
+    x.pinned = c.pinned;
+    x.loads = c.loads;
+    x.bytes_read = c.bytes_read;
+    x.reads_per_token = tokens_evaluated_ ? c.loads / tokens : 0;
+    out.push_back(std::move(x));
+  }
+  if (!options_.draft_model.empty()) {
+    EngineComponent x;
+    x.name = "draft";
+    x.group = "draft";
+    x.bytes = draft_ ? draft_->model->weight_bytes() : 0;
+    x.state = draft_ ? "resident" : "pending";
+    x.pinned = draft_ != nullptr;
+    x.loads = draft_ ? 1 : 0;
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+namespace {
+// Splits names into the draft group and the model's components.
+bool TakeDraft(std::vector<std::string>* names) {
+  auto it = std::find(names->begin(), names->end(), "draft");
+  if (it == names->end()) return false;
+  names->erase(std::remove(names->begin(), names->end(), "draft"), names->end());
+  return true;
+}
+}  // namespace
+
+Status Engine::LoadComponents(const std::vector<std::string>& names) {
+  if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
+  std::vector<std::string> rest = names;
+  const bool draft = TakeDraft(&rest);
+  if (!rest.empty()) TF_RETURN_IF_ERROR(residency_->Pin(rest));
+  if (draft) TF_RETURN_IF_ERROR(LoadDraft());
+  return Status::Ok();
+}
+
+Status Engine::UnloadComponents(const std::vector<std::string>& names) {
+  if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
+  std::vector<std::string> rest = names;
+  if (TakeDraft(&rest)) draft_.reset();
+  if (!rest.empty()) TF_RETURN_IF_ERROR(residency_->Evict(rest).status());
+  return Status::Ok();
+}
+
+Status Engine::Swap(const std::vector<std::string>& unload, const std::vector<std::string>& load) {
+  TF_RETURN_IF_ERROR(UnloadComponents(unload));
+  return LoadComponents(load);
+}
+
+Status Engine::WaitUntilLoaded() {
+  if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
+  return residency_->WaitUntilLoaded();
 }
 
 Status Engine::Eval(const std::vector<int32_t>& tokens, bool all_logits) {
   if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
   if (tokens.empty()) return InvalidArgument("Eval: no tokens");
   State& st = *state_;
-  if (all_logits != st.scratch_all_logits) {
+  if (all_logits && !st.scratch_all_logits) {
+    // Room for every row's logits; kept afterwards (a speculative decode asks
+    // for all logits every step), and single-logit calls use its first row.
     st.scratch = ForwardScratch();  // free the old one first
     TF_ASSIGN_OR_RETURN(st.scratch, model_->CreateScratch(ledger_, options_.n_batch, options_.n_ctx,
-                                                          options_.threads, all_logits));
-    st.scratch_all_logits = all_logits;
+                                                          options_.threads, true));
+    st.scratch_all_logits = true;
   }
+  st.scratch.all_logits = all_logits;
   PruningKvCache* pruning = AsPruning(kv_.get());
   if (!pruning && kv_->size() + static_cast<int>(tokens.size()) > options_.n_ctx) {
     return OutOfRange(std::to_string(tokens.size()) + " tokens do not fit: " + std::to_string(kv_->size()) + " of " +
@@ -232,7 +414,8 @@ Status Engine::Eval(const std::vector<int32_t>& tokens, bool all_logits) {
   for (size_t i = 0; i < tokens.size(); i += options_.n_batch) {
     int n = static_cast<int>(std::min<size_t>(options_.n_batch, tokens.size() - i));
     if (pruning) TF_RETURN_IF_ERROR(pruning->MakeRoom(n).status());
-    TF_RETURN_IF_ERROR(model_->Forward(tokens.data() + i, n, *kv_, *pool_, st.scratch));
+    TF_RETURN_IF_ERROR(model_->Forward(tokens.data() + i, n, *kv_, *pool_, st.scratch, *residency_));
+    tokens_evaluated_ += n;
     if (all_logits && i + n < tokens.size()) {
       // Only one batch of logits fits the scratch: callers wanting every logit
       // pass at most n_batch tokens per call.
@@ -258,78 +441,19 @@ int Engine::threads() const { return options_.threads; }
 
 Status Engine::Generate(const std::string& prompt, const GenerateOptions& go, const TokenFn& on_token,
                         GenerateStats* stats_out) {
-  if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
-  GenerateStats stats;
-  std::vector<int32_t> tokens = tokenizer_->Encode(prompt, go.add_bos && tokenizer_->add_bos(), go.parse_special);
-  if (tokens.empty()) return InvalidArgument("the prompt is empty; give some text to continue");
-  if (!AsPruning(kv_.get()) && static_cast<int>(tokens.size()) >= options_.n_ctx) {
-    return OutOfRange("the prompt is " + std::to_string(tokens.size()) + " tokens but the context holds " +
-                      std::to_string(options_.n_ctx) + " (including at least one generated token); shorten the "
-                      "prompt or raise the context size (-c, at most the model's " +
-                      std::to_string(model_->hparams().n_ctx_train) + ")");
-  }
-  ResetContext();
-  stats.prompt_tokens = static_cast<int>(tokens.size());
-  double t0 = Now();
-  TF_RETURN_IF_ERROR(Eval(tokens));
-  stats.prompt_seconds = Now() - t0;
-
-  Sampler sampler(go.sampler);
-  StreamDecoder decoder(*tokenizer_);
-  std::vector<int32_t> history = tokens;
-  std::string pending;  // text held back because it may start a stop string
-  const int n_vocab = model_->hparams().n_vocab;
-  stats.stop_reason = "max_tokens";
-  double t1 = Now();
-  for (int i = 0; i < go.max_tokens; ++i) {
-    int32_t id = sampler.Sample(logits(), n_vocab, history);
-    history.push_back(id);
-    stats.generated_tokens++;
-    if (go.stop_at_eos && tokenizer_->IsEog(id)) {
-      stats.stop_reason = "eos";
+  Generation g(*this);
+  TF_RETURN_IF_ERROR(g.Begin(prompt, go));
+  for (;;) {
+    Generation::Step step;
+    TF_RETURN_IF_ERROR(g.Next(&step));
+    if (!step.text.empty() && on_token && !on_token(step.text, step.token)) {
+      g.Cancel();
       break;
     }
-    pending += decoder.Push(id);
-    bool stop_hit = false;
-    if (!go.stop.empty()) {
-      size_t cut = std::string::npos;
-      for (const auto& s : go.stop) {
-        if (s.empty()) continue;
-        size_t p = pending.find(s);
-        if (p != std::string::npos) cut = std::min(cut, p);
-      }
-      if (cut != std::string::npos) {
-        pending.resize(cut);
-        stop_hit = true;
-      }
-    }
-    size_t hold = stop_hit ? 0 : HeldBackForStops(pending, go.stop);
-    if (pending.size() > hold) {
-      std::string emit = pending.substr(0, pending.size() - hold);
-      pending.erase(0, pending.size() - hold);
-      if (on_token && !on_token(emit, id)) {
-        stats.stop_reason = "cancelled";
-        break;
-      }
-    }
-    if (stop_hit) {
-      stats.stop_reason = "stop_string";
-      break;
-    }
-    if (i + 1 == go.max_tokens) break;
-    if (!AsPruning(kv_.get()) && kv_->size() + 1 > options_.n_ctx) {
-      stats.stop_reason = "context_full";
-      break;
-    }
-    TF_RETURN_IF_ERROR(Eval({id}));
-    stats.decode_steps++;
+    if (!step.tail.empty() && on_token) on_token(step.tail, -1);
+    if (step.done) break;
   }
-  if (stats.stop_reason != "cancelled" && stats.stop_reason != "stop_string") {
-    std::string rest = pending + decoder.Flush();
-    if (!rest.empty() && on_token) on_token(rest, -1);
-  }
-  stats.generate_seconds = Now() - t1;
-  if (stats_out) *stats_out = stats;
+  if (stats_out) *stats_out = g.stats();
   return Status::Ok();
 }
 

@@ -4,12 +4,19 @@
 // cache and a sampler. Load from a GGUF (file or any ByteSource) — tabfit
 // packages plug in through the same ByteSource-based loader.
 //
+// Loading is progressive (loader/residency.h): Load returns once the priority
+// components are in memory and the rest arrives on a loader thread while the
+// model already runs; a model larger than the budget streams the layers that do
+// not fit. An optional draft model (a second group, "draft") speeds up greedy
+// decoding by speculation with the same output.
+//
 // Ownership: Engine owns everything it allocates; all of it is charged to
 // engine.ledger() under component names ("embeddings", "layers.N", "lm_head",
-// "output_norm", "kv_cache", "activations", "logits", ...). Destroying the
-// Engine (or Unload) returns the ledger to zero.
+// "output_norm", "stream_buffers", "loader", "kv_cache", "activations",
+// "logits", "draft.*", ...). Destroying the Engine (or Unload) stops the loader
+// thread and returns the ledger to zero.
 // Thread-safety: one Engine is driven from one thread at a time; it uses its
-// own thread pool internally (EngineOptions::threads).
+// own thread pool internally (EngineOptions::threads) and a loader thread.
 #pragma once
 
 #include <cstdint>
@@ -22,11 +29,13 @@
 #include "core/ledger.h"
 #include "core/status.h"
 #include "engine/sampler.h"
+#include "loader/residency.h"
 #include "quant/types.h"
 
 namespace tabfit {
 
 class ByteSource;
+class GgufFile;
 struct BrowserProfile;
 class Tokenizer;
 class LlamaModel;
@@ -72,6 +81,33 @@ struct EngineOptions {
   // MemoryMonitor from src/memory can record the whole load), and with nullptr
   // just before the ledger is destroyed (also when Load fails): detach then.
   std::function<void(MemoryLedger*)> ledger_hook;
+  // Progressive loading and layer residency, with the spec's names:
+  // priority_components, background_loading, unload_unused_layers,
+  // memory_threshold, keep_n_layers_loaded (and ring_slots, naive_streaming).
+  ResidencyOptions residency;
+  // Each component's state changes and bytes (a richer form of Load's progress
+  // callback; either or both may be set). Called from the loader thread, also
+  // after Load has returned, until every pinned component is in.
+  LoadEventFn on_load_event;
+  // Speculative decoding: a smaller model with the same vocabulary drafts
+  // draft_tokens tokens that one forward pass of this model then verifies
+  // (greedy decoding only; the output is the same token for token). Loaded with
+  // the model unless draft_at_load is false (then LoadComponents({"draft"})).
+  std::string draft_model;
+  int draft_tokens = 4;
+  bool draft_at_load = true;
+};
+
+// A component or group as Engine::components() lists it.
+struct EngineComponent {
+  std::string name;            // "embeddings", "layers.3", "output_norm", "lm_head", "draft"
+  std::string group;           // "model" or "draft"
+  uint64_t bytes = 0;          // in memory when resident
+  std::string state;           // pending, loading, resident, evicted, streamed, failed
+  bool pinned = false;         // kept once loaded (false: read each time it is needed)
+  uint64_t loads = 0;          // times read from the source
+  uint64_t bytes_read = 0;
+  double reads_per_token = 0;  // loads / tokens evaluated so far
 };
 
 // Called while loading: bytes done / total and the component being loaded.
@@ -98,6 +134,13 @@ struct GenerateStats {
     return generate_seconds > 0 ? decode_steps / generate_seconds : 0;
   }
   std::string stop_reason;  // "eos", "stop_string", "max_tokens", "cancelled", "context_full"
+  // Speculative decoding (a draft loaded, greedy sampling): draft tokens
+  // proposed, of which the model accepted, and the model's verifying passes.
+  int draft_proposed = 0;
+  int draft_accepted = 0;
+  int verify_passes = 0;
+  // Source bytes read for streamed layers during this generation.
+  uint64_t streamed_bytes = 0;
 };
 
 // Receives each piece of generated text (complete UTF-8) and its token id.
@@ -127,6 +170,25 @@ class Engine {
   // fails for lack of room; it drops the least-attended tokens instead.
   bool context_can_grow() const;
 
+  // Drops all but the first n tokens of the context (n <= context_used()).
+  Status TruncateContext(int n);
+
+  // Components and groups: the model's (embeddings, layers.N, output_norm,
+  // lm_head) with their residency, and the draft model as one entry "draft".
+  std::vector<EngineComponent> components() const;
+  // Loads (and keeps) / unloads components or groups by name: component names,
+  // "layers", "all", "draft". Idempotent; every byte goes through the ledger.
+  // Only while nothing runs (not from inside a generation callback).
+  Status LoadComponents(const std::vector<std::string>& names);
+  Status UnloadComponents(const std::vector<std::string>& names);
+  // Unloads `unload`, then loads `load` (so the freed bytes are there for it).
+  Status Swap(const std::vector<std::string>& unload, const std::vector<std::string>& load);
+  // Blocks until every pinned component has arrived (or one failed: its error).
+  Status WaitUntilLoaded();
+  const Residency& residency() const { return *residency_; }
+  bool draft_loaded() const;
+  uint64_t tokens_evaluated() const { return tokens_evaluated_; }
+
   // Frees the model, KV cache and scratch; the ledger stays readable (and
   // reads zero afterwards). Every other call fails after Unload.
   void Unload();
@@ -141,17 +203,30 @@ class Engine {
   int threads() const;
 
  private:
+  friend class Generation;
   Engine() = default;
+  Status LoadDraft();
+  // The draft model's forward over `tokens` (appended to its context), its
+  // logits after the last, its context length, and dropping all but n tokens.
+  Status DraftEval(const std::vector<int32_t>& tokens);
+  const float* draft_logits() const;
+  int draft_context_used() const;
+  Status DraftTruncate(int n);
   EngineOptions options_;
   std::string load_report_;
   MemoryLedger ledger_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Tokenizer> tokenizer_;
   Buffer tokenizer_charge_;  // the tokenizer's tables, charged as "tokenizer"
+  std::unique_ptr<GgufFile> gguf_;  // the source the residency manager reads from
   std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Residency> residency_;
   std::unique_ptr<KvCache> kv_;
   struct State;
   std::unique_ptr<State> state_;
+  struct Draft;
+  std::unique_ptr<Draft> draft_;
+  uint64_t tokens_evaluated_ = 0;
 };
 
 }  // namespace tabfit

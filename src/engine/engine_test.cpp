@@ -24,6 +24,9 @@ TEST(Engine, LoadsDemoModelWithEveryComponentInTheLedger) {
   auto e = Engine::LoadFile(testing::DemoModel(), TwoThreads());
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   MemoryLedger& l = (*e)->ledger();
+  // Load returns once the priority components are in; the rest arrives in the background.
+  EXPECT_GT(l.component_bytes("layers.0"), 0u);
+  ASSERT_TRUE((*e)->WaitUntilLoaded().ok());
   EXPECT_GT(l.component_bytes("embeddings"), 0u);
   EXPECT_GT(l.component_bytes("lm_head"), 0u);
   EXPECT_GT(l.component_bytes("kv_cache"), 0u);
@@ -81,14 +84,26 @@ TEST(Engine, StopStringsAndCancellation) {
   EXPECT_EQ(st.stop_reason, "cancelled");
 }
 
-TEST(Engine, BudgetTooSmallNamesComponentAndRemedy) {
+TEST(Engine, BudgetTooSmallEvenToStreamSaysTheMinimum) {
   EngineOptions o = TwoThreads();
-  o.budget_bytes = 4 << 20;  // the demo model's weights alone are ~16 MiB
+  o.budget_bytes = 4 << 20;  // the demo model's embeddings + head alone are 4 MiB
   auto e = Engine::LoadFile(testing::DemoModel(), o);
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.status().code(), StatusCode::kOutOfMemory);
-  EXPECT_NE(e.status().message().find("layers."), std::string::npos) << e.status().message();
-  EXPECT_NE(e.status().message().find("budget"), std::string::npos);
+  const std::string& m = e.status().message();
+  EXPECT_NE(m.find("too small even to stream"), std::string::npos) << m;
+  EXPECT_NE(m.find("the minimum is"), std::string::npos) << m;
+  EXPECT_NE(m.find("budget"), std::string::npos) << m;
+}
+
+TEST(Engine, ModelLargerThanTheBudgetFailsWhenLayersMayNotStream) {
+  EngineOptions o = TwoThreads();
+  o.budget_bytes = 14 << 20;  // weights 16 MiB
+  o.residency.unload_unused_layers = false;
+  auto e = Engine::LoadFile(testing::DemoModel(), o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), StatusCode::kOutOfMemory);
+  EXPECT_NE(e.status().message().find("unload_unused_layers"), std::string::npos) << e.status().message();
 }
 
 TEST(Engine, MaxBufferChunksWeightsAndStillComputesTheSame) {
@@ -244,6 +259,7 @@ std::shared_ptr<const BrowserProfile> TinyProfile(uint64_t budget) {
 TEST(EngineProfile, PlanThatDoesNotFitIsRefusedWithWhatFits) {
   EngineOptions o = TwoThreads();
   o.profile = TinyProfile(12 << 20);  // the demo model needs ~19 MiB at F16
+  o.residency.unload_unused_layers = false;
   auto e = Engine::LoadFile(testing::DemoModel(), o);
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.status().code(), StatusCode::kOutOfMemory);
@@ -251,6 +267,22 @@ TEST(EngineProfile, PlanThatDoesNotFitIsRefusedWithWhatFits) {
   EXPECT_NE(m.find("tiny"), std::string::npos) << m;
   EXPECT_NE(m.find("q8_0 weights"), std::string::npos) << m;  // names a precision that fits
   EXPECT_NE(m.find("--adapt"), std::string::npos) << m;
+}
+
+TEST(EngineProfile, PlanThatDoesNotFitStreamsLayersAndSaysSo) {
+  EngineOptions o = TwoThreads();
+  o.profile = TinyProfile(12 << 20);
+  auto e = Engine::LoadFile(testing::DemoModel(), o);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  const std::string& r = (*e)->load_report();
+  EXPECT_NE(r.find("q8_0 weights"), std::string::npos) << r;  // still names what would fit
+  EXPECT_NE(r.find("stream"), std::string::npos) << r;
+  EXPECT_GT((*e)->residency().streamed_layers(), 0);
+  GenerateOptions go;
+  go.max_tokens = 8;
+  go.sampler.temperature = 0;
+  ASSERT_TRUE((*e)->Generate("The king said", go, nullptr).ok());
+  EXPECT_LE((*e)->ledger().peak_bytes(), 12u << 20);
 }
 
 TEST(EngineProfile, AdaptLowersPrecisionToFitAndStaysInBudget) {

@@ -28,8 +28,8 @@ class PlainKvCache final : public KvCache {
     elem_ = f16_ ? 2 : 4;
     row_bytes_ = row * elem_;
     for (int l = 0; l < config_.n_layers; ++l) {
-      TF_ASSIGN_OR_RETURN(Buffer kb, ledger.Allocate("kv_cache", row_bytes_ * config_.capacity));
-      TF_ASSIGN_OR_RETURN(Buffer vb, ledger.Allocate("kv_cache", row_bytes_ * config_.capacity));
+      TF_ASSIGN_OR_RETURN(Buffer kb, ledger.Allocate(config_.component, row_bytes_ * config_.capacity));
+      TF_ASSIGN_OR_RETURN(Buffer vb, ledger.Allocate(config_.component, row_bytes_ * config_.capacity));
       bytes_ += kb.size() + vb.size();
       k_.push_back(std::move(kb));
       vt_.push_back(std::move(vb));

@@ -39,9 +39,9 @@ Result<std::unique_ptr<PruningKvCache>> PruningKvCache::Create(std::unique_ptr<K
   p->inner_ = std::move(inner);
   p->opt_ = options;
   const size_t cap = static_cast<size_t>(c.capacity);
-  TF_ASSIGN_OR_RETURN(p->acc_, ledger.Allocate("kv_cache.scores", sizeof(float) * cap * c.n_layers * c.n_kv_heads));
-  TF_ASSIGN_OR_RETURN(p->mass_, ledger.Allocate("kv_cache.scores", sizeof(float) * cap));
-  TF_ASSIGN_OR_RETURN(p->seen_, ledger.Allocate("kv_cache.scores", sizeof(float) * cap));
+  TF_ASSIGN_OR_RETURN(p->acc_, ledger.Allocate(c.component + ".scores", sizeof(float) * cap * c.n_layers * c.n_kv_heads));
+  TF_ASSIGN_OR_RETURN(p->mass_, ledger.Allocate(c.component + ".scores", sizeof(float) * cap));
+  TF_ASSIGN_OR_RETURN(p->seen_, ledger.Allocate(c.component + ".scores", sizeof(float) * cap));
   std::memset(p->acc_.data(), 0, p->acc_.size());
   p->own_bytes_ = p->acc_.size() + p->mass_.size() + p->seen_.size();
   return p;

@@ -154,10 +154,10 @@ class QuantKvCache final : public KvCache {
     row4_ = nb_cell * kB4;
     for (int l = 0; l < config_.n_layers; ++l) {
       Layer L;
-      TF_ASSIGN_OR_RETURN(L.k8, ledger.Allocate("kv_cache", row8_ * reg_.w8));
-      TF_ASSIGN_OR_RETURN(L.v8, ledger.Allocate("kv_cache", row8_ * reg_.w8));
-      TF_ASSIGN_OR_RETURN(L.k4, ledger.Allocate("kv_cache", row4_ * reg_.w4));
-      TF_ASSIGN_OR_RETURN(L.v4, ledger.Allocate("kv_cache", row4_ * reg_.w4));
+      TF_ASSIGN_OR_RETURN(L.k8, ledger.Allocate(config_.component, row8_ * reg_.w8));
+      TF_ASSIGN_OR_RETURN(L.v8, ledger.Allocate(config_.component, row8_ * reg_.w8));
+      TF_ASSIGN_OR_RETURN(L.k4, ledger.Allocate(config_.component, row4_ * reg_.w4));
+      TF_ASSIGN_OR_RETURN(L.v4, ledger.Allocate(config_.component, row4_ * reg_.w4));
       bytes_ += L.k8.size() + L.v8.size() + L.k4.size() + L.v4.size();
       layers_.push_back(std::move(L));
     }

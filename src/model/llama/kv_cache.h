@@ -12,7 +12,7 @@
 // from the middle without re-rotating keys.
 //
 // Ownership: the cache allocates all its storage through the MemoryLedger it
-// was given, under the component "kv_cache" (or "kv_cache.<detail>").
+// was given, under KvCacheConfig::component ("kv_cache", or "<component>.<detail>").
 // Thread-safety: Write/Commit/Clear/Retain from one thread; Attend and AttendGroup
 // may be called concurrently for different (layer, kv head) pairs in one step.
 #pragma once
@@ -33,6 +33,7 @@ struct KvCacheConfig {
   int head_dim = 0;
   int capacity = 0;  // maximum cells (context length)
   std::string type = "f16";  // "f32", "f16" (plain); quantized types come from the kv module
+  std::string component = "kv_cache";  // ledger name its storage is charged to (a draft model's: "draft.kv_cache")
 };
 
 class KvCache {

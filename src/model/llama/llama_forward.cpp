@@ -69,7 +69,7 @@ uint64_t LlamaModel::ScratchBytes(int max_tokens, int n_ctx, int threads, bool a
 }
 
 Result<ForwardScratch> LlamaModel::CreateScratch(MemoryLedger& ledger, int max_tokens, int n_ctx, int threads,
-                                                 bool all_logits) const {
+                                                 bool all_logits, std::string_view prefix) const {
   const LlamaHParams& hp = hp_;
   ForwardScratch s;
   s.max_tokens = std::max(1, max_tokens);
@@ -77,8 +77,9 @@ Result<ForwardScratch> LlamaModel::CreateScratch(MemoryLedger& ledger, int max_t
   s.threads = std::max(1, threads);
   s.all_logits = all_logits;
   const ScratchSizes z = SizesFor(hp, plans_, max_tokens, n_ctx, s.threads, all_logits);
-  auto alloc = [&](Buffer* b, size_t bytes, const char* component = "activations") -> Status {
-    TF_ASSIGN_OR_RETURN(*b, ledger.Allocate(component, bytes));
+  const std::string activations = std::string(prefix) + "activations";
+  auto alloc = [&](Buffer* b, size_t bytes, const char* component = nullptr) -> Status {
+    TF_ASSIGN_OR_RETURN(*b, ledger.Allocate(component ? std::string(prefix) + component : activations, bytes));
     return Status::Ok();
   };
   TF_RETURN_IF_ERROR(alloc(&s.x, z.x));

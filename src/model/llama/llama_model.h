@@ -119,9 +119,10 @@ class LlamaModel {
   Status ReadComponent(int c, const GgufFile& gguf, MemoryLedger& ledger, ComponentWeights* out,
                        const std::function<bool(uint64_t)>& on_bytes = nullptr) const;
 
-  // Allocates scratch for batches of up to `max_tokens` with a context of n_ctx.
+  // Allocates scratch for batches of up to `max_tokens` with a context of n_ctx,
+  // charged to prefix + "activations" and prefix + "logits".
   Result<ForwardScratch> CreateScratch(MemoryLedger& ledger, int max_tokens, int n_ctx, int threads,
-                                       bool all_logits) const;
+                                       bool all_logits, std::string_view prefix = {}) const;
   // Bytes CreateScratch charges (all components), for planning before loading.
   uint64_t ScratchBytes(int max_tokens, int n_ctx, int threads, bool all_logits) const;
 
