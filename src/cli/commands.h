@@ -50,6 +50,16 @@ struct EngineFlags {
   std::string precision;  // precision config JSON (per-layer / per-tensor bits)
   bool adapt = false;
   bool no_repack = false;  // --no-repack: no run-time weight layouts (A/B and debugging)
+  // Residency / progressive loading (the spec's names in EngineOptions::residency).
+  std::string priority;        // --priority: comma-separated priority_components
+  bool no_background = false;  // --no-background
+  bool no_stream = false;      // --no-stream: unload_unused_layers = false
+  std::string memory_threshold;
+  int keep_layers = 0;         // --keep-layers: keep_n_layers_loaded
+  int ring_slots = 2;
+  bool naive_stream = false;
+  std::string draft;           // --draft MODEL
+  int draft_tokens = 4;
   // Which flags the user gave (a profile fills in only the others).
   CLI::Option *o_threads = nullptr, *o_budget = nullptr, *o_max_buffer = nullptr, *o_kv = nullptr,
               *o_weight = nullptr, *o_ctx = nullptr;

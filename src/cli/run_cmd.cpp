@@ -1,4 +1,5 @@
 // `tabfit run`: generate text, streaming tokens, then speed and memory by component.
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 
@@ -45,6 +46,27 @@ void EngineFlags::Add(CLI::App* app) {
                   "browser profile (chrome, edge, firefox, safari, mobile, custom, or a JSON file): its memory "
                   "budget, buffer limit, threads and precisions apply where no flag overrides them");
   app->add_flag("--adapt", adapt, "with --profile: lower the weight precision if the model does not fit");
+  app->add_option("--priority", priority,
+                  "progressive loading: components loaded before generation may start, comma-separated "
+                  "(default embeddings,layers.0,lm_head; 'all' = everything first)");
+  app->add_flag("--no-background", no_background,
+                "load every kept component before returning instead of in the background while generating");
+  app->add_flag("--no-stream", no_stream,
+                "fail instead of streaming layers when the model does not fit the budget (--budget, --profile)");
+  app->add_option("--memory-threshold", memory_threshold,
+                  "bytes the ledger may reach with the weights in (default: the budget); above it layers stream");
+  app->add_option("--keep-layers", keep_layers,
+                  "keep at most N layers in memory at once (pinned + streaming buffers); 0 = as many as fit")
+      ->default_val(0);
+  app->add_option("--ring-slots", ring_slots, "buffers streamed layers pass through (2: read one while one computes)")
+      ->default_val(2);
+  app->add_flag("--naive-stream", naive_stream,
+                "for comparisons: stream every layer one at a time (no pinned layers, no read-ahead)");
+  app->add_option("--draft", draft,
+                  "a smaller model with the same vocabulary that drafts tokens for speculative decoding "
+                  "(greedy only, same output)");
+  app->add_option("--draft-tokens", draft_tokens, "tokens the draft proposes per verifying pass (1-16)")
+      ->default_val(4);
   app->add_option("--precision", precision,
                   "precision config JSON: default/attention/feed_forward/embedding/lm_head bits and per-tensor "
                   "patterns, or a plan written by `tabfit calibrate --budget` (docs/precision.md)");
@@ -84,6 +106,31 @@ Result<EngineOptions> EngineFlags::ToOptions() {
     o.adapt_precision = adapt;
   } else if (adapt) {
     return InvalidArgument("--adapt needs --profile (the profile's budget is what the precision adapts to)");
+  }
+  if (!priority.empty()) {
+    o.residency.priority_components.clear();
+    size_t b = 0;
+    while (b <= priority.size()) {
+      size_t e = priority.find(',', b);
+      if (e == std::string::npos) e = priority.size();
+      if (e > b) o.residency.priority_components.push_back(priority.substr(b, e - b));
+      b = e + 1;
+    }
+  }
+  o.residency.background_loading = !no_background;
+  o.residency.unload_unused_layers = !no_stream;
+  if (!memory_threshold.empty()) {
+    TF_ASSIGN_OR_RETURN(o.residency.memory_threshold, ParseBytes(memory_threshold));
+  }
+  if (keep_layers < 0) return InvalidArgument("--keep-layers must be >= 0");
+  if (ring_slots < 1) return InvalidArgument("--ring-slots must be >= 1");
+  o.residency.keep_n_layers_loaded = keep_layers;
+  o.residency.ring_slots = ring_slots;
+  o.residency.naive_streaming = naive_stream;
+  if (!draft.empty()) {
+    if (draft_tokens < 1 || draft_tokens > 16) return InvalidArgument("--draft-tokens must be in [1, 16]");
+    o.draft_model = draft;
+    o.draft_tokens = draft_tokens;
   }
   if (threads < 0) return InvalidArgument("-t must be >= 0");
   if (n_ctx < 0) return InvalidArgument("-c must be >= 0");
@@ -224,6 +271,19 @@ Command MakeRunCommand() {
       std::fprintf(stderr, "generation: %4d tokens in %8.3f s = %8.2f tokens/s (stop: %s)\n",
                    stats.generated_tokens, stats.generate_seconds, stats.generate_tokens_per_second(),
                    stats.stop_reason.c_str());
+      if (stats.verify_passes > 0) {
+        std::fprintf(stderr, "speculative: %d of %d draft tokens accepted (%.0f %%), %d verifying passes, %.2f tokens "
+                     "per pass\n", stats.draft_accepted, stats.draft_proposed,
+                     100.0 * stats.draft_accepted / std::max(1, stats.draft_proposed), stats.verify_passes,
+                     static_cast<double>(stats.decode_steps) / stats.verify_passes);
+      } else if (!st->flags.draft.empty()) {
+        std::fprintf(stderr, "speculative: the draft is used for greedy decoding only (--temp 0)\n");
+      }
+      if (stats.streamed_bytes > 0) {
+        std::fprintf(stderr, "streamed:   %s read for streamed layers, %s per generated token\n",
+                     FormatBytes(stats.streamed_bytes).c_str(),
+                     FormatBytes(stats.streamed_bytes / std::max(1, stats.generated_tokens)).c_str());
+      }
       PrintMemoryReport(stderr, (*engine)->ledger());
     }
     if (monitor) {

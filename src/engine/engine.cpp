@@ -229,9 +229,15 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
   TF_ASSIGN_OR_RETURN(e->kv_, MakeKvCache(kc, ko, e->ledger_));
   e->pool_ = std::make_unique<ThreadPool>(e->options_.threads);
   e->state_ = std::make_unique<State>();
+  // With a draft, verifying passes need every row's logits: room for them up front.
+  const bool all_logits = !options.draft_model.empty();
   TF_ASSIGN_OR_RETURN(e->state_->scratch, e->model_->CreateScratch(e->ledger_, e->options_.n_batch, n_ctx,
-                                                                   e->options_.threads, false));
+                                                                   e->options_.threads, all_logits));
+  e->state_->scratch_all_logits = all_logits;
 
+  // The draft group is small and needed whole: it goes in before the model's
+  // residency plan, which then counts its bytes as taken.
+  if (!options.draft_model.empty() && options.draft_at_load) TF_RETURN_IF_ERROR(e->LoadDraft());
   LoadEventFn on_event = options.on_load_event;
   if (progress) {
     on_event = [progress, user = options.on_load_event](const LoadEvent& ev) {
@@ -243,7 +249,6 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
                       Residency::Create(*e->model_, *e->gguf_, e->ledger_, options.residency, std::move(on_event)));
   e->load_report_ += e->residency_->Summary() + "\n";
   TF_RETURN_IF_ERROR(e->residency_->Start());
-  if (!options.draft_model.empty() && options.draft_at_load) TF_RETURN_IF_ERROR(e->LoadDraft());
   return e;
 }
 

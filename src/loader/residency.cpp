@@ -257,7 +257,7 @@ bool Residency::Emit(const LoadEvent& e) {
   return true;
 }
 
-Status Residency::LoadPinned(int c) {
+Status Residency::LoadPinned(int c, bool strict) {
   const ComponentPlan& plan = model_.component(c);
   uint64_t base;
   {
@@ -279,6 +279,7 @@ Status Residency::LoadPinned(int c) {
     });
   }
   uint64_t loaded;
+  bool streamed = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
     Part& p = parts_[c];
@@ -288,6 +289,12 @@ Status Residency::LoadPinned(int c) {
       p.state = ComponentState::kResident;
       p.loads++;
       pinned_loaded_ += plan.source_bytes;
+    } else if (st.code() == StatusCode::kOutOfMemory && p.is_layer && options_.unload_unused_layers && !strict) {
+      // The room the plan counted on went elsewhere (a draft, a longer context):
+      // this layer streams instead of failing the model.
+      MakeStreamedLocked(c, ComponentState::kStreamed);
+      st = Status::Ok();
+      streamed = true;
     } else {
       // Cancelled loads go back to pending (read later on demand); others fail.
       p.state = st.code() == StatusCode::kCancelled ? ComponentState::kPending : ComponentState::kFailed;
@@ -297,7 +304,7 @@ Status Residency::LoadPinned(int c) {
     loaded = pinned_loaded_;
   }
   cv_.notify_all();
-  if (st.ok()) Emit({loaded, pinned_total_, plan.name, ComponentState::kResident});
+  if (st.ok()) Emit({loaded, pinned_total_, plan.name, streamed ? ComponentState::kStreamed : ComponentState::kResident});
   return st;
 }
 
@@ -426,9 +433,9 @@ Result<const ComponentWeights*> Residency::Acquire(int c) {
   if (c < 0 || c >= static_cast<int>(parts_.size())) return InvalidArgument("no component " + std::to_string(c));
   std::unique_lock<std::mutex> lk(mu_);
   Part& p = parts_[c];
-  const bool threaded = loader_.joinable() && !stop_.load();
-  if (!StreamsLocked(c)) {
-    for (;;) {
+  auto threaded = [&] { return loader_.joinable() && !stop_.load(); };
+  for (;;) {
+    if (!StreamsLocked(c)) {
       if (p.state == ComponentState::kResident) {
         p.users++;
         return &p.w;
@@ -438,13 +445,13 @@ Result<const ComponentWeights*> Residency::Acquire(int c) {
         p.state = ComponentState::kPending;  // the next Acquire reads it again
         return e;
       }
-      if (p.state == ComponentState::kPending && !(loader_.joinable() && !stop_.load())) {
+      if (p.state == ComponentState::kPending && !threaded()) {
         p.state = ComponentState::kLoading;
         lk.unlock();
         Status s = LoadPinned(c);
         lk.lock();
         if (!s.ok()) {
-          p.state = ComponentState::kPending;
+          if (!StreamsLocked(c)) p.state = ComponentState::kPending;
           return s;
         }
         continue;
@@ -452,12 +459,13 @@ Result<const ComponentWeights*> Residency::Acquire(int c) {
       wanted_ = c;
       cv_.notify_all();
       cv_.wait(lk);
+      continue;
     }
-  }
-  // A streamed layer.
-  cursor_ = p.stream_index;
-  cv_.notify_all();  // the loader may prefetch past it now
-  for (;;) {
+    // A streamed layer.
+    if (cursor_ != p.stream_index) {
+      cursor_ = p.stream_index;
+      cv_.notify_all();  // the loader may read ahead past it now
+    }
     int s = SlotOfLocked(c);
     if (s >= 0) {
       Slot& sl = slots_[s];
@@ -474,7 +482,7 @@ Result<const ComponentWeights*> Residency::Acquire(int c) {
       cv_.wait(lk);
       continue;
     }
-    if (!threaded || !(loader_.joinable() && !stop_.load())) {
+    if (!threaded()) {
       wanted_ = c;
       s = FreeSlotLocked(c);
       wanted_ = -1;
@@ -493,6 +501,18 @@ Result<const ComponentWeights*> Residency::Acquire(int c) {
     cv_.notify_all();
     cv_.wait(lk);
   }
+}
+
+void Residency::MakeStreamedLocked(int c, ComponentState state) {
+  Part& p = parts_[c];
+  p.pinned = false;
+  p.state = state;
+  stream_order_.push_back(c);
+  std::sort(stream_order_.begin(), stream_order_.end());
+  for (size_t i = 0; i < stream_order_.size(); ++i) parts_[stream_order_[i]].stream_index = static_cast<int>(i);
+  n_streamed_ = static_cast<int>(stream_order_.size());
+  cursor_ = -1;
+  pinned_total_ -= model_.component(c).source_bytes;
 }
 
 void Residency::Release(int c) {
@@ -531,16 +551,10 @@ Status Residency::Pin(const std::vector<std::string>& names) {
       cursor_ = -1;
       pinned_total_ += model_.component(c).source_bytes;
     }
-    Status s = LoadPinned(c);
+    Status s = LoadPinned(c, /*strict=*/true);
     if (!s.ok()) {
       std::lock_guard<std::mutex> lk(mu_);
-      parts_[c].pinned = false;
-      parts_[c].state = ComponentState::kStreamed;
-      parts_[c].stream_index = static_cast<int>(stream_order_.size());
-      stream_order_.push_back(c);
-      std::sort(stream_order_.begin(), stream_order_.end());
-      for (size_t i = 0; i < stream_order_.size(); ++i) parts_[stream_order_[i]].stream_index = static_cast<int>(i);
-      n_streamed_ = static_cast<int>(stream_order_.size());
+      if (!StreamsLocked(c)) MakeStreamedLocked(c, ComponentState::kStreamed);
       return s;
     }
   }
@@ -569,15 +583,8 @@ Result<uint64_t> Residency::Evict(const std::vector<std::string>& names) {
       if (p.state == ComponentState::kResident) freed += model_.component(c).bytes;
       gone = std::move(p.w);
       p.w = ComponentWeights();
-      p.pinned = false;
       if (p.state == ComponentState::kResident) pinned_loaded_ -= model_.component(c).source_bytes;
-      p.state = ComponentState::kEvicted;
-      stream_order_.push_back(c);
-      std::sort(stream_order_.begin(), stream_order_.end());
-      for (size_t i = 0; i < stream_order_.size(); ++i) parts_[stream_order_[i]].stream_index = static_cast<int>(i);
-      n_streamed_ = static_cast<int>(stream_order_.size());
-      cursor_ = -1;
-      pinned_total_ -= model_.component(c).source_bytes;
+      MakeStreamedLocked(c, ComponentState::kEvicted);
     }
     // `gone` frees its buffers here, outside the lock.
   }

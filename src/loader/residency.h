@@ -166,8 +166,9 @@ class Residency : public WeightAccess {
             LoadEventFn on_event);
   Result<std::vector<int>> Resolve(const std::vector<std::string>& names) const;
   void LoaderLoop();
-  // Reads pinned component c (state -> loading -> resident/failed). Called without mu_ held.
-  Status LoadPinned(int c);
+  // Reads pinned component c (state -> loading -> resident/failed). Called without
+  // mu_ held. A layer with no room streams instead, unless `strict` (Pin()).
+  Status LoadPinned(int c, bool strict = false);
   // Reads streamed layer c into ring slot s. Called without mu_ held.
   Status LoadIntoSlot(int c, int s);
   // With mu_ held: the next job for the loader (pinned component, or streamed
@@ -176,6 +177,8 @@ class Residency : public WeightAccess {
   int FreeSlotLocked(int for_component) const;
   int SlotOfLocked(int c) const;
   bool StreamsLocked(int c) const;
+  // With mu_ held: c (a layer) streams from now on, in `state`.
+  void MakeStreamedLocked(int c, ComponentState state);
   bool Emit(const LoadEvent& e);
 
   const LlamaModel& model_;
@@ -186,13 +189,13 @@ class Residency : public WeightAccess {
   std::vector<int> priority_;      // components, priority order
   std::vector<int> stream_order_;  // streamed layers in forward order (for prefetch)
   int n_streamed_ = 0;
-  uint64_t pinned_total_ = 0;      // bytes of pinned components (progress total)
+  std::atomic<uint64_t> pinned_total_{0};  // source bytes of pinned components (progress total)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Part> parts_;
   std::vector<Slot> slots_;
-  uint64_t pinned_loaded_ = 0;
+  std::atomic<uint64_t> pinned_loaded_{0};
   int wanted_ = -1;         // a component Acquire waits for: the loader's first job
   int cursor_ = -1;         // index in stream_order_ of the streamed layer acquired last
   uint64_t streamed_read_ = 0;
