@@ -434,6 +434,7 @@ Result<const ComponentWeights*> Residency::Acquire(int c) {
   std::unique_lock<std::mutex> lk(mu_);
   Part& p = parts_[c];
   auto threaded = [&] { return loader_.joinable() && !stop_.load(); };
+  bool retried = false;
   for (;;) {
     if (!StreamsLocked(c)) {
       if (p.state == ComponentState::kResident) {
@@ -441,9 +442,13 @@ Result<const ComponentWeights*> Residency::Acquire(int c) {
         return &p.w;
       }
       if (p.state == ComponentState::kFailed) {
-        Status e = p.error;
+        // The Acquire that needs a failed component retries its read once (a
+        // background failure nobody waited for, or a transient one); a second
+        // failure is this call's error.
         p.state = ComponentState::kPending;  // the next Acquire reads it again
-        return e;
+        if (retried) return p.error;
+        retried = true;
+        continue;
       }
       if (p.state == ComponentState::kPending && !threaded()) {
         p.state = ComponentState::kLoading;
