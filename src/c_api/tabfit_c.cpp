@@ -20,6 +20,7 @@
 #include "model/gguf/gguf.h"
 #include "model/llama/hparams.h"
 #include "model/llama/llama_model.h"
+#include "loader/http_source.h"
 #include "model/package/package.h"
 #include "model/tokenizer/tokenizer.h"
 
@@ -395,7 +396,7 @@ tabfit_status tabfit_engine_load_file(tabfit_engine* h, const char* path, tabfit
   return Guard(h, "tabfit_engine_load_file", [&] {
     if (!path) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_engine_load_file: path is NULL");
     std::string p = path;
-    return LoadWith(h, [&] { return tabfit::OpenModelSource(p); }, progress, user, /*persistent=*/true);
+    return LoadWith(h, [&] { return tabfit::OpenAnySource(p); }, progress, user, /*persistent=*/true);
   });
 }
 

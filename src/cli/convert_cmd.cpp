@@ -10,6 +10,7 @@
 #include "eval/importance.h"
 #include "eval/precision.h"
 #include "model/gguf/gguf.h"
+#include "loader/http_source.h"
 #include "model/package/package.h"
 #include "model/package/synth.h"
 #include "quant/kernels.h"
@@ -99,7 +100,7 @@ Command MakeConvertCommand() {
         return t.ne.empty() ? nullptr : imap->For(t.name, t.ne[0]);
       };
     }
-    auto src = OpenModelSource(st->input);
+    auto src = OpenAnySource(st->input);
     if (!src.ok()) return Fail(src.status());
     auto g = GgufFile::Parse(std::move(*src));
     if (!g.ok()) return Fail(g.status());

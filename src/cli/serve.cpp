@@ -192,6 +192,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Create(const ServeOptions& optio
     TF_ASSIGN_OR_RETURN(s->models_root_, CanonicalDir(options.models_dir, "models folder"));
   }
   if (!s->server_->is_valid()) return Internal("httplib server could not be created");
+  // Range requests are many small exchanges: without TCP_NODELAY each one waits
+  // for Nagle + delayed ACK (~28-40 ms on Linux loopback).
+  s->server_->set_tcp_nodelay(true);
   s->Install();
   return s;
 }

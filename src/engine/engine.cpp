@@ -10,6 +10,7 @@
 #include "engine/profile.h"
 #include "loader/residency.h"
 #include "model/gguf/gguf.h"
+#include "loader/http_source.h"
 #include "model/package/package.h"
 #include "model/llama/kv_cache.h"
 #include "model/llama/llama_model.h"
@@ -112,7 +113,7 @@ void Engine::Unload() {
 Result<std::unique_ptr<Engine>> Engine::LoadFile(const std::string& path, const EngineOptions& options,
                                                  LoadProgressFn progress) {
   // A GGUF file or a tabfit package directory (a chunked GGUF + manifest).
-  TF_ASSIGN_OR_RETURN(auto source, OpenModelSource(path));
+  TF_ASSIGN_OR_RETURN(auto source, OpenAnySource(path));
   return Load(std::move(source), options, std::move(progress));
 }
 
@@ -261,7 +262,7 @@ Status Engine::LoadDraft() {
     return InvalidArgument("draft_tokens must be in [1, 16]; got " + std::to_string(options_.draft_tokens));
   }
   auto d = std::make_unique<Draft>();
-  TF_ASSIGN_OR_RETURN(auto src, OpenModelSource(options_.draft_model));
+  TF_ASSIGN_OR_RETURN(auto src, OpenAnySource(options_.draft_model));
   TF_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Parse(std::move(src)));
   d->gguf = std::make_unique<GgufFile>(std::move(g));
   // Same vocabulary, token for token: the draft's ids must mean the model's.
