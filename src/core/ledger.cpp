@@ -242,7 +242,8 @@ Result<int> MemoryLedger::Admit(std::string_view component, const std::vector<si
           FormatBytes(state_->total) + " of the " + FormatBytes(opt.budget_bytes) + " memory budget is in use (" +
           FormatBytes(opt.budget_bytes - std::min(opt.budget_bytes, state_->total)) +
           " free); lower the weight precision (e.g. --weight-type q4_0), shorten the context (-c), "
-          "quantize the KV cache, enable layer eviction, or raise the budget (--budget)");
+          "quantize the KV cache (--kv-type), let layers stream (on unless --no-stream; --keep-layers N caps "
+          "the layers held), or raise the budget (--budget)");
     }
   }
   if (!refusal.ok()) {

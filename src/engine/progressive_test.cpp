@@ -225,8 +225,9 @@ TEST(Streaming, BudgetThatForcesStreamingKeepsTheLedgerUnderItAndTheTokens) {
   const uint64_t resident_total = (*ref)->ledger().current_bytes();
   const uint64_t layer = (*ref)->model().component(0).bytes;
   ref->reset();
-  // Budgets between "three layers short" and "the minimum plus one layer".
-  for (uint64_t cut : {layer * 3, layer * 5, layer * 6}) {
+  // Budgets from "three layers short" down to room for one layer only (one ring
+  // slot, no read-ahead: the minimum the load error names).
+  for (uint64_t cut : {layer * 3, layer * 5, layer * 6, layer * 7 - (64u << 10)}) {
     SCOPED_TRACE("budget = resident - " + std::to_string(cut));
     EngineOptions o = Opts();
     o.budget_bytes = resident_total - cut;

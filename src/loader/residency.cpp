@@ -127,18 +127,24 @@ Result<std::unique_ptr<Residency>> Residency::Create(const LlamaModel& model, co
     };
     int P = options.naive_streaming ? 0 : L - 1;
     if (capped) P = std::min(P, options.keep_n_layers_loaded - 1);
+    // The most pinned layers with the ring asked for; when even no pinned layer
+    // leaves room for it, fewer slots (down to one: no read-ahead).
     bool found = false;
-    for (; P >= 0; --P) {
-      const int m = L - P;
-      ring = options.naive_streaming ? 1 : std::min(options.ring_slots, m);
-      if (capped) ring = std::max(1, std::min(ring, options.keep_n_layers_loaded - P));
-      const std::vector<bool> pin = choose(P);
-      uint64_t need = used + globals + scratch + static_cast<uint64_t>(ring) * largest_layer;
-      for (int il = 0; il < L; ++il) need += pin[il] ? model.component(il).bytes : 0;
-      if (!limit || need <= limit) {
-        pinned = pin;
-        found = true;
-        break;
+    const int max_pinned = P;
+    const int ring_asked = options.naive_streaming ? 1 : options.ring_slots;
+    for (int want_ring = ring_asked; want_ring >= 1 && !found; --want_ring) {
+      for (P = max_pinned; P >= 0; --P) {
+        const int m = L - P;
+        ring = std::min(want_ring, m);
+        if (capped) ring = std::max(1, std::min(ring, options.keep_n_layers_loaded - P));
+        const std::vector<bool> pin = choose(P);
+        uint64_t need = used + globals + scratch + static_cast<uint64_t>(ring) * largest_layer;
+        for (int il = 0; il < L; ++il) need += pin[il] ? model.component(il).bytes : 0;
+        if (!limit || need <= limit) {
+          pinned = pin;
+          found = true;
+          break;
+        }
       }
     }
     if (!found) {
