@@ -23,6 +23,7 @@
 #include "cli/commands.h"
 #include "core/rss.h"
 #include "model/llama/llama_model.h"
+#include "loader/http_source.h"
 #include "model/package/package.h"
 #include "model/tokenizer/tokenizer.h"
 
@@ -237,6 +238,33 @@ std::string Gbs(double bytes_per_s) {
   return s;
 }
 
+struct StorageRead {
+  uint64_t bytes = 0;
+  double bytes_per_second = 0;
+};
+
+// Reads `bytes` (at most the tensor data) from the model's source in 4 MiB
+// reads, three times from the start of the tensor data; the best rate.
+StorageRead MeasureStorageRead(const std::string& model, uint64_t bytes) {
+  StorageRead out;
+  auto src = OpenAnySource(model);
+  if (!src.ok() || bytes == 0) return out;
+  const uint64_t size = (*src)->size();
+  const uint64_t start = size > bytes ? size - bytes : 0;  // the last bytes: layers and the head
+  out.bytes = size - start;
+  std::vector<uint8_t> buf(4u << 20);
+  for (int rep = 0; rep < 3; ++rep) {
+    const double t0 = Now();
+    for (uint64_t off = start; off < size; off += buf.size()) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - off));
+      if (!(*src)->ReadAt(off, buf.data(), n).ok()) return StorageRead{};
+    }
+    const double dt = Now() - t0;
+    if (dt > 0) out.bytes_per_second = std::max(out.bytes_per_second, out.bytes / dt);
+  }
+  return out;
+}
+
 Command MakeBenchCommand() {
   struct State {
     EngineFlags flags;
@@ -289,9 +317,10 @@ Command MakeBenchCommand() {
       ResetPeakResident();
     }
 
-    auto src = OpenModelSource(model);
+    auto src = OpenAnySource(model);
     if (!src.ok()) return Fail(src.status());
-    double t_load = Now();
+    const double t_load_start = Now();
+    double t_load = t_load_start;
     auto eng = Engine::Load(std::move(*src), *opts);
     if (!eng.ok()) return Fail(eng.status());
     t_load = Now() - t_load;
@@ -342,12 +371,22 @@ Command MakeBenchCommand() {
       return Now() - t0;
     };
 
-    // Warm-up (as llama-bench): a short prompt and one generated token.
+    // Warm-up (as llama-bench): a short prompt and one generated token. The
+    // first one starts as soon as Load returned, while the other components may
+    // still be arriving: load + it is the time to the first token (TTFT).
+    double ttft = t_load;
     if (st->n_prompt > 0) {
       auto w = run_pp();
       if (!w.ok()) return Fail(w.status());
+      ttft += *w;
     }
     if (auto w = run_tg(1); !w.ok()) return Fail(w.status());
+    if (st->n_prompt == 0) ttft = Now() - t_load_start;
+    if (Status s = e.WaitUntilLoaded(); !s.ok()) return Fail(s);
+    const double t_loaded = Now() - t_load_start;
+    const bool streaming = e.residency().streaming();
+    const std::string residency_summary = e.residency().Summary();
+    const uint64_t streamed_per_pass = e.residency().streamed_bytes_per_pass();
 
     Stat pp, tg;
     for (int r = 0; r < st->reps && st->n_prompt > 0; ++r) {
@@ -369,6 +408,7 @@ Command MakeBenchCommand() {
       probe_patterns.push_back(bw_before.n_threads_pattern);
     }
     uint64_t rss_peak = 0;
+    const uint64_t streamed_before_tg = e.residency().streamed_bytes_read();
     for (int r = 0; r < st->reps && st->n_gen > 0; ++r) {
       auto dt = run_tg(st->n_gen);
       if (!dt.ok()) return Fail(dt.status());
@@ -381,12 +421,21 @@ Command MakeBenchCommand() {
         ResetPeakResident();
       }
     }
+    const int tg_tokens = st->n_gen * static_cast<int>(tg.samples.size());
+    const double streamed_per_token =
+        tg_tokens ? static_cast<double>(e.residency().streamed_bytes_read() - streamed_before_tg) / tg_tokens : 0;
     const LedgerSnapshot snap = e.ledger().Snapshot();
     const uint64_t rss_now = ProcessResidentBytes();
     rss_peak = std::max(rss_peak, ProcessPeakResidentBytes());
     const int threads = e.threads();
     const int n_ctx = e.context_size();
     eng->reset();  // free the model before the bandwidth buffer
+
+    // The storage read ceiling for streaming: the best rate of reading the bytes
+    // one pass streams from the same source, in the loader's 4 MiB reads.
+    const StorageRead storage = streaming ? MeasureStorageRead(model, streamed_per_pass) : StorageRead{};
+    const double stream_bound = storage.bytes_per_second > 0 && streamed_per_token > 0
+                                    ? storage.bytes_per_second / streamed_per_token : 0;
 
     Bandwidth bw_after, bw;
     if (!st->no_bandwidth) bw = bw_after = MeasureBandwidth(threads);
@@ -447,6 +496,17 @@ Command MakeBenchCommand() {
       j["depth"] = st->depth;
       j["repetitions"] = st->reps;
       j["load_seconds"] = t_load;
+      j["loaded_seconds"] = t_loaded;
+      j["ttft_seconds"] = ttft;
+      j["residency"] = residency_summary;
+      if (streaming) {
+        j["streaming"] = {{"bytes_per_pass", streamed_per_pass},
+                          {"bytes_per_tg_token", streamed_per_token},
+                          {"storage_read_bytes_per_second", storage.bytes_per_second},
+                          {"storage_read_bytes", storage.bytes},
+                          {"tokens_per_second_bound", stream_bound},
+                          {"ratio_to_bound", stream_bound > 0 ? tg.mean() / stream_bound : 0}};
+      }
       j["pp"] = {{"tokens_per_second", pp.mean()}, {"sd", pp.sd()}, {"samples", pp.samples}};
       j["tg"] = {{"tokens_per_second", tg.mean()}, {"sd", tg.sd()}, {"samples", tg.samples}};
       j["weight_bytes_per_token"] = bytes_per_token;
@@ -483,8 +543,10 @@ Command MakeBenchCommand() {
     std::printf("weights: %s", FormatBytes(weight_bytes).c_str());
     for (const auto& [t, b] : by_type) std::printf("  %s %s", t.c_str(), FormatBytes(b).c_str());
     for (const auto& [l, n] : by_layout) std::printf("  (%d matrices in the %s run-time layout)", n, l.c_str());
-    std::printf("\nthreads %d, context %d, %d repetitions after a warm-up, load %.2f s\n\n", threads, n_ctx, st->reps,
-                t_load);
+    std::printf("\nthreads %d, context %d, %d repetitions after a warm-up; Load returned after %.2f s, every "
+                "pinned component in after %.2f s, time to first token %.2f s (load + the first %d-token prompt)\n",
+                threads, n_ctx, st->reps, t_load, t_loaded, ttft, st->n_prompt);
+    std::printf("residency: %s\n\n", residency_summary.c_str());
     std::printf("| %-8s | %16s |\n", "test", "tokens/s");
     std::printf("|----------|------------------|\n");
     if (st->n_prompt > 0) std::printf("| pp%-6d | %8.2f ± %5.2f |\n", st->n_prompt, pp.mean(), pp.sd());
@@ -521,6 +583,13 @@ Command MakeBenchCommand() {
                     "runs may have seen either state; the per-run ratios pair each run with its own ceilings\n",
                     moved * 100);
       }
+    }
+    if (streaming) {
+      std::printf("streamed per tg token: %s (%s per pass); storage read ceiling %s (best of 3 reads of %s from %s); "
+                  "bound %.2f tokens/s, tg at %.0f%% of it\n",
+                  FormatBytes(static_cast<uint64_t>(streamed_per_token)).c_str(), FormatBytes(streamed_per_pass).c_str(),
+                  Gbs(storage.bytes_per_second).c_str(), FormatBytes(storage.bytes).c_str(), model.c_str(), stream_bound,
+                  stream_bound > 0 ? 100 * tg.mean() / stream_bound : 0);
     }
     std::printf("memory: ledger peak %s, process resident %s, peak resident %s\n", FormatBytes(snap.total_peak).c_str(),
                 FormatBytes(rss_now).c_str(), FormatBytes(rss_peak).c_str());

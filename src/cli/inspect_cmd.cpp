@@ -6,6 +6,8 @@
 #include "kv/kv_factory.h"
 #include "model/gguf/gguf.h"
 #include "model/llama/hparams.h"
+#include "model/llama/llama_model.h"
+#include "loader/http_source.h"
 #include "model/package/package.h"
 
 namespace tabfit::cli {
@@ -45,7 +47,7 @@ Command MakeInspectCommand() {
   };
   c.run = [st]() -> int {
     if (st->model.empty()) st->model = DefaultModelPath();
-    auto src = OpenModelSource(st->model);  // a GGUF file or a tabfit package directory
+    auto src = OpenAnySource(st->model);  // a GGUF file or a tabfit package directory
     if (!src.ok()) return Fail(src.status());
     auto g = GgufFile::Parse(std::move(*src));
     if (!g.ok()) return Fail(g.status());
@@ -103,6 +105,35 @@ Command MakeInspectCommand() {
     std::printf("  %-14s %12s  (%d tokens, %s)\n", "kv_cache", FormatBytes(kv).c_str(), n_ctx, st->kv_type.c_str());
     std::printf("  %-14s %12s  (batch 64, approx.)\n", "activations", FormatBytes(act).c_str());
     std::printf("  %-14s %12s\n", "total", FormatBytes(total + kv + act).c_str());
+
+    // Components and groups as the residency manager sees them (in-memory bytes
+    // at the file's types, run-time layouts on), and what streaming needs.
+    auto plan = LlamaModel::Plan(*g, ModelLoadOptions{}, 1ull << 30);
+    if (plan.ok()) {
+      const LlamaModel& m = **plan;
+      std::printf("\ncomponents (group \"model\"; load/unload them by name, \"layers\" or \"all\"):\n");
+      std::printf("  %-14s %8s %12s %12s\n", "name", "tensors", "in memory", "read");
+      uint64_t globals = 0, largest = 0, scratch = 0;
+      const int L = m.hparams().n_layer;
+      for (int i = 0; i < m.n_components(); ++i) {
+        const ComponentPlan& cp = m.component(i);
+        if (cp.layer >= 0) largest = std::max(largest, cp.bytes);
+        else globals += cp.bytes;
+        scratch = std::max(scratch, 2 * cp.scratch_bytes);
+        if (cp.layer >= 0 && cp.layer > 1 && cp.layer < L - 1 && !st->all_tensors) {
+          if (cp.layer == 2) std::printf("  %-14s %8s %12s %12s\n", "...", "", "", "");
+          continue;
+        }
+        std::printf("  %-14s %8zu %12s %12s\n", cp.name.c_str(), cp.tensors.size(), FormatBytes(cp.bytes).c_str(),
+                    FormatBytes(cp.source_bytes).c_str());
+      }
+      const uint64_t fixed = kv + act + globals + scratch;
+      std::printf("  fully resident: about %s; streaming every layer needs about %s (%s with a layer read ahead: "
+                  "--budget between these streams the layers that do not fit)\n",
+                  FormatBytes(fixed + m.weight_bytes() - globals).c_str(), FormatBytes(fixed + largest).c_str(),
+                  FormatBytes(fixed + 2 * largest).c_str());
+      if (IsPackageDir(st->model)) std::printf("  (package: chunks are read and verified per component)\n");
+    }
     std::printf("\nmodel: %s, %d layers, embd %d, heads %d/%d (head %d), ffn %d, vocab %d, context %d, %.1fM params\n",
                 hp->arch.c_str(), hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
                 hp->n_vocab, hp->n_ctx_train, hp->ParameterCount(g->FindTensor("output.weight") != nullptr) / 1e6);
