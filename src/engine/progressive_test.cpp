@@ -28,6 +28,13 @@ namespace {
 namespace fs = std::filesystem;
 
 int ThreadCount() {
+  // A sanitizer runtime may start its own helper thread with the first thread
+  // the process creates: make that happen before anything is counted.
+  static const bool warmed = [] {
+    std::thread([] {}).join();
+    return true;
+  }();
+  (void)warmed;
   int n = 0;
   for (const auto& e : fs::directory_iterator("/proc/self/task")) {
     (void)e;
