@@ -38,6 +38,7 @@ Command MakeConvertCommand() {
     std::string precision;
     std::string imatrix;
     std::string max_chunk = "64MiB";
+    std::vector<std::string> groups;  // --group NAME=a,b
     int threads = 0;
     bool verify = false;
     bool quiet = false;
@@ -62,6 +63,9 @@ Command MakeConvertCommand() {
     sub->add_option("--max-chunk", st->max_chunk, "largest chunk file, e.g. 64MiB (at most 2GiB)")
         ->default_val("64MiB");
     sub->add_option("-t,--threads", st->threads, "conversion threads (default: all cores)");
+    sub->add_option("--group", st->groups,
+                    "a named component group for the manifest, NAME=COMPONENT,COMPONENT,... (repeatable), e.g. "
+                    "early=layers.0,layers.1; engines load/unload it by name");
     sub->add_flag("--verify", st->verify, "re-read every chunk afterwards and check its sha256");
     sub->add_flag("-q,--quiet", st->quiet, "print only the totals");
     return sub;
@@ -72,6 +76,21 @@ Command MakeConvertCommand() {
     if (!mc.ok()) return Fail(mc.status());
     po.max_chunk_bytes = *mc;
     po.threads = st->threads;
+    for (const std::string& g : st->groups) {
+      const size_t eq = g.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == g.size()) {
+        return Fail(InvalidArgument("--group " + g + ": expected NAME=COMPONENT[,COMPONENT...]"));
+      }
+      std::vector<std::string> members;
+      std::string rest = g.substr(eq + 1);
+      for (size_t pos = 0; pos <= rest.size();) {
+        size_t comma = rest.find(',', pos);
+        if (comma == std::string::npos) comma = rest.size();
+        if (comma > pos) members.push_back(rest.substr(pos, comma - pos));
+        pos = comma + 1;
+      }
+      po.groups[g.substr(0, eq)] = std::move(members);
+    }
     if (!st->weight_type.empty()) {
       auto t = ParseTensorTypeName(st->weight_type);
       if (!t.ok()) return Fail(t.status());

@@ -114,6 +114,14 @@ Result<std::unique_ptr<Engine>> Engine::LoadFile(const std::string& path, const 
                                                  LoadProgressFn progress) {
   // A GGUF file or a tabfit package directory (a chunked GGUF + manifest).
   TF_ASSIGN_OR_RETURN(auto source, OpenAnySource(path));
+  if (options.groups.empty() && IsPackageDir(path)) {
+    TF_ASSIGN_OR_RETURN(PackageGroups groups, ReadPackageGroups(path));
+    if (!groups.empty()) {
+      EngineOptions with_groups = options;
+      with_groups.groups = std::move(groups);
+      return Load(std::move(source), with_groups, std::move(progress));
+    }
+  }
   return Load(std::move(source), options, std::move(progress));
 }
 
@@ -357,6 +365,27 @@ std::vector<EngineComponent> Engine::components() const {
     x.loads = draft_ ? 1 : 0;
     out.push_back(std::move(x));
   }
+  // Named groups: one entry each, over its members ("resident" when all are,
+  // "partial" when some are).
+  const size_t n_model = residency_->Components().size();
+  for (const auto& [name, members] : options_.groups) {
+    EngineComponent g;
+    g.name = name;
+    g.group = "group";
+    size_t resident = 0, found = 0;
+    for (size_t i = 0; i < n_model; ++i) {
+      if (std::find(members.begin(), members.end(), out[i].name) == members.end()) continue;
+      ++found;
+      g.bytes += out[i].bytes;
+      g.loads += out[i].loads;
+      g.bytes_read += out[i].bytes_read;
+      resident += out[i].state == "resident";
+    }
+    g.state = found && resident == found ? "resident" : resident ? "partial" : "evicted";
+    g.pinned = found && resident == found;
+    g.reads_per_token = tokens_evaluated_ ? g.loads / tokens : 0;
+    out.push_back(std::move(g));
+  }
   return out;
 }
 
@@ -370,9 +399,19 @@ bool TakeDraft(std::vector<std::string>* names) {
 }
 }  // namespace
 
+std::vector<std::string> Engine::ExpandGroups(const std::vector<std::string>& names) const {
+  std::vector<std::string> out;
+  for (const std::string& n : names) {
+    auto it = options_.groups.find(n);
+    if (it == options_.groups.end()) out.push_back(n);
+    else out.insert(out.end(), it->second.begin(), it->second.end());
+  }
+  return out;
+}
+
 Status Engine::LoadComponents(const std::vector<std::string>& names) {
   if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
-  std::vector<std::string> rest = names;
+  std::vector<std::string> rest = ExpandGroups(names);
   const bool draft = TakeDraft(&rest);
   if (!rest.empty()) TF_RETURN_IF_ERROR(residency_->Pin(rest));
   if (draft) TF_RETURN_IF_ERROR(LoadDraft());
@@ -381,7 +420,7 @@ Status Engine::LoadComponents(const std::vector<std::string>& names) {
 
 Status Engine::UnloadComponents(const std::vector<std::string>& names) {
   if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
-  std::vector<std::string> rest = names;
+  std::vector<std::string> rest = ExpandGroups(names);
   if (TakeDraft(&rest)) draft_.reset();
   if (!rest.empty()) TF_RETURN_IF_ERROR(residency_->Evict(rest).status());
   return Status::Ok();

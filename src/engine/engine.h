@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -96,12 +97,16 @@ struct EngineOptions {
   std::string draft_model;
   int draft_tokens = 4;
   bool draft_at_load = true;
+  // Named component groups (group -> component names) that LoadComponents,
+  // UnloadComponents and Swap accept by name. LoadFile of a tabfit package
+  // fills them from its manifest's "groups" section when none are given.
+  std::map<std::string, std::vector<std::string>> groups;
 };
 
 // A component or group as Engine::components() lists it.
 struct EngineComponent {
   std::string name;            // "embeddings", "layers.3", "output_norm", "lm_head", "draft"
-  std::string group;           // "model" or "draft"
+  std::string group;           // "model", "draft", or "group" (a named group: bytes and state over its members)
   uint64_t bytes = 0;          // in memory when resident
   std::string state;           // pending, loading, resident, evicted, streamed, failed
   bool pinned = false;         // kept once loaded (false: read each time it is needed)
@@ -177,7 +182,8 @@ class Engine {
   // lm_head) with their residency, and the draft model as one entry "draft".
   std::vector<EngineComponent> components() const;
   // Loads (and keeps) / unloads components or groups by name: component names,
-  // "layers", "all", "draft". Idempotent; every byte goes through the ledger.
+  // "layers", "all", "draft", and the names of options().groups. Idempotent;
+  // every byte goes through the ledger.
   // Only while nothing runs (not from inside a generation callback).
   Status LoadComponents(const std::vector<std::string>& names);
   Status UnloadComponents(const std::vector<std::string>& names);
@@ -206,6 +212,8 @@ class Engine {
   friend class Generation;
   Engine() = default;
   Status LoadDraft();
+  // Replaces the names of options_.groups by their components.
+  std::vector<std::string> ExpandGroups(const std::vector<std::string>& names) const;
   // The draft model's forward over `tokens` (appended to its context), its
   // logits after the last, its context length, and dropping all but n tokens.
   Status DraftEval(const std::vector<int32_t>& tokens);

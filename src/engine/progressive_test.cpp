@@ -550,6 +550,49 @@ TEST(Components, DraftGroupLoadsAndUnloadsThroughTheLedger) {
   EXPECT_FALSE((*e)->draft_loaded());
 }
 
+TEST(Components, ManifestGroupsLoadAndUnloadByName) {
+  auto g = GgufFile::Open(testing::DemoModel());
+  ASSERT_TRUE(g.ok());
+  const fs::path dir = fs::temp_directory_path() / ("tabfit_groups_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  PackageOptions po;
+  po.threads = 2;
+  po.groups = {{"late", {"layers.6", "layers.7"}}};
+  ASSERT_TRUE(WritePackage(*g, dir.string(), po).ok());
+  auto groups = ReadPackageGroups(dir.string());
+  ASSERT_TRUE(groups.ok()) << groups.status().ToString();
+  EXPECT_EQ(*groups, po.groups);
+  // A group naming something that is not a component is refused at convert time.
+  PackageOptions bad = po;
+  bad.groups = {{"late", {"layers.60"}}};
+  EXPECT_EQ(WritePackage(*g, (dir / "bad").string(), bad).code(), StatusCode::kInvalidArgument);
+  bad.groups = {{"layers.1", {"layers.6"}}};
+  EXPECT_EQ(WritePackage(*g, (dir / "bad").string(), bad).code(), StatusCode::kInvalidArgument);
+
+  auto e = Engine::LoadFile(dir.string(), Opts());
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  ASSERT_TRUE((*e)->WaitUntilLoaded().ok());
+  ASSERT_EQ((*e)->options().groups.count("late"), 1u);
+  MemoryLedger& l = (*e)->ledger();
+  const uint64_t two = l.component_bytes("layers.6") + l.component_bytes("layers.7");
+  ASSERT_GT(two, 0u);
+  auto state_of = [&](const std::string& name) {
+    for (const EngineComponent& c : (*e)->components()) {
+      if (c.name == name) return c.state + "/" + c.group + "/" + std::to_string(c.bytes);
+    }
+    return std::string("absent");
+  };
+  EXPECT_EQ(state_of("late"), "resident/group/" + std::to_string(two));
+  ASSERT_TRUE((*e)->UnloadComponents({"late"}).ok());
+  EXPECT_EQ(l.component_bytes("layers.6") + l.component_bytes("layers.7"), 0u);
+  EXPECT_GT(l.component_bytes("layers.5"), 0u);
+  EXPECT_EQ(state_of("late").substr(0, 8), "evicted/");
+  ASSERT_TRUE((*e)->LoadComponents({"late"}).ok());
+  EXPECT_EQ(l.component_bytes("layers.6") + l.component_bytes("layers.7"), two);
+  e->reset();
+  fs::remove_all(dir);
+}
+
 // Speculative decoding (8M drafting 30M) gives plain greedy's tokens on the golden prompts.
 TEST(Speculative, EqualsGreedyOnTheGoldenPromptsResidentAndStreamed) {
   const std::string big = testing::SharedModel("tabfit-test-30m-f16.gguf");

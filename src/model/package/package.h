@@ -29,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,9 @@ TensorTypeFn UniformWeightType(TensorType t);
 // until the write returns.
 using ImportanceFn = std::function<const float*(const GgufTensorInfo& tensor)>;
 
+// Group name -> component names ("embeddings", "layers.N", "output_norm", "lm_head", "other").
+using PackageGroups = std::map<std::string, std::vector<std::string>>;
+
 struct PackageOptions {
   uint64_t max_chunk_bytes = kDefaultMaxChunkBytes;  // [kMinChunkBytes, kMaxChunkLimit]
   TensorTypeFn target_type;                          // null: keep every type
@@ -75,6 +79,11 @@ struct PackageOptions {
   int threads = 0;                                   // conversion threads; 0 = hardware concurrency
   // Progress: tensor bytes written so far / total, and the tensor being written.
   std::function<void(uint64_t done, uint64_t total, const std::string& tensor)> progress;
+  // Named component groups written to the manifest's "groups" section (e.g.
+  // "early" -> {"layers.0", "layers.1"}, later a vision encoder's components):
+  // an engine loads/unloads a group by its name. Members must be components of
+  // the model; names must not be a component name, "layers", "all" or "draft".
+  PackageGroups groups;
 };
 
 // What WritePackage produced (also recorded in manifest.json).
@@ -134,6 +143,10 @@ Result<std::unique_ptr<ByteSource>> OpenPackage(const std::string& dir);
 // A GGUF file -> OpenFileSource; a package directory -> OpenPackage; a
 // directory without manifest.json -> NotFound explaining what is expected.
 Result<std::unique_ptr<ByteSource>> OpenModelSource(const std::string& path);
+
+// The manifest's optional "groups" section (empty when absent). CorruptData when
+// it is malformed (not an object of name -> array of component names).
+Result<PackageGroups> ReadPackageGroups(const std::string& dir);
 
 // Reads every chunk once and checks all hashes (`tabfit convert` runs it on its
 // output; useful after a download). Returns the first failure.

@@ -294,6 +294,32 @@ Result<std::unique_ptr<ByteSource>> OpenModelSource(const std::string& path) {
   return OpenFileSource(path);
 }
 
+Result<PackageGroups> ReadPackageGroups(const std::string& dir) {
+  const std::string mpath = (fs::path(dir) / "manifest.json").string();
+  std::ifstream in(mpath, std::ios::binary);
+  if (!in) return NotFound(mpath + ": cannot open the package manifest");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json m = json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  if (m.is_discarded() || !m.is_object()) return CorruptData(mpath + ": not valid JSON; " + kRemedy);
+  PackageGroups out;
+  if (!m.contains("groups")) return out;
+  const json& g = m["groups"];
+  auto bad = [&](const std::string& what) { return CorruptData(mpath + ": groups: " + what + "; " + kRemedy); };
+  if (!g.is_object()) return bad("must be an object of group name -> array of component names");
+  for (auto it = g.begin(); it != g.end(); ++it) {
+    if (it.key().empty()) return bad("a group has an empty name");
+    if (!it.value().is_array() || it.value().empty()) return bad("\"" + it.key() + "\" must be a non-empty array");
+    std::vector<std::string> members;
+    for (const json& c : it.value()) {
+      if (!c.is_string() || c.get<std::string>().empty()) return bad("\"" + it.key() + "\" holds a non-string entry");
+      members.push_back(c.get<std::string>());
+    }
+    out[it.key()] = std::move(members);
+  }
+  return out;
+}
+
 Status VerifyPackage(const std::string& dir) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<PackageSource> src, OpenPackageSource(dir));
   return src->VerifyAll();

@@ -245,6 +245,22 @@ Result<PackageSummary> WritePackageWithSummary(const GgufFile& src, const std::s
     return InvalidArgument("max chunk size must be at least twice the GGUF alignment (" + std::to_string(align) + ")");
   }
 
+  // Groups name components of this model, under names that are not components.
+  for (const auto& [name, members] : opt.groups) {
+    if (name.empty() || name == "layers" || name == "all" || name == "draft" || name.rfind("layers.", 0) == 0 || name == "embeddings" || name == "output_norm" || name == "lm_head") {
+      return InvalidArgument("group name '" + name + "' is empty or names a component; pick another (--group NAME=...)");
+    }
+    if (members.empty()) return InvalidArgument("group '" + name + "' has no components");
+    for (const std::string& c : members) {
+      bool found = false;
+      for (const auto& t : src.tensors()) found |= TensorComponent(t.name) == c;
+      if (!found) {
+        return InvalidArgument("group '" + name + "': '" + c + "' is not a component of this model (components: "
+                               "embeddings, layers.0 ... layers.N, output_norm, lm_head)");
+      }
+    }
+  }
+
   // 1. Priority order (stable: a component's tensors keep the file's order).
   std::vector<Planned> plan;
   for (const auto& t : src.tensors()) {
@@ -459,6 +475,7 @@ Result<PackageSummary> WritePackageWithSummary(const GgufFile& src, const std::s
     if (order.empty() || order.back() != p.out.component) order.push_back(p.out.component);
   }
   m["load_order"] = order;
+  if (!opt.groups.empty()) m["groups"] = opt.groups;
   json jc = json::array();
   for (auto& c : chunks) {
     jc.push_back({{"file", c.file}, {"offset", c.offset}, {"size", c.size}, {"sha256", c.sha256},
