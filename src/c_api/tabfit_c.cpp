@@ -225,7 +225,7 @@ Status ParseEngineOptions(const char* text, tabfit_engine* h) {
   TF_RETURN_IF_ERROR(CheckKeys(
       j, {"threads", "n_ctx", "n_ctx_max", "n_batch", "budget_bytes", "max_buffer_bytes", "kv_type", "kv_recent", "kv_prune",
           "weight_type", "priority_components", "background_loading", "unload_unused_layers", "memory_threshold",
-          "keep_n_layers_loaded", "ring_slots", "naive_streaming", "draft_model", "draft_tokens"},
+          "keep_n_layers_loaded", "ring_slots", "naive_streaming", "draft_model", "draft_tokens", "groups"},
       "engine options"));
   TF_RETURN_IF_ERROR(ReadField(j, "n_ctx_max", &h->n_ctx_max));
   TF_RETURN_IF_ERROR(ReadField(j, "threads", &o->threads));
@@ -247,6 +247,19 @@ Status ParseEngineOptions(const char* text, tabfit_engine* h) {
   TF_RETURN_IF_ERROR(ReadField(j, "naive_streaming", &r.naive_streaming));
   TF_RETURN_IF_ERROR(ReadField(j, "draft_model", &o->draft_model));
   TF_RETURN_IF_ERROR(ReadField(j, "draft_tokens", &o->draft_tokens));
+  if (j.contains("groups")) {
+    const nlohmann::json& g = j["groups"];
+    if (!g.is_object()) return tabfit::InvalidArgument("engine options: \"groups\" must be an object of name -> [component names]");
+    for (auto it = g.begin(); it != g.end(); ++it) {
+      std::vector<std::string> members;
+      if (!it.value().is_array()) return tabfit::InvalidArgument("engine options: groups[\"" + it.key() + "\"] must be an array of component names");
+      for (const auto& m : it.value()) {
+        if (!m.is_string()) return tabfit::InvalidArgument("engine options: groups[\"" + it.key() + "\"] must hold strings");
+        members.push_back(m.get<std::string>());
+      }
+      o->groups[it.key()] = std::move(members);
+    }
+  }
   h->background_given = j.contains("background_loading");
   h->unload_given = j.contains("unload_unused_layers");
   if (o->weight_type == "keep") o->weight_type.clear();
@@ -307,13 +320,16 @@ void EndGeneration(tabfit_engine* h) { h->gen.reset(); }
 // say otherwise, completely during the load.
 template <typename MakeSource>
 tabfit_status LoadWith(tabfit_engine* h, MakeSource make_source, tabfit_progress_fn progress, void* user,
-                       bool persistent) {
+                       bool persistent, bool rereadable = true) {
   tabfit_status rc = tabfit_engine_unload(h);
   if (rc != TABFIT_OK) return rc;
   tabfit::EngineOptions options = h->options;
   if (!persistent) {
     options.residency.background_loading = false;
     if (!h->unload_given) options.residency.unload_unused_layers = false;
+    // Layers can be read again later only from a reader the caller keeps open
+    // (unload_unused_layers given true); memory is lent for the call only.
+    options.residency.source_rereadable = rereadable && options.residency.unload_unused_layers;
   }
 #if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
   options.threads = 1;  // a WebAssembly build without pthreads cannot start threads
@@ -410,7 +426,7 @@ tabfit_status tabfit_engine_load_memory(tabfit_engine* h, const void* data, size
         [&]() -> tabfit::Result<std::unique_ptr<tabfit::ByteSource>> {
           return tabfit::MakeMemoryViewSource(static_cast<const uint8_t*>(data), size, n);
         },
-        progress, user, /*persistent=*/false);
+        progress, user, /*persistent=*/false, /*rereadable=*/false);
   });
 }
 

@@ -56,7 +56,8 @@ const char* tabfit_status_name(tabfit_status status);
  *    "weight_type":"",
  *    "priority_components":["embeddings","layers.0","lm_head"], "background_loading":true,
  *    "unload_unused_layers":true, "memory_threshold":0, "keep_n_layers_loaded":0,
- *    "ring_slots":2, "naive_streaming":false, "draft_model":"", "draft_tokens":4}
+ *    "ring_slots":2, "naive_streaming":false, "draft_model":"", "draft_tokens":4,
+ *    "groups":{}}
  * kv_type: "f16", "f32", "q8_0", "q4_0" or "mixed" (the last kv_recent tokens
  * 8-bit, older ones 4-bit). kv_prune in (0, 1) turns on attention-score KV
  * pruning: when the context is full the least-attended tokens are dropped down
@@ -73,7 +74,9 @@ const char* tabfit_status_name(tabfit_status status);
  * "unload_unused_layers" is given). keep_n_layers_loaded > 0 caps the layers
  * held at once. draft_model (a path with the same vocabulary) is loaded as the
  * "draft" group and speeds up greedy decoding by verifying draft_tokens
- * proposals per pass, with the same output.
+ * proposals per pass, with the same output. groups ({"name":["layers.0",...]})
+ * names component groups that load/unload/swap accept; a tabfit package's
+ * manifest "groups" are used when none are given (file loads).
  * Unknown keys are an error (they are usually typos). On failure *out is still
  * set (unless the allocation itself failed, then NULL) so the message can be read
  * with tabfit_last_error; destroy it with tabfit_engine_destroy either way. */
@@ -94,13 +97,17 @@ typedef int (*tabfit_read_fn)(void* user, uint64_t offset, void* dst, size_t n);
 /* Load a model (replacing any loaded one). `progress` may be NULL. */
 tabfit_status tabfit_engine_load_file(tabfit_engine* h, const char* path, tabfit_progress_fn progress,
                                       void* progress_user);
-/* From bytes the caller keeps alive until the load returns (they are copied). */
+/* From bytes the caller keeps alive until the load returns (they are copied).
+ * Nothing streams from them later: a model that does not fit fails, and
+ * unloading layers is refused (TABFIT_INVALID_ARGUMENT); use a reader for that. */
 tabfit_status tabfit_engine_load_memory(tabfit_engine* h, const void* data, size_t size, const char* name,
                                         tabfit_progress_fn progress, void* progress_user);
 /* From a reader (a browser's chunk store, a network range reader...). `read`
  * is only called from the thread that calls this function: during the call,
- * and -- only when "unload_unused_layers" was given true and layers stream --
- * during later calls on this handle (keep the reader valid until unload). */
+ * and -- only when "unload_unused_layers" was given true -- during later calls
+ * on this handle (keep the reader valid until unload): for layers that stream
+ * and for layers reloaded after tabfit_engine_unload_components. Without it,
+ * unloading layers is refused. */
 tabfit_status tabfit_engine_load_reader(tabfit_engine* h, const char* name, uint64_t size, tabfit_read_fn read,
                                         void* read_user, tabfit_progress_fn progress, void* progress_user);
 /* Frees the model, KV cache and scratch; the ledger returns to zero. A later

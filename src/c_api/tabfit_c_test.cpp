@@ -329,3 +329,36 @@ TEST_F(CApi, UnloadReturnsTheLedgerToZero) {
 }
 
 }  // namespace
+
+// Bytes lent for the load only cannot be read again: unloading layers is refused
+// (the engine would read freed memory later); a reader kept open may.
+TEST_F(CApi, UnloadingLayersNeedsASourceThatCanBeReadAgain) {
+  std::vector<uint8_t> bytes = ReadAll(path_);
+  ASSERT_EQ(tabfit_engine_load_memory(h_, bytes.data(), bytes.size(), "demo-mem", nullptr, nullptr), TABFIT_OK)
+      << tabfit_last_error(h_);
+  GenRun want = Generate(h_, "In the beginning", R"({"temperature":0,"max_tokens":8})");
+  EXPECT_EQ(tabfit_engine_unload_components(h_, R"(["layers"])"), TABFIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tabfit_last_error(h_)).find("could not be read again"), std::string::npos)
+      << tabfit_last_error(h_);
+  EXPECT_EQ(Generate(h_, "In the beginning", R"({"temperature":0,"max_tokens":8})").ids, want.ids);
+
+  tabfit_engine* h2 = nullptr;
+  ASSERT_EQ(tabfit_engine_create(R"({"threads":2,"n_ctx":256,"unload_unused_layers":true})", &h2), TABFIT_OK);
+  ReaderState st{&bytes};
+  ASSERT_EQ(tabfit_engine_load_reader(h2, "demo.gguf", bytes.size(), ReadCb, &st, nullptr, nullptr), TABFIT_OK)
+      << tabfit_last_error(h2);
+  const uint64_t before = Ledger(h2)["total_current"];
+  ASSERT_EQ(tabfit_engine_unload_components(h2, R"(["layers"])"), TABFIT_OK) << tabfit_last_error(h2);
+  EXPECT_LT(Ledger(h2)["total_current"].get<uint64_t>() + 10'000'000u, before);  // 12 MiB of layers left
+  const int reads = st.reads;
+  EXPECT_EQ(Generate(h2, "In the beginning", R"({"temperature":0,"max_tokens":8})").ids, want.ids);
+  EXPECT_GT(st.reads, reads);  // the layers streamed from the reader
+  ASSERT_EQ(tabfit_engine_load_components(h2, R"(["layers"])"), TABFIT_OK) << tabfit_last_error(h2);
+  // Every layer pinned again: the ring's buffers went back too.
+  json l = Ledger(h2);
+  for (const auto& c : l["components"]) {
+    if (c["name"] == "stream_buffers") EXPECT_EQ(c["current_bytes"], 0);
+  }
+  EXPECT_EQ(l["total_current"].get<uint64_t>(), before);
+  tabfit_engine_destroy(h2);
+}

@@ -109,6 +109,12 @@ Result<std::unique_ptr<Residency>> Residency::Create(const LlamaModel& model, co
   const bool fits = !limit || used + weights + scratch <= limit;
   const bool capped = options.keep_n_layers_loaded > 0 && options.keep_n_layers_loaded < L;
   const bool stream = L > 0 && (!fits || capped || options.naive_streaming);
+  if (stream && !options.source_rereadable) {
+    return OutOfMemory(gguf.name() + ": the weights (" + FormatBytes(weights) + ") do not fit the memory limit " +
+                       FormatBytes(limit) + " with the KV cache and activations (" + FormatBytes(used) +
+                       "), and layers cannot stream from bytes lent only for the load; load from a file, or from a "
+                       "reader kept open with unload_unused_layers, or raise the memory budget");
+  }
   int ring = 0;
   std::vector<bool> pinned(L, true);
   if (stream) {
@@ -131,7 +137,8 @@ Result<std::unique_ptr<Residency>> Residency::Create(const LlamaModel& model, co
     // leaves room for it, fewer slots (down to one: no read-ahead).
     bool found = false;
     const int max_pinned = P;
-    const int ring_asked = options.naive_streaming ? 1 : options.ring_slots;
+    // Without a loader thread nothing reads ahead: one slot is all that is filled.
+    const int ring_asked = options.naive_streaming || !options.background_loading ? 1 : options.ring_slots;
     for (int want_ring = ring_asked; want_ring >= 1 && !found; --want_ring) {
       for (P = max_pinned; P >= 0; --P) {
         const int m = L - P;
@@ -569,6 +576,21 @@ Status Residency::Pin(const std::vector<std::string>& names) {
       return s;
     }
   }
+  // Nothing streams any more: the ring's buffers go back to the ledger.
+  std::vector<ComponentWeights> freed;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (n_streamed_ == 0) {
+      for (Slot& sl : slots_) {
+        if (sl.users > 0 || sl.loading || sl.plan < 0) continue;
+        freed.push_back(std::move(sl.w));
+        sl.w = ComponentWeights();
+        sl.plan = -1;
+        sl.component = -1;
+        sl.ready = false;
+      }
+    }
+  }
   return Status::Ok();
 }
 
@@ -580,6 +602,12 @@ Result<uint64_t> Residency::Evict(const std::vector<std::string>& names) {
       return InvalidArgument("cannot evict " + model_.component(c).name +
                              ": it is read by every step; only layers stream");
     }
+  }
+  if (!options_.source_rereadable) {
+    return InvalidArgument("cannot unload " + model_.component(cs.empty() ? 0 : cs[0]).name + " of " + gguf_.name() +
+                           ": the model was loaded from bytes that are only valid during the load, so an unloaded "
+                           "layer could not be read again; load it from a file or a reader kept open "
+                           "(unload_unused_layers) to unload layers");
   }
   for (int c : cs) {
     ComponentWeights gone;

@@ -88,6 +88,11 @@ struct ResidencyOptions {
   bool naive_streaming = false;
   // Prepended to every ledger name it charges ("draft." for a draft model's weights).
   std::string charge_prefix;
+  // May the source be read again after Start()? false for a load from bytes the
+  // caller only lends for the call (the C API's memory and reader loads): then
+  // nothing streams and Evict() is refused, since an evicted layer could never
+  // come back.
+  bool source_rereadable = true;
 };
 
 // One progress event: bytes of pinned components read so far / their total, and
