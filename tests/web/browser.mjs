@@ -45,6 +45,14 @@ export function sharedDir() {
   return process.env.TABFIT_SHARED_DIR ?? path.resolve(repoRoot, '../shared');
 }
 
+// Why the browser tests cannot run here (false when they can): no build, no browser, no golden outputs.
+export function skipReason() {
+  return !haveBuild() ? 'web/dist is not built: run scripts/build-wasm.sh'
+    : !fs.existsSync(CHROMIUM) ? `no browser at ${CHROMIUM}: run scripts/setup-web.sh`
+    : !fs.existsSync(path.join(sharedDir(), 'models/golden/greedy.jsonl')) ? `missing ${sharedDir()}/models/golden`
+    : false;
+}
+
 export function haveBuild() {
   const d = path.join(repoRoot, 'web/dist');
   return ['index.js', 'worker.js', 'wasm/tabfit-mt.mjs', 'wasm/tabfit-st.mjs', 'wasm/tabfit-scalar.mjs'].every((f) => fs.existsSync(path.join(d, f)));

@@ -9,14 +9,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startServer } from './server.mjs';
-import { launch, repoRoot, demoGolden, sharedDir, haveBuild, CHROMIUM } from './browser.mjs';
+import { launch, repoRoot, demoGolden, sharedDir, skipReason } from './browser.mjs';
 
 const MODEL = '/models/tabfit-demo-8m-f16.gguf';
 const MODEL_SIZE = fs.statSync(path.join(repoRoot, MODEL)).size;
-const skip = !haveBuild() ? 'web/dist is not built: run scripts/build-wasm.sh'
-  : !fs.existsSync(CHROMIUM) ? `no browser at ${CHROMIUM}: run scripts/setup-web.sh`
-  : !fs.existsSync(path.join(sharedDir(), 'models/golden/greedy.jsonl')) ? `missing ${sharedDir()}/models/golden`
-  : false;
+const skip = skipReason();
 
 let server, browser, page;
 

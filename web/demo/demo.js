@@ -168,11 +168,14 @@ async function loadModel() {
       profile: profileOption(),
       signal: ac.signal,
       ...(params.get('build') ? { build: params.get('build') } : {}),
+      // ?budget=BYTES: a ledger budget below the model's size makes layers stream from OPFS.
+      ...(params.get('budget') ? { budgetBytes: Number(params.get('budget')) } : {}),
       onProgress: (p) => {
         const frac = p.total > 0 ? p.loaded / p.total : 0;
         $('progress').value = frac;
         $('progress-text').textContent =
-          `${p.phase}: ${fmtBytes(p.loaded)} / ${fmtBytes(p.total)} (${(100 * frac).toFixed(0)}%) — ${p.component}`;
+          `${p.phase}: ${fmtBytes(p.loaded)} / ${fmtBytes(p.total)} (${(100 * frac).toFixed(0)}%) — ${p.component}` +
+          (p.state ? ` ${p.state}` : '');
       },
     });
     state.engine = engine;
@@ -180,7 +183,8 @@ async function loadModel() {
     const i = engine.info;
     $('progress').value = 1;
     setStatus(`loaded ${i.name || label} in ${secs} s: ${i.n_layer ?? '?'} layers, ` +
-      `context ${i.n_ctx ?? '?'}, ${engine.build} build, profile ${engine.profile.name}`);
+      `context ${i.n_ctx ?? '?'}, ${engine.build} build, profile ${engine.profile.name}; ` +
+      (engine.loadResult.residency ?? ''));
     state.samples = [];
     state.peaks.clear();
     setState('ready');

@@ -50,3 +50,35 @@ export function toPayload(e: unknown): ErrorPayload {
 export function fromPayload(p: ErrorPayload): TabfitError {
   return new TabfitError(p.type, p.message);
 }
+
+// The engine's option keys (tabfit_c.h) as the JS API spells them (LoadOptions), so an engine message
+// names the option the caller actually passed.
+const JS_OPTION_NAMES: Record<string, string> = {
+  priority_components: 'priorityComponents',
+  background_loading: 'backgroundLoading',
+  unload_unused_layers: 'unloadUnusedLayers',
+  memory_threshold: 'memoryThreshold',
+  keep_n_layers_loaded: 'keepNLayersLoaded',
+  ring_slots: 'ringSlots',
+  naive_streaming: 'naiveStreaming',
+  draft_model: 'draftModel',
+  draft_tokens: 'draftTokens',
+  budget_bytes: 'budgetBytes',
+  kv_recent: 'kvRecent',
+  kv_prune: 'kvPrune',
+  n_ctx: 'nCtx',
+};
+
+/** Rewrites the engine's option keys (snake_case) and command-line flags in `message` to the JS option names. */
+export function jsOptionNames(message: string): string {
+  return message
+    .replace(/\b(priority_components|background_loading|unload_unused_layers|memory_threshold|keep_n_layers_loaded|ring_slots|naive_streaming|draft_model|draft_tokens|budget_bytes|kv_recent|kv_prune|n_ctx)\b/g,
+      (k) => JS_OPTION_NAMES[k] ?? k)
+    .replace(/--weight-type ([\w.]+)/g, 'precision: "$1"')
+    .replace(/--kv-type ([\w.]+)/g, 'precision: { kv: "$1" }')
+    .replace(/--ctx-size (\d+)/g, 'nCtx: $1')
+    .replace(/\(-c\)/g, '(nCtx)')
+    .replace(/\(--budget\)/g, '(budgetBytes)')
+    .replace(/--max-buffer\b/g, "the profile's max_buffer_bytes")
+    .replace(/enable layer eviction/g, 'allow layers to stream (unloadUnusedLayers)');
+}

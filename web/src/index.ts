@@ -6,14 +6,16 @@
 //   for await (const t of engine.generate('Once upon a time', { maxTokens: 32 })) out.textContent += t.text;
 //   const chunks = await engine.chat.completions.create({ messages, stream: true });
 //   console.log(await engine.memory());
+//   console.log(await engine.components());       // residency: which layers are resident / streamed
+//   await engine.swap(['layers.3'], ['layers.5']); // unload, then load components
 //   await engine.unload();
 
 import { renderChat, type ChatMessage, type ChatFormat } from './chat.js';
 import { PROFILES, detectCapabilities, detectProfile, type BuiltinProfileName, type ProfileData } from './profiles.js';
 import { TabfitError, fromPayload } from './errors.js';
 import type {
-  ChunkManifest, EngineOptionsJson, GenerateOptionsJson, GenerateStats, LedgerJson, LoadProgress, LoadResult,
-  MemoryJson, ModelInfo, WasmBuild, WorkerRequest, WorkerResponse,
+  ChunkManifest, ComponentsJson, EngineOptionsJson, GenerateOptionsJson, GenerateStats, LedgerJson, LoadProgress,
+  LoadResult, MemoryJson, ModelInfo, WasmBuild, WorkerRequest, WorkerResponse,
 } from './protocol.js';
 
 export { TabfitError } from './errors.js';
@@ -21,7 +23,8 @@ export type { TabfitErrorType } from './errors.js';
 export { renderChat, detectChatFormat } from './chat.js';
 export type { ChatMessage, ChatFormat, RenderedChat } from './chat.js';
 export type {
-  ChunkManifest, GenerateStats, LedgerJson, LedgerComponent, LoadProgress, LoadResult, ModelInfo, WasmBuild,
+  ChunkManifest, ComponentEntry, ComponentState, ComponentsJson, GenerateStats, LedgerJson, LedgerComponent,
+  LoadProgress, LoadResult, ModelInfo, WasmBuild,
 } from './protocol.js';
 
 /** A browser profile (profiles/*.json; schema in profiles/schema.json; data and detection in profiles.ts). */
@@ -63,6 +66,36 @@ export interface LoadOptions {
   chunkBytes?: number;
   /** sha256 per chunk; every downloaded chunk is checked against it. */
   manifest?: ChunkManifest;
+  // ---- Residency (progressive loading): the spec's options, camelCased ----
+  /** Components loaded first, in this order (default ["embeddings", "layers.0", "lm_head"]); names are
+   * "embeddings", "layers.N", "output_norm", "lm_head" or "all". */
+  priorityComponents?: string[];
+  /** Load the rest on a loader thread after load() returns. Not possible in the browser (the worker reads
+   * the model through a synchronous reader on its own thread): only false (the default) is accepted. */
+  backgroundLoading?: boolean;
+  /** May layers that do not fit the budget stream: stay in storage and be read when the forward pass needs
+   * them (through `ringSlots` layer buffers)? Default true when the model's bytes stay readable for free
+   * (a URL stored in OPFS, a Blob/File); false for ArrayBuffer sources and cache: false (true there keeps
+   * every downloaded chunk in JS memory). false: a model larger than the budget fails to load. */
+  unloadUnusedLayers?: boolean;
+  /** Bytes the engine's ledger may reach with the weights in (default: budgetBytes). */
+  memoryThreshold?: number;
+  /** > 0: at most this many layers in memory at once (pinned + ring slots), even when more would fit. */
+  keepNLayersLoaded?: number;
+  /** Layer buffers streamed layers pass through (>= 1; default 2). */
+  ringSlots?: number;
+  /** Benchmark mode: pin no layer, stream every one through one buffer. */
+  naiveStreaming?: boolean;
+  /** Speculative decoding (the spec's draft_model): a smaller model with the same vocabulary, as a URL (fetched
+   * and stored like the model), a Blob/File or bytes. Greedy generations (temperature 0) then verify
+   * `draftTokens` drafted tokens per pass of the model, with the same output. Its weights are charged to the
+   * same budget ("draft.*" in the ledger); components() lists it as "draft". */
+  draftModel?: ModelSource;
+  /** Tokens the draft proposes per verifying pass (1-16, default 4). */
+  draftTokens?: number;
+  /** Every event: download / cache bytes ({phase, loaded, total, component: 'network' | 'storage'}) and the
+   * engine's component events ({phase: 'load', loaded, total, component, state}); component events of later
+   * loadComponents() / swap() calls come here too. */
   onProgress?: (p: LoadProgress) => void;
   signal?: AbortSignal;
   /** Where tabfit-mt.mjs / tabfit-st.mjs live (default: ./wasm/ next to this file). */
@@ -185,7 +218,62 @@ function engineOptions(p: BrowserProfile, o: LoadOptions, build: WasmBuild): Eng
     kv_recent: o.kvRecent,
     kv_prune: o.kvPrune,
     weight_type: weights === 'keep' ? '' : weights,
+    ...residencyOptions(o),
   };
+}
+
+function componentNames(what: string, names: unknown, option = false): string[] {
+  const list = typeof names === 'string' ? [names] : names;
+  const label = option ? what : `${what}(names)`;
+  // The engine checks the names themselves (its message lists this model's components).
+  if (!Array.isArray(list) || list.some((n) => typeof n !== 'string' || n === '')) {
+    throw new TabfitError('invalid_argument', `${label}: give a component name or an array of them ` +
+      '("embeddings", "layers.N", "output_norm", "lm_head", "layers", "all", "draft")');
+  }
+  return list as string[];
+}
+
+function residencyOptions(o: LoadOptions): Partial<EngineOptionsJson> {
+  const out: Partial<EngineOptionsJson> = {};
+  const count = (name: string, v: number | undefined, min: number): number | undefined => {
+    if (v === undefined) return undefined;
+    if (!Number.isInteger(v) || v < min) {
+      throw new TabfitError('invalid_argument', `${name} must be an integer >= ${min}, got ${v}`);
+    }
+    return v;
+  };
+  const flag = (name: string, v: boolean | undefined): boolean | undefined => {
+    if (v !== undefined && typeof v !== 'boolean') {
+      throw new TabfitError('invalid_argument', `${name} must be true or false, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  if (o.priorityComponents !== undefined) {
+    out.priority_components = componentNames('priorityComponents', o.priorityComponents, true);
+  }
+  if (flag('backgroundLoading', o.backgroundLoading)) {
+    throw new TabfitError('unsupported', 'backgroundLoading: true needs a loader thread that reads the model ' +
+      'file; in the browser the worker reads the model through a synchronous reader on its own thread, so the ' +
+      'load finishes before load() resolves. Leave backgroundLoading out (or false); to start sooner, load ' +
+      'fewer layers (priorityComponents, keepNLayersLoaded) or a smaller budget so the rest streams');
+  }
+  if (o.backgroundLoading === false) out.background_loading = false;
+  if (o.draftTokens !== undefined) {
+    if (o.draftModel === undefined) {
+      throw new TabfitError('invalid_argument', 'draftTokens needs draftModel (the model that drafts the tokens)');
+    }
+    if (!Number.isInteger(o.draftTokens) || o.draftTokens < 1 || o.draftTokens > 16) {
+      throw new TabfitError('invalid_argument', `draftTokens must be an integer in [1, 16], got ${o.draftTokens}`);
+    }
+    out.draft_tokens = o.draftTokens;
+  }
+  out.unload_unused_layers = flag('unloadUnusedLayers', o.unloadUnusedLayers);
+  out.memory_threshold = count('memoryThreshold', o.memoryThreshold, 0);
+  out.keep_n_layers_loaded = count('keepNLayersLoaded', o.keepNLayersLoaded, 0);
+  out.ring_slots = count('ringSlots', o.ringSlots, 1);
+  out.naive_streaming = flag('naiveStreaming', o.naiveStreaming);
+  for (const k of Object.keys(out) as (keyof EngineOptionsJson)[]) if (out[k] === undefined) delete out[k];
+  return out;
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -260,7 +348,8 @@ export class TabfitEngine {
 
   /** @internal */
   constructor(private link: WorkerLink, readonly info: ModelInfo, readonly loadResult: LoadResult,
-    readonly profile: BrowserProfile, readonly profileReasons: string[]) {
+    readonly profile: BrowserProfile, readonly profileReasons: string[],
+    private onProgress?: (p: LoadProgress) => void) {
     const self = this;
     this.chat = {
       completions: {
@@ -379,6 +468,48 @@ export class TabfitEngine {
     return (await this.link.send({ op: 'pieces', ids })) as string[];
   }
 
+  /** Each weight component (embeddings, layers.N, output_norm, lm_head) with its state ('resident',
+   * 'streamed', 'evicted'...), bytes and reads, and whether layers stream. */
+  async components(): Promise<ComponentsJson> {
+    return (await this.link.send({ op: 'components' })) as ComponentsJson;
+  }
+
+  private componentsRequest(req: DistributiveOmit<WorkerRequest, 'id'>): Promise<ComponentsJson> {
+    return this.link.request<ComponentsJson>({ ...req, id: this.link.reserveId() } as WorkerRequest,
+      { onProgress: this.onProgress });
+  }
+
+  /** Loads components and keeps them: names "embeddings", "layers.N", "output_norm", "lm_head", "layers"
+   * (every layer), "all", or "draft" (the draftModel). Idempotent; fails (out_of_memory) when one does not fit the budget. Not while a
+   * generation runs. Resolves to components(). */
+  loadComponents(names: string | string[]): Promise<ComponentsJson> {
+    try {
+      return this.componentsRequest({ op: 'loadComponents', names: componentNames('loadComponents', names) });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Frees components' memory (layers, or "draft"; the embeddings and output head are read every step);
+   * unloaded layers stream from the stored copy when needed. Idempotent. Resolves to components(). */
+  unloadComponents(names: string | string[]): Promise<ComponentsJson> {
+    try {
+      return this.componentsRequest({ op: 'unloadComponents', names: componentNames('unloadComponents', names) });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Unloads `unload`, then loads `load` (so the freed bytes are there for it). Resolves to components(). */
+  swap(unload: string | string[], load: string | string[]): Promise<ComponentsJson> {
+    try {
+      return this.componentsRequest({ op: 'swap', unload: componentNames('swap', unload),
+        load: componentNames('swap', load) });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   /** The engine's memory ledger by component, the wasm heap size, and what the browser reports. */
   async memory(options: { measureUserAgentSpecific?: boolean } = {}): Promise<MemoryReport> {
     const m = (await this.link.send({ op: 'memory' })) as MemoryJson;
@@ -475,28 +606,16 @@ export async function load(source: ModelSource, options: LoadOptions = {}): Prom
     let req: WorkerRequest;
     const transfer: Transferable[] = [];
     loadId = link.reserveId();
+    const draft = options.draftModel === undefined ? undefined
+      : sourceFields(options.draftModel, 'draft.gguf', transfer, 'draftModel');
     const base = { id: loadId, op: 'load' as const, options: eo, chunkBytes, manifest: options.manifest,
-      cache: options.cache ?? true };
-    if (typeof source === 'string' || source instanceof URL) {
-      const url = new URL(source.toString(), globalThis.location?.href).toString();
-      const parts = new URL(url).pathname.split('/').filter(Boolean);
-      // A package is named by its folder, a GGUF by its file name.
-      const name = parts.at(-1) === 'manifest.json' && parts.length > 1 ? parts.at(-2)! : parts.at(-1) ?? url;
-      req = { ...base, url, name };
-    } else if (source instanceof Blob) {
-      req = { ...base, blob: source, name: (source as File).name || 'model.gguf' };
-    } else if (source instanceof ArrayBuffer || source instanceof Uint8Array) {
-      const copy = source instanceof ArrayBuffer ? source.slice(0) : source.slice().buffer;
-      transfer.push(copy);
-      req = { ...base, bytes: copy, name: 'model.gguf' };
-    } else {
-      throw new TabfitError('invalid_argument', 'load(source): give a URL, a Blob/File, or an ArrayBuffer');
-    }
+      cache: options.cache ?? true, draft };
+    req = { ...base, ...sourceFields(source, 'model.gguf', transfer, 'load(source)') };
     const result = await link.request<LoadResult>(req, { onProgress: options.onProgress }, transfer);
     result.relaxedSimd = relaxed;
     // The abort may have raced the end of the load: it still wins.
     if (signal?.aborted) throw abortError('load');
-    return new TabfitEngine(link, result.info, result, profile, reasons);
+    return new TabfitEngine(link, result.info, result, profile, reasons, options.onProgress);
   } catch (e) {
     link.terminate();
     if (signal?.aborted && !(e instanceof TabfitError && e.type === 'aborted')) throw abortError('load');
@@ -504,6 +623,25 @@ export async function load(source: ModelSource, options: LoadOptions = {}): Prom
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
+}
+
+// A model source as the load request carries it (bytes are copied, and the copy transferred).
+function sourceFields(source: ModelSource, fallbackName: string, transfer: Transferable[], what: string):
+  { url?: string; blob?: Blob; bytes?: ArrayBuffer; name: string } {
+  if (typeof source === 'string' || source instanceof URL) {
+    const url = new URL(source.toString(), globalThis.location?.href).toString();
+    const parts = new URL(url).pathname.split('/').filter(Boolean);
+    // A package is named by its folder, a GGUF by its file name.
+    const name = parts.at(-1) === 'manifest.json' && parts.length > 1 ? parts.at(-2)! : parts.at(-1) ?? url;
+    return { url, name };
+  }
+  if (source instanceof Blob) return { blob: source, name: (source as File).name || fallbackName };
+  if (source instanceof ArrayBuffer || source instanceof Uint8Array) {
+    const copy = source instanceof ArrayBuffer ? source.slice(0) : source.slice().buffer;
+    transfer.push(copy);
+    return { bytes: copy, name: fallbackName };
+  }
+  throw new TabfitError('invalid_argument', `${what}: give a URL, a Blob/File, or an ArrayBuffer`);
 }
 
 /** Removes models this origin stored (one URL, or all). Returns how many were removed. */

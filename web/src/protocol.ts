@@ -24,6 +24,32 @@ export interface EngineOptionsJson {
   /** Attention-score KV pruning: in (0, 1) = when the context is full, keep this fraction and go on; 0 = off. */
   kv_prune?: number;
   weight_type: string;
+  // Residency (progressive loading; tabfit_c.h): the spec's names.
+  /** Components loaded first, in this order ("embeddings", "layers.N", "output_norm", "lm_head", "all"). */
+  priority_components?: string[];
+  /** Always false in the browser (reader loads are read on the worker's thread). */
+  background_loading?: boolean;
+  /** May layers that do not fit the budget stream (be re-read from the stored copy when needed)? */
+  unload_unused_layers?: boolean;
+  /** Bytes the ledger may reach with the weights in (0 = budget_bytes). */
+  memory_threshold?: number;
+  /** > 0: at most this many layers in memory at once (pinned + ring slots). */
+  keep_n_layers_loaded?: number;
+  /** Layer buffers streamed layers pass through (>= 1). */
+  ring_slots?: number;
+  /** Benchmark mode: no pinned layers, one slot. */
+  naive_streaming?: boolean;
+  /** Set by the worker: the draft model's path (a /tabfit-js/<id> path served from JS, web/wasm/js_files.js). */
+  draft_model?: string;
+  draft_tokens?: number;
+}
+
+/** The draft model's bytes, as for the main model (one of url, blob, bytes). */
+export interface DraftSource {
+  url?: string;
+  blob?: Blob;
+  bytes?: ArrayBuffer;
+  name: string;
 }
 
 /** Generation options as the C API takes them (tabfit_generate_begin). */
@@ -52,13 +78,49 @@ export interface ChunkManifest {
   sha256: string[];
 }
 
+/** A weight component's residency (tabfit_c.h / loader/residency.h). */
+export type ComponentState = 'pending' | 'loading' | 'resident' | 'evicted' | 'streamed' | 'failed';
+
 export interface LoadProgress {
   /** 'download': bytes from the network; 'cache': bytes found in storage; 'load': the engine reading tensors. */
   phase: 'download' | 'cache' | 'load';
+  /** 'download' / 'cache': bytes of the file. 'load': bytes of the pinned (kept) components read so far. */
   loaded: number;
+  /** 'download' / 'cache': the file size. 'load': bytes of every pinned component (streamed layers excluded). */
   total: number;
   /** What is being loaded: 'network', 'storage', or an engine component ("layers.3", "embeddings"...). */
   component: string;
+  /** 'load' events only: the component's state ("loading" while it is read, then "resident", or "streamed"
+   * when it did not fit and will be read each time it is needed). Undefined for 'download' / 'cache'. */
+  state?: ComponentState;
+}
+
+/** One entry of TabfitEngine.components(). */
+export interface ComponentEntry {
+  /** "embeddings", "layers.N", "output_norm", "lm_head" (group "model"), or "draft". */
+  name: string;
+  group: string;
+  /** Bytes in memory when resident. */
+  bytes: number;
+  state: ComponentState;
+  /** Kept once loaded (false: streams, read again each forward pass). */
+  pinned: boolean;
+  /** Times read from the model's bytes. */
+  loads: number;
+  bytes_read: number;
+  reads_per_token: number;
+}
+
+/** tabfit_engine_components_json. */
+export interface ComponentsJson {
+  components: ComponentEntry[];
+  /** True when some layers stream. */
+  streaming: boolean;
+  pinned_layers: number;
+  streamed_layers: number;
+  /** Bytes one forward pass reads from the stored copy (the streamed layers'). */
+  streamed_bytes_per_pass: number;
+  summary: string;
 }
 
 export interface ModelInfo {
@@ -102,6 +164,12 @@ export interface GenerateStats {
   generate_seconds: number;
   /** "eos", "stop_string", "max_tokens", "cancelled", "context_full". */
   stop_reason: string;
+  /** Speculative decoding (a draft model; 0 otherwise). */
+  draft_proposed?: number;
+  draft_accepted?: number;
+  verify_passes?: number;
+  /** Bytes read from the stored copy for streamed layers during this generation. */
+  streamed_bytes?: number;
 }
 
 export interface LoadResult {
@@ -115,6 +183,13 @@ export interface LoadResult {
   storage: 'opfs' | 'memory';
   /** Model chunks still held in JS when the engine finished loading (memory storage drops each once read). */
   heldChunksAfterLoad: number;
+  /** The worker keeps the model's bytes readable (OPFS access handle, Blob, or retained chunks) until unload,
+   * so streamed or unloaded layers can be read again. */
+  sourceKept: boolean;
+  /** Some layers stream from the stored copy (the model does not fit the budget). */
+  streaming: boolean;
+  /** The engine's residency plan in one line. */
+  residency: string;
   /** Seconds spent fetching / reading storage, and in the engine's load. */
   fetchSeconds: number;
   engineSeconds: number;
@@ -143,6 +218,7 @@ export type WorkerRequest =
       chunkBytes: number;
       manifest?: ChunkManifest;
       cache: boolean;
+      draft?: DraftSource;
     }
   | { id: number; op: 'generate'; prompt: string; options: GenerateOptionsJson }
   | { id: number; op: 'abort'; target: number }
@@ -151,6 +227,10 @@ export type WorkerRequest =
   | { id: number; op: 'tokenize'; text: string; addBos: boolean }
   | { id: number; op: 'pieces'; ids: number[] }
   | { id: number; op: 'unload' }
+  | { id: number; op: 'components' }
+  | { id: number; op: 'loadComponents'; names: string[] }
+  | { id: number; op: 'unloadComponents'; names: string[] }
+  | { id: number; op: 'swap'; unload: string[]; load: string[] }
   | { id: number; op: 'clearCache'; url?: string };
 
 export type WorkerResponse =

@@ -14,6 +14,13 @@
 //    until the engine's loader has read past them (it reads tensors in file
 //    order), then each is dropped. Nothing persists.
 //  - A Blob / File source is read with FileReaderSync, slice by slice.
+//
+// Streaming (a model larger than the budget): OPFS and Blob sources stay
+// readable at no JS-memory cost, so the worker keeps them open after the load
+// and the engine reads streamed (or later unloaded) layers from them again
+// during generation; the OPFS access handle is closed when the engine unloads.
+// Memory chunks are normally dropped as they are read; retain() keeps them all
+// (the caller asked for re-reads with unloadUnusedLayers: true).
 
 import { TabfitError } from './errors.js';
 import type { ChunkManifest, LoadProgress } from './protocol.js';
@@ -31,6 +38,10 @@ export interface ModelBytes {
   tensorPhase(): void;
   /** Model chunks still held in JS memory (0 for storage-backed sources). */
   heldChunks(): number;
+  /** The bytes can be read again after the load without holding them in JS (OPFS, Blob). */
+  readonly rereadable: boolean;
+  /** Keep every byte readable until close() (memory chunks: never drop one). */
+  retain(): void;
   close(): void;
 }
 
@@ -317,16 +328,22 @@ async function streamPackage(o: FetchOptions, m: PackageManifest, maxBuffer: num
   return done;
 }
 
+// The largest bounce buffer OpfsBytes keeps for heaps a sync handle cannot read into.
+const COPY_BYTES = 4 << 20;
+
 class OpfsBytes implements ModelBytes {
   readonly storage = 'opfs' as const;
+  readonly rereadable = true;
+  private closed = false;
   private copyBuf: Uint8Array | null = null;
   private directOk = true;
   constructor(readonly name: string, readonly size: number, private handle: SyncAccessHandle,
     readonly fromCache: boolean, readonly networkBytes: number) {}
   read(offset: number, dst: number, n: number, heap: Uint8Array): void {
+    if (this.closed) throw new Error(`${this.name}: the stored copy was closed (the engine was unloaded)`);
     let done = 0;
     while (done < n) {
-      const want = Math.min(n - done, 64 << 20);
+      const want = Math.min(n - done, this.directOk ? 64 << 20 : COPY_BYTES);
       let got: number;
       if (this.directOk) {
         try {
@@ -349,7 +366,10 @@ class OpfsBytes implements ModelBytes {
   }
   tensorPhase(): void {}
   heldChunks(): number { return 0; }
+  retain(): void {}
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     try { this.handle.close(); } catch { /* already closed */ }
     this.copyBuf = null;
   }
@@ -365,7 +385,9 @@ const MAX_PADDING = 64;
 class MemoryChunks implements ModelBytes {
   readonly storage = 'memory' as const;
   readonly fromCache = false;
+  readonly rereadable = false;
   private tensors = false;
+  private retained = false;
   private covered: [number, number][][];  // per chunk: merged [begin, end) ranges read, chunk-relative
   constructor(readonly name: string, readonly size: number, private chunks: (Uint8Array | null)[],
     private starts: number[], readonly networkBytes: number) {
@@ -377,7 +399,11 @@ class MemoryChunks implements ModelBytes {
     const touched: number[] = [];
     while (done < n) {
       const c = this.chunks[i];
-      if (!c) throw new Error(`${this.name}: chunk ${i} was already released, but the loader read it again`);
+      if (!c) {
+        throw new Error(`${this.name}: chunk ${i} was already released (the model's bytes are not kept in JS ` +
+          'after loading); to read layers again, load from a URL with cache: true (OPFS) or a Blob, or pass ' +
+          'unloadUnusedLayers: true');
+      }
       const at = offset + done - this.starts[i];
       const take = Math.min(n - done, c.length - at);
       heap.set(c.subarray(at, at + take), dst + done);
@@ -401,7 +427,7 @@ class MemoryChunks implements ModelBytes {
   }
   private maybeRelease(i: number): void {
     const c = this.chunks[i];
-    if (!c) return;
+    if (!c || this.retained) return;
     let pos = 0;
     for (const [b, e] of this.covered[i]) {
       if (b - pos > MAX_PADDING) return;
@@ -420,6 +446,7 @@ class MemoryChunks implements ModelBytes {
     return lo;
   }
   heldChunks(): number { return this.chunks.filter((c) => c !== null).length; }
+  retain(): void { this.retained = true; }
   tensorPhase(): void {
     if (this.tensors) return;
     this.tensors = true;
@@ -430,6 +457,7 @@ class MemoryChunks implements ModelBytes {
 
 class BlobBytes implements ModelBytes {
   readonly storage = 'memory' as const;
+  readonly rereadable = true;
   readonly fromCache = true;
   readonly networkBytes = 0;
   // FileReaderSync exists only in workers (not in the DOM lib's types).
@@ -448,6 +476,7 @@ class BlobBytes implements ModelBytes {
   }
   tensorPhase(): void {}
   heldChunks(): number { return 0; }
+  retain(): void {}
   close(): void {}
 }
 
@@ -527,9 +556,13 @@ export async function openUrl(o: FetchOptions): Promise<ModelBytes> {
         url: o.url, size: got.size, chunk_bytes: o.manifest?.chunk_bytes ?? chunkBytes, sha256: got.hashes,
         complete: true, etag: got.etag, stored_at: new Date().toISOString(),
       });
+      // The engine may keep the copy open until it unloads (streamed layers): reopen it read-only, so other
+      // engines (tabs) can open the same stored model meanwhile.
+      h.close();
+      h = await fh.createSyncAccessHandle({ mode: 'read-only' }).catch(() => fh.createSyncAccessHandle());
       return new OpfsBytes(o.name, got.size, h, false, got.size);
     } catch (e) {
-      h.close();
+      try { h.close(); } catch { /* already closed */ }
       await dir.removeEntry(`${key}.bin`).catch(() => {});
       throw e;
     }
@@ -563,11 +596,19 @@ export async function clearStoredIn(dir: FileSystemDirectoryHandle, url?: string
     }
   }
   let removed = 0;
+  let inUse = 0;
   for (const k of keys) {
-    let had = false;
+    let had = false, busy = false;
+    // The file first: an engine that streams layers from it keeps it open (and locked) until it unloads.
+    await dir.removeEntry(`${k}.bin`).then(() => { had = true; },
+      (e) => { busy = (e as DOMException)?.name === 'NoModificationAllowedError'; });
+    if (busy) { inUse++; continue; }
     await dir.removeEntry(`${k}.json`).then(() => { had = true; }, () => {});
-    await dir.removeEntry(`${k}.bin`).then(() => { had = true; }, () => {});
     if (had) removed++;
+  }
+  if (inUse) {
+    throw new TabfitError('io', `clearCache: ${inUse} stored model(s) are open in a running engine (which reads ` +
+      `layers from them) and were kept; ${removed} removed. Unload those engines first, then clear again`);
   }
   return removed;
 }

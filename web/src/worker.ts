@@ -7,9 +7,24 @@
 // An engine load is one synchronous wasm call: it sees an abort through the
 // shared cancel flag when the page is cross-origin isolated, otherwise the
 // abort takes effect as soon as that call returns (the model is then unloaded).
+//
+// Residency: the engine reads the model through a reader over the worker's
+// ModelBytes (storage.ts). Where those stay readable at no JS-memory cost (an
+// OPFS sync access handle, a Blob), the worker keeps them open until unload and
+// lets layers stream (unload_unused_layers defaults to true there): a model
+// larger than the budget then pins what fits and reads the other layers from
+// OPFS during generation, and unloadComponents() / loadComponents() can drop
+// and re-read layers. Component events (tabfit_engine_set_load_events) become
+// 'progress' messages of the request that caused them (load, loadComponents,
+// swap).
+// A draft model (speculative decoding) is fetched and stored like the model;
+// the engine opens it by path, so it is registered as a JS source too and
+// named "/tabfit-js/<id>" (web/wasm/js_files.js serves open/stat/pread on it).
 
-import { TabfitError, errorTypeForStatus, toPayload } from './errors.js';
-import type { LoadProgress, LoadResult, MemoryJson, WasmBuild, WorkerRequest, WorkerResponse } from './protocol.js';
+import { TabfitError, errorTypeForStatus, jsOptionNames, toPayload } from './errors.js';
+import type {
+  ComponentState, ComponentsJson, LoadProgress, LoadResult, MemoryJson, WasmBuild, WorkerRequest, WorkerResponse,
+} from './protocol.js';
 import { bytesFromBlob, bytesFromBuffer, clearStored, openUrl, type ModelBytes } from './storage.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -28,7 +43,12 @@ interface WasmModule {
   _tabfit_generate_end(h: Ptr, out: Ptr): number;
   _tabfit_tokenize_json(h: Ptr, text: Ptr, addBos: number, out: Ptr): number;
   _tabfit_token_pieces_json(h: Ptr, ids: Ptr, n: number, out: Ptr): number;
+  _tabfit_engine_components_json(h: Ptr, out: Ptr): number;
+  _tabfit_engine_load_components(h: Ptr, names: Ptr): number;
+  _tabfit_engine_unload_components(h: Ptr, names: Ptr): number;
+  _tabfit_engine_swap_components(h: Ptr, unload: Ptr, load: Ptr): number;
   _tfw_load_js(h: Ptr, sourceId: number, size: number, name: Ptr): number;
+  _tfw_set_load_events_js(h: Ptr, sourceId: number): number;
   _tfw_heap_bytes(): number;
   UTF8ToString(p: Ptr): string;
   stringToUTF8(s: string, p: Ptr, max: number): void;
@@ -37,8 +57,11 @@ interface WasmModule {
   tabfitSources: Map<number, JsSource>;
 }
 interface JsSource {
+  /** Bytes (for /tabfit-js/<id> paths: the file's size). */
+  size?: number;
   read(offset: number, dst: number, n: number, heap: Uint8Array): boolean;
   progress(done: number, total: number, component: string): boolean;
+  event(loaded: number, total: number, component: string, state: string): boolean;
   error?: unknown;
 }
 
@@ -53,6 +76,11 @@ let handle: Ptr = 0;
 let slots: Ptr = 0;  // 4 x 4-byte out parameters
 let cancelFlag: Int32Array | null = null;
 let model: ModelBytes | null = null;
+let sourceId = 0;    // Module.tabfitSources key of the loaded model's reader (0: none)
+let draftBytes: ModelBytes | null = null;
+let draftId = 0;     // Module.tabfitSources key of the draft model (0: none)
+const DRAFT_IDS = 1_000_000;  // draft source ids: DRAFT_IDS + the load request's id
+let eventTarget = 0; // request id that receives component events (0: none)
 let generating = 0;  // request id of the running generation, 0 if none
 let loading = 0;
 const aborted = new Set<number>();
@@ -85,10 +113,22 @@ function heapBuffer(): ArrayBufferLike {
 function readI32(p: Ptr): number {
   return new DataView(heapBuffer()).getInt32(p, true);
 }
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
 function check(rc: number, what: string): void {
   if (rc === 0) return;
-  const msg = M().UTF8ToString(M()._tabfit_last_error(handle));
-  throw new TabfitError(errorTypeForStatus(rc), msg || `${what} failed with status ${rc}`);
+  let msg = M().UTF8ToString(M()._tabfit_last_error(handle)) || `${what} failed with status ${rc}`;
+  // A read that failed in JS (the stored copy, a Blob): its reason.
+  for (const id of [sourceId, draftId]) {
+    const src = id ? M().tabfitSources.get(id) : undefined;
+    if (src?.error !== undefined) {
+      msg += ` (the reader said: ${errorText(src.error)})`;
+      src.error = undefined;
+    }
+  }
+  if (draftId && draftBytes) msg = msg.split(`/tabfit-js/${draftId}`).join(draftBytes.name);
+  throw new TabfitError(errorTypeForStatus(rc), jsOptionNames(msg));
 }
 function jsonOut(fn: (out: Ptr) => number, what: string): any {
   check(fn(slots), what);
@@ -148,6 +188,27 @@ function closeModel(): void {
   model = null;
 }
 
+// Unloads the engine's model (if any), then closes its bytes (the OPFS handle) and forgets its reader.
+function dropModel(): void {
+  const m = mod;
+  if (m && handle) {
+    m._tabfit_generate_end(handle, 0);
+    m._tabfit_engine_unload(handle);
+  }
+  if (m && sourceId) m.tabfitSources.delete(sourceId);
+  if (m && draftId) m.tabfitSources.delete(draftId);
+  sourceId = 0;
+  draftId = 0;
+  eventTarget = 0;
+  closeModel();
+  draftBytes?.close();
+  draftBytes = null;
+}
+
+function componentsJson(): ComponentsJson {
+  return jsonOut((o) => M()._tabfit_engine_components_json(handle, o), 'components') as ComponentsJson;
+}
+
 async function load(req: Extract<WorkerRequest, { op: 'load' }>): Promise<LoadResult> {
   if (generating) throw new TabfitError('bad_state', 'a generation is running; abort it or wait before loading');
   if (loading) throw new TabfitError('bad_state', 'a load is already running in this engine');
@@ -156,9 +217,10 @@ async function load(req: Extract<WorkerRequest, { op: 'load' }>): Promise<LoadRe
   controllers.set(req.id, ctl);
   loading = req.id;
   const progress = (p: LoadProgress) => post({ id: req.id, type: 'progress', progress: p });
+  let ok = false;
   try {
     const t0 = performance.now();
-    closeModel();
+    dropModel();
     if (req.url) {
       model = await openUrl({ url: req.url, name: req.name, chunkBytes: req.chunkBytes,
         maxBufferBytes: req.options.max_buffer_bytes, manifest: req.manifest, cache: req.cache, signal: ctl.signal, onProgress: progress });
@@ -169,11 +231,40 @@ async function load(req: Extract<WorkerRequest, { op: 'load' }>): Promise<LoadRe
     } else {
       throw new TabfitError('invalid_argument', 'load: no url, blob or bytes given');
     }
+    const options = { ...req.options };
+    if (req.draft) {
+      const d = req.draft;
+      // Its download / cache events name the component "draft".
+      const onProgress = (p: LoadProgress) => progress({ ...p, component: 'draft' });
+      draftBytes = d.url
+        ? await openUrl({ url: d.url, name: d.name, chunkBytes: req.chunkBytes, maxBufferBytes: req.options.max_buffer_bytes,
+          cache: req.cache, signal: ctl.signal, onProgress })
+        : d.blob ? bytesFromBlob(d.name, d.blob)
+        : d.bytes ? bytesFromBuffer(d.name, d.bytes, req.chunkBytes)
+        : null;
+      if (!draftBytes) throw new TabfitError('invalid_argument', 'draftModel: no url, blob or bytes given');
+      draftBytes.retain();  // read at load, again if the draft streams or is loaded again ("draft")
+      const db = draftBytes;
+      draftId = DRAFT_IDS + req.id;
+      m.tabfitSources.set(draftId, {
+        size: db.size,
+        read(offset, dst, n, heap) { db.read(offset, dst, n, heap); return true; },
+        progress() { return true; },
+        event() { return true; },
+      });
+      options.draft_model = `/tabfit-js/${draftId}`;
+    }
     if (ctl.signal.aborted) throw new TabfitError('aborted', 'load aborted by the caller');
     const t1 = performance.now();
-    createHandle(JSON.stringify(req.options));
     const src = model;
+    // Bytes that stay readable for free (OPFS, Blob) let layers stream unless the caller said no;
+    // memory chunks are kept (all of them) only when the caller asked for it.
+    if (options.unload_unused_layers === undefined && src.rereadable) options.unload_unused_layers = true;
+    const keep = src.rereadable || options.unload_unused_layers === true;
+    if (keep) src.retain();
+    createHandle(JSON.stringify(options));
     let lastPost = 0, lastComponent = '';
+    let during = true;  // the load call is running: events may cancel it
     const id = req.id;
     if (cancelFlag) Atomics.store(cancelFlag, 0, 0);
     m.tabfitSources.set(id, {
@@ -181,46 +272,80 @@ async function load(req: Extract<WorkerRequest, { op: 'load' }>): Promise<LoadRe
         src.read(offset, dst, n, heap);
         return true;
       },
-      progress(done, total, component) {
+      progress() { return true; },  // the component events below carry the same bytes, with the state
+      event(loaded, total, component, state) {
         src.tensorPhase();
         const now = performance.now();
-        if (component !== lastComponent || now - lastPost > 50 || done === total) {
+        if (state !== 'loading' || component !== lastComponent || now - lastPost > 50 || loaded === total) {
           lastPost = now;
           lastComponent = component;
-          progress({ phase: 'load', loaded: done, total, component });
+          if (eventTarget) {
+            post({ id: eventTarget, type: 'progress',
+              progress: { phase: 'load', loaded, total, component, state: state as ComponentState } });
+          }
         }
+        if (!during) return true;
         return !(cancelFlag && Atomics.load(cancelFlag, 0) !== 0) && !ctl.signal.aborted;
       },
     });
+    sourceId = id;
+    eventTarget = id;
+    check(m._tfw_set_load_events_js(handle, id), 'set_load_events');
     let rc: number;
     try {
       rc = withString(req.name, (p) => m._tfw_load_js(handle, id, src.size, p));
     } finally {
-      const s = m.tabfitSources.get(id);
-      m.tabfitSources.delete(id);
-      if (s?.error && rc! !== 0 && rc! !== 8) {
-        const e = s.error as Error;
-        throw new TabfitError('io', `${req.name}: reading the model failed: ${e?.message ?? String(e)}`);
-      }
+      during = false;
+      eventTarget = 0;
+    }
+    const s = m.tabfitSources.get(id);
+    if (s?.error !== undefined && rc !== 0 && rc !== 8) {
+      const e = s.error;
+      s.error = undefined;
+      throw new TabfitError('io', `${req.name}: reading the model failed: ${errorText(e)}`);
     }
     if (rc === 8 || ctl.signal.aborted || aborted.has(id)) {
       m._tabfit_engine_unload(handle);
       throw new TabfitError('aborted', 'load aborted by the caller; the engine holds no model');
     }
     check(rc, 'load');
-    // The engine holds its own copy of every weight now.
     const fromCache = src.fromCache, networkBytes = src.networkBytes, storage = src.storage;
     const heldChunksAfterLoad = src.heldChunks();
-    closeModel();
+    // Bytes that are not kept: the engine holds its own copy of every weight now. Later reads (layers
+    // unloaded with unloadComponents) then fail with a message saying how to keep them.
+    if (!keep) closeModel();
+    const comps = componentsJson();
     const info = jsonOut((o) => m._tabfit_engine_info_json(handle, o), 'info');
-    return { info, build, fromCache, networkBytes, storage, heldChunksAfterLoad, fetchSeconds: (t1 - t0) / 1000,
+    ok = true;
+    return { info, build, fromCache, networkBytes, storage, heldChunksAfterLoad, sourceKept: keep,
+      streaming: comps.streaming, residency: comps.summary, fetchSeconds: (t1 - t0) / 1000,
       engineSeconds: (performance.now() - t1) / 1000 };
   } finally {
-    closeModel();
+    if (!ok) dropModel();
     controllers.delete(req.id);
     aborted.delete(req.id);
     loading = 0;
   }
+}
+
+// loadComponents / unloadComponents / swap: the component events they cause go to this request.
+function componentsOp(id: number, what: string, fn: (m: WasmModule) => number): ComponentsJson {
+  const m = M();
+  if (!handle || !sourceId) throw new TabfitError('bad_state', `${what}: no model is loaded; call load() first`);
+  if (generating) {
+    throw new TabfitError('bad_state', `${what}: a generation is running on this engine; wait for it or abort it first`);
+  }
+  if (loading) throw new TabfitError('bad_state', `${what}: the model is still loading`);
+  eventTarget = id;
+  try {
+    check(fn(m), what);
+  } catch (e) {
+    if (e instanceof TabfitError) throw new TabfitError(e.type, `${what}: ${e.message}`);
+    throw e;
+  } finally {
+    eventTarget = 0;
+  }
+  return componentsJson();
 }
 
 async function generate(req: Extract<WorkerRequest, { op: 'generate' }>): Promise<unknown> {
@@ -274,6 +399,7 @@ function unload(): MemoryJson {
     check(m._tabfit_engine_unload(handle), 'unload');
   }
   const report = memory();
+  dropModel();  // closes the stored copy's access handle
   return report;
 }
 
@@ -321,6 +447,18 @@ async function handleRequest(req: WorkerRequest): Promise<unknown> {
       }
     }
     case 'unload': return unload();
+    case 'components':
+      if (!handle || !sourceId) throw new TabfitError('bad_state', 'components: no model is loaded; call load() first');
+      return componentsJson();
+    case 'loadComponents':
+      return componentsOp(req.id, 'loadComponents', (m) =>
+        withString(JSON.stringify(req.names), (p) => m._tabfit_engine_load_components(handle, p)));
+    case 'unloadComponents':
+      return componentsOp(req.id, 'unloadComponents', (m) =>
+        withString(JSON.stringify(req.names), (p) => m._tabfit_engine_unload_components(handle, p)));
+    case 'swap':
+      return componentsOp(req.id, 'swap', (m) => withString(JSON.stringify(req.unload), (u) =>
+        withString(JSON.stringify(req.load), (l) => m._tabfit_engine_swap_components(handle, u, l))));
     case 'clearCache': return clearStored(req.url);
   }
 }

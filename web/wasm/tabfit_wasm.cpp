@@ -9,7 +9,12 @@
 // object's `progress(done, total, component)`; returning false cancels.
 //
 // Reads and progress calls happen on the thread that called tfw_load_js (the
-// worker's main wasm thread), where the JS source object lives.
+// worker's main wasm thread), where the JS source object lives. When layers
+// stream (a model larger than the budget, or layers unloaded later), the
+// engine reads through the same reader during later calls (generate,
+// load_components): JS keeps the source registered until it unloads the model.
+// Component events (tabfit_engine_set_load_events) go to the same object's
+// `event(loaded, total, component, state)`.
 #include <emscripten/emscripten.h>
 
 #include <cstdint>
@@ -38,7 +43,23 @@ EM_JS(int, tabfit_js_progress, (int source_id, double done, double total, const 
   }
 });
 
+EM_JS(int, tabfit_js_event, (int source_id, double loaded, double total, const char* component, const char* state), {
+  var src = Module.tabfitSources && Module.tabfitSources.get(source_id);
+  if (!src || !src.event) return 1;
+  try {
+    return src.event(loaded, total, UTF8ToString(component), UTF8ToString(state)) ? 1 : 0;
+  } catch (e) {
+    src.error = e;
+    return 0;
+  }
+});
+
 namespace {
+
+int EventToJs(void* user, uint64_t loaded, uint64_t total, const char* component, const char* state) {
+  int id = static_cast<int>(reinterpret_cast<intptr_t>(user));
+  return tabfit_js_event(id, static_cast<double>(loaded), static_cast<double>(total), component, state);
+}
 
 int ReadFromJs(void* user, uint64_t offset, void* dst, size_t n) {
   int id = static_cast<int>(reinterpret_cast<intptr_t>(user));
@@ -59,6 +80,12 @@ extern "C" {
 EMSCRIPTEN_KEEPALIVE tabfit_status tfw_load_js(tabfit_engine* h, int source_id, double size, const char* name) {
   void* user = reinterpret_cast<void*>(static_cast<intptr_t>(source_id));
   return tabfit_engine_load_reader(h, name, static_cast<uint64_t>(size), ReadFromJs, user, ProgressToJs, user);
+}
+
+// Sends the handle's component events (state changes, bytes) to
+// Module.tabfitSources.get(source_id).event; set before tfw_load_js.
+EMSCRIPTEN_KEEPALIVE tabfit_status tfw_set_load_events_js(tabfit_engine* h, int source_id) {
+  return tabfit_engine_set_load_events(h, EventToJs, reinterpret_cast<void*>(static_cast<intptr_t>(source_id)));
 }
 
 // Size of the wasm linear memory in bytes (what the tab pays for the heap).
