@@ -19,10 +19,10 @@ echo "== loader / progressive-loading tests under ThreadSanitizer"
 # The loader thread, prefetch, cancel and unload: only the tests that drive them.
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTABFIT_SANITIZE=thread \
   -DTABFIT_BUILD_BENCH=OFF >/dev/null
-cmake --build build-tsan -j"$(nproc)" --target progressive_test engine_test c_api_test
+cmake --build build-tsan -j"$(nproc)" --target progressive_test engine_test c_api_test http_engine_test
 (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
   ctest --output-on-failure -j2 --timeout 1800 \
-    -R '^(Streaming|Progressive|Faults|Components|Speculative|CApi|Engine[.](LoadsDemo|Greedy|StopStrings|BudgetTooSmall))')
+    -R '^(Streaming|Progressive|Faults|Components|Speculative|CApi|HttpEngine|Engine[.](LoadsDemo|Greedy|StopStrings|BudgetTooSmall))')
 
 if [ -z "${TABFIT_NO_WEB:-}" ] && [ -x scripts/test-web.sh ]; then
   echo "== browser tests (headless Chromium)"
