@@ -184,9 +184,10 @@ if (only.has('big')) {
   for (const [shape, type, budget] of quick ? cases.slice(0, 1) : cases) {
     const f = synth(shape, type);
     const rows = {};
-    for (const mode of ['resident', 'streamed', 'naive']) {
+    const flags = { resident: [], streamed: [], 'streamed, --mmap-stream': ['--mmap-stream'], naive: ['--naive-stream'] };
+    for (const mode of Object.keys(flags)) {
       const j = benchJson(['-m', f, ...(mode === 'resident' ? [] : ['--budget', budget]), '-c', '256', '-p', '0',
-                           '-n', quick ? '2' : '4', '-r', '1', '--no-bandwidth', ...(mode === 'naive' ? ['--naive-stream'] : [])]);
+                           '-n', quick ? '2' : '4', '-r', '1', '--no-bandwidth', ...flags[mode]]);
       rows[mode] = j;
       const s = j.streaming || {};
       out(`| ${path.basename(f)} (${mib(fs.statSync(f).size)}) | ${budget} | ${mode} | ${j.tg.tokens_per_second.toFixed(3)} | ` +
@@ -194,6 +195,8 @@ if (only.has('big')) {
           `${(s.tokens_per_second_bound || 0).toFixed(3)} | ${((s.ratio_to_bound || 0) * 100).toFixed(0)}% | ` +
           `${mib(j.memory.ledger_peak_bytes)} | ${mib(j.memory.rss_peak_bytes)} | ${j.residency} |`);
     }
+    const xm = rows['streamed, --mmap-stream'].tg.tokens_per_second / rows.naive.tg.tokens_per_second;
+    out(`| | | streamed (mmap) / naive | ${xm.toFixed(2)}x | | | | | | | |`);
     const x = rows.streamed.tg.tokens_per_second / rows.naive.tg.tokens_per_second;
     const res = rows.resident.tg.tokens_per_second;
     const bound = Math.min(res, rows.streamed.streaming?.tokens_per_second_bound || res);

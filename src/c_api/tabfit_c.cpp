@@ -225,7 +225,7 @@ Status ParseEngineOptions(const char* text, tabfit_engine* h) {
   TF_RETURN_IF_ERROR(CheckKeys(
       j, {"threads", "n_ctx", "n_ctx_max", "n_batch", "budget_bytes", "max_buffer_bytes", "kv_type", "kv_recent", "kv_prune",
           "weight_type", "priority_components", "background_loading", "unload_unused_layers", "memory_threshold",
-          "keep_n_layers_loaded", "ring_slots", "naive_streaming", "draft_model", "draft_tokens", "groups"},
+          "keep_n_layers_loaded", "ring_slots", "naive_streaming", "draft_model", "draft_tokens", "groups", "map_streamed_layers"},
       "engine options"));
   TF_RETURN_IF_ERROR(ReadField(j, "n_ctx_max", &h->n_ctx_max));
   TF_RETURN_IF_ERROR(ReadField(j, "threads", &o->threads));
@@ -245,6 +245,7 @@ Status ParseEngineOptions(const char* text, tabfit_engine* h) {
   TF_RETURN_IF_ERROR(ReadField(j, "keep_n_layers_loaded", &r.keep_n_layers_loaded));
   TF_RETURN_IF_ERROR(ReadField(j, "ring_slots", &r.ring_slots));
   TF_RETURN_IF_ERROR(ReadField(j, "naive_streaming", &r.naive_streaming));
+  TF_RETURN_IF_ERROR(ReadField(j, "map_streamed_layers", &r.map_streamed_layers));
   TF_RETURN_IF_ERROR(ReadField(j, "draft_model", &o->draft_model));
   TF_RETURN_IF_ERROR(ReadField(j, "draft_tokens", &o->draft_tokens));
   if (j.contains("groups")) {

@@ -57,7 +57,7 @@ const char* tabfit_status_name(tabfit_status status);
  *    "priority_components":["embeddings","layers.0","lm_head"], "background_loading":true,
  *    "unload_unused_layers":true, "memory_threshold":0, "keep_n_layers_loaded":0,
  *    "ring_slots":2, "naive_streaming":false, "draft_model":"", "draft_tokens":4,
- *    "groups":{}}
+ *    "groups":{}, "map_streamed_layers":false}
  * kv_type: "f16", "f32", "q8_0", "q4_0" or "mixed" (the last kv_recent tokens
  * 8-bit, older ones 4-bit). kv_prune in (0, 1) turns on attention-score KV
  * pruning: when the context is full the least-attended tokens are dropped down

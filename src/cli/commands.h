@@ -58,6 +58,7 @@ struct EngineFlags {
   int keep_layers = 0;         // --keep-layers: keep_n_layers_loaded
   int ring_slots = 2;
   bool naive_stream = false;
+  bool mmap_stream = false;    // --mmap-stream: map_streamed_layers
   std::string draft;           // --draft MODEL
   int draft_tokens = 4;
   // Which flags the user gave (a profile fills in only the others).

@@ -60,6 +60,9 @@ void EngineFlags::Add(CLI::App* app) {
       ->default_val(0);
   app->add_option("--ring-slots", ring_slots, "buffers streamed layers pass through (2: read one while one computes)")
       ->default_val(2);
+  app->add_flag("--mmap-stream", mmap_stream,
+                "map streamed layers from the file's page cache instead of copying them (zero-copy; a file truncated "
+                "while mapped crashes the process with SIGBUS, as with any mmap)");
   app->add_flag("--naive-stream", naive_stream,
                 "for comparisons: stream every layer one at a time (no pinned layers, no read-ahead)");
   app->add_option("--draft", draft,
@@ -127,6 +130,7 @@ Result<EngineOptions> EngineFlags::ToOptions() {
   o.residency.keep_n_layers_loaded = keep_layers;
   o.residency.ring_slots = ring_slots;
   o.residency.naive_streaming = naive_stream;
+  o.residency.map_streamed_layers = mmap_stream;
   if (!draft.empty()) {
     if (draft_tokens < 1 || draft_tokens > 16) return InvalidArgument("--draft-tokens must be in [1, 16]");
     o.draft_model = draft;

@@ -143,6 +143,14 @@ Result<Buffer> MemoryLedger::ChargeExternal(std::string_view component, size_t b
   return AllocateImpl(component, bytes, 64, /*external=*/true);
 }
 
+Result<Buffer> MemoryLedger::ChargeMapped(std::string_view component, const void* data, size_t bytes,
+                                          std::shared_ptr<void> mapping) {
+  TF_ASSIGN_OR_RETURN(Buffer b, ChargeExternal(component, bytes));
+  b.data_ = const_cast<void*>(data);
+  b.block_ = std::move(mapping);
+  return b;
+}
+
 Result<Buffer> MemoryLedger::Allocate(std::string_view component, size_t bytes, size_t alignment) {
   return AllocateImpl(component, bytes, alignment, /*external=*/false);
 }
@@ -364,6 +372,19 @@ Result<ChunkedBuffer> MemoryLedger::AllocateChunked(std::string_view component, 
   for (size_t b : sizes) {
     TF_ASSIGN_OR_RETURN(Buffer buf, Allocate(component, b));
     out.chunks.push_back(std::move(buf));
+  }
+  return out;
+}
+
+Result<ChunkedBuffer> MemoryLedger::MapChunked(std::string_view component, const uint8_t* data, size_t bytes,
+                                               size_t unit, std::shared_ptr<void> mapping) {
+  ChunkedBuffer out;
+  TF_ASSIGN_OR_RETURN(const std::vector<size_t> sizes, PlanChunks(component, bytes, unit, max_buffer_bytes(), &out));
+  size_t at = 0;
+  for (size_t b : sizes) {
+    TF_ASSIGN_OR_RETURN(Buffer buf, ChargeMapped(component, data + at, b, mapping));
+    out.chunks.push_back(std::move(buf));
+    at += b;
   }
   return out;
 }

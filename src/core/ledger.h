@@ -134,6 +134,15 @@ class MemoryLedger {
   // budget like an allocation. The returned Buffer has no data (data() is
   // null, size() is `bytes`); destroying it releases the charge.
   Result<Buffer> ChargeExternal(std::string_view component, size_t bytes);
+  // Memory someone else mapped (e.g. a file range mapped read-only): charged to
+  // `component` like an allocation, data() is `data` (never written through),
+  // and `mapping` is kept alive until the last Buffer made over it is reset
+  // (its deleter unmaps). MapChunked splits `bytes` into chunks as
+  // AllocateChunked would, each a Buffer over the mapping.
+  Result<Buffer> ChargeMapped(std::string_view component, const void* data, size_t bytes,
+                              std::shared_ptr<void> mapping);
+  Result<ChunkedBuffer> MapChunked(std::string_view component, const uint8_t* data, size_t bytes, size_t unit,
+                                   std::shared_ptr<void> mapping);
 
   // Allocates `bytes` as chunks of whole `unit`s, each <= max_buffer_bytes.
   Result<ChunkedBuffer> AllocateChunked(std::string_view component, size_t bytes, size_t unit);

@@ -25,6 +25,7 @@ struct Residency::Part {
   ComponentWeights w;     // pinned and resident
   int users = 0;
   uint64_t loads = 0, bytes_read = 0;
+  uint64_t maps = 0;  // loads that mapped the source instead of reading it
   Status error;
 };
 
@@ -325,7 +326,21 @@ Status Residency::LoadIntoSlot(int c, int s) {
   Slot& sl = slots_[s];  // marked loading: only this thread touches its buffers
   Status st;
   uint64_t read = 0;
-  if (sl.plan < 0 || !model_.component(sl.plan).SameShape(model_.component(c), ledger_.max_buffer_bytes())) {
+  bool mapped = false;
+  if (options_.map_streamed_layers && model_.component(c).direct()) {
+    sl.w = ComponentWeights();  // the previous mapping or buffers go first
+    sl.plan = -1;
+    Result<ComponentWeights> w = model_.MapComponent(c, gguf_, ledger_, options_.charge_prefix + "stream_buffers");
+    if (w.ok()) {
+      sl.w = std::move(*w);
+      read = model_.component(c).source_bytes;
+      mapped = true;
+    } else if (w.status().code() != StatusCode::kUnsupported) {
+      st = w.status();
+      mapped = true;  // failed: do not read it instead
+    }
+  }
+  if (!mapped && (sl.plan < 0 || !model_.component(sl.plan).SameShape(model_.component(c), ledger_.max_buffer_bytes()))) {
     sl.w = ComponentWeights();  // free the old shape first
     sl.plan = -1;
     Result<ComponentWeights> w = model_.AllocateComponent(c, ledger_, options_.charge_prefix + "stream_buffers");
@@ -336,7 +351,7 @@ Status Residency::LoadIntoSlot(int c, int s) {
       st = w.status();
     }
   }
-  if (st.ok()) {
+  if (st.ok() && !mapped) {
     st = model_.ReadComponent(c, gguf_, ledger_, &sl.w, [&](uint64_t n) {
       read += n;
       return !stop_.load();
@@ -351,6 +366,7 @@ Status Residency::LoadIntoSlot(int c, int s) {
     if (st.ok()) {
       sl.ready = true;
       p.loads++;
+      if (mapped) p.maps++;
     } else if (sl.plan < 0 && wanted_ != c && s > 0) {
       // A prefetch found no room for another slot: stream through fewer.
       sl.disabled = true;
@@ -657,6 +673,7 @@ std::vector<ComponentInfo> Residency::Components() const {
     i.pinned = p.pinned;
     i.loads = p.loads;
     i.bytes_read = p.bytes_read;
+    i.maps = p.maps;
     if (!p.pinned) {
       const int s = SlotOfLocked(c);
       i.state = s < 0 ? (p.state == ComponentState::kEvicted ? p.state : ComponentState::kStreamed)
@@ -713,7 +730,8 @@ std::string Residency::Summary() const {
   std::string s = "weights: " + std::to_string(pinned) + " of " + std::to_string(L) + " layers + " + globals +
                   " pinned (" + FormatBytes(pinned_bytes) + "); " + std::to_string(L - pinned) +
                   " layers stream through " + std::to_string(slots_.size()) + " x " + FormatBytes(slot_bytes) +
-                  " buffers" + (options_.naive_streaming ? " (naive: no prefetch)" : "") + ", " +
+                  " buffers" + (options_.naive_streaming ? " (naive: no prefetch)" : "") +
+                  (options_.map_streamed_layers ? " (mapped, not copied, where the source allows)" : "") + ", " +
                   FormatBytes(streamed_bytes_per_pass()) + " read per forward pass";
   return s;
 }

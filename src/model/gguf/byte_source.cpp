@@ -1,6 +1,7 @@
 #include "model/gguf/byte_source.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,6 +30,31 @@ class FileSource final : public ByteSource {
 
   uint64_t size() const override { return size_; }
   const std::string& name() const override { return name_; }
+
+  Result<std::shared_ptr<const uint8_t>> MapRange(uint64_t offset, size_t n) const override {
+    TF_RETURN_IF_ERROR(CheckReadRange(name_, size_, offset, n));
+    if (n == 0) return Unsupported(name_ + ": empty range");
+    // The file must still hold the range: mapping past its end would fault later.
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) return IoError(name_ + ": fstat failed: " + std::strerror(errno));
+    if (static_cast<uint64_t>(st.st_size) < offset + n) {
+      return IoError(name_ + ": unexpected end of file: bytes " + std::to_string(offset) + "-" +
+                     std::to_string(offset + n - 1) + " are past its end (" + std::to_string(st.st_size) +
+                     " bytes; the file shrank while open?)");
+    }
+    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t base = offset / page * page;
+    const size_t len = static_cast<size_t>(offset + n - base);
+    void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd_, static_cast<off_t>(base));
+    if (p == MAP_FAILED) {
+      return IoError(name_ + ": mmap of bytes " + std::to_string(offset) + "-" + std::to_string(offset + n - 1) +
+                     " failed: " + std::strerror(errno));
+    }
+    std::shared_ptr<const uint8_t> whole(static_cast<const uint8_t*>(p), [len](const uint8_t* q) {
+      ::munmap(const_cast<uint8_t*>(q), len);
+    });
+    return std::shared_ptr<const uint8_t>(whole, whole.get() + (offset - base));
+  }
 
   Status ReadAt(uint64_t offset, void* dst, size_t n) const override {
     TF_RETURN_IF_ERROR(CheckReadRange(name_, size_, offset, n));
@@ -95,6 +121,11 @@ class MemoryViewSource final : public ByteSource {
 };
 
 }  // namespace
+
+Result<std::shared_ptr<const uint8_t>> ByteSource::MapRange(uint64_t, size_t) const {
+  return Unsupported(name() + ": this source cannot be mapped; it is read instead");
+}
+
 
 Result<std::unique_ptr<ByteSource>> OpenFileSource(const std::string& path) {
   int fd;

@@ -28,6 +28,12 @@ class ByteSource {
   virtual Status ReadAt(uint64_t offset, void* dst, size_t n) const = 0;
   virtual const std::string& name() const = 0;
   virtual const uint8_t* data() const { return nullptr; }
+  // A read-only mapping of [offset, offset + n) where the source can give one
+  // (a file: mmap of the page cache, its pages faulted in now); the mapping
+  // lives while the returned pointer (or a copy) does. Unsupported elsewhere.
+  // Caveat (as for any mmap): a file truncated while a mapping of it is in use
+  // raises SIGBUS on access; ReadAt fails cleanly instead.
+  virtual Result<std::shared_ptr<const uint8_t>> MapRange(uint64_t offset, size_t n) const;
 };
 
 // Opens `path` read-only. NotFound if absent, IoError if it cannot be opened.

@@ -386,6 +386,33 @@ Status LlamaModel::ReadComponent(int c, const GgufFile& g, MemoryLedger& ledger,
   return Status::Ok();
 }
 
+Result<ComponentWeights> LlamaModel::MapComponent(int c, const GgufFile& g, MemoryLedger& ledger,
+                                                  std::string_view charge_to) const {
+  const ComponentPlan& plan = plans_[c];
+  if (!plan.direct()) return Unsupported(plan.name + " is converted or re-laid out at load; it cannot be mapped");
+  ComponentWeights w;
+  for (const TensorPlan& t : plan.tensors) {
+    auto mapped = g.source().MapRange(t.info.offset, t.info.nbytes);
+    if (!mapped.ok()) return mapped.status().WithContext("mapping " + plan.name + ": tensor '" + t.info.name + "'");
+    const uint8_t* p = mapped->get();
+    std::shared_ptr<void> map = std::const_pointer_cast<uint8_t>(std::move(mapped).value());
+    if (t.vector) {
+      TF_ASSIGN_OR_RETURN(*VectorSlot(&w, t.slot), ledger.ChargeMapped(charge_to, p, t.bytes(), std::move(map)));
+      continue;
+    }
+    WeightMatrix* m = MatrixSlot(&w, t.slot);
+    TF_ASSIGN_OR_RETURN(m->data, ledger.MapChunked(charge_to, p, t.bytes(), t.unit(), std::move(map)));
+    m->name = t.info.name;
+    m->type = t.target;
+    m->layout = WeightLayout::kRowMajor;
+    m->rows = t.rows;
+    m->cols = t.cols;
+    m->row_bytes = RowBytes(t.target, t.cols);
+  }
+  w.component = c;
+  return w;
+}
+
 Result<std::unique_ptr<LlamaModel>> LlamaModel::Load(const GgufFile& g, MemoryLedger& ledger,
                                                      const ModelLoadOptions& options) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> m, Plan(g, options, ledger.max_buffer_bytes()));

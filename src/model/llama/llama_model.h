@@ -118,6 +118,12 @@ class LlamaModel {
   // cancels by returning false (kCancelled). Errors name the component and tensor.
   Status ReadComponent(int c, const GgufFile& gguf, MemoryLedger& ledger, ComponentWeights* out,
                        const std::function<bool(uint64_t)>& on_bytes = nullptr) const;
+  // Zero-copy instead of Allocate + Read: component c's tensors mapped from
+  // gguf's source (ByteSource::MapRange), charged to `charge_to`, the mapping
+  // released with the last buffer. Only for a direct() plan (no conversion, no
+  // layout); Unsupported otherwise or when the source cannot map.
+  Result<ComponentWeights> MapComponent(int c, const GgufFile& gguf, MemoryLedger& ledger,
+                                        std::string_view charge_to) const;
 
   // Allocates scratch for batches of up to `max_tokens` with a context of n_ctx,
   // charged to prefix + "activations" and prefix + "logits".
