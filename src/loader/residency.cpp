@@ -264,7 +264,10 @@ bool Residency::NextJob(int* component, int* slot) {
 bool Residency::Emit(const LoadEvent& e) {
   if (!on_event_) return true;
   if (!on_event_(e)) {
-    stop_.store(true);
+    {
+      std::lock_guard<std::mutex> lk(mu_);  // as in Cancel: no lost wake-up
+      stop_.store(true);
+    }
     cv_.notify_all();
     return false;
   }
@@ -451,7 +454,13 @@ Status Residency::WaitUntilLoaded() {
 }
 
 void Residency::Cancel() {
-  stop_.store(true);
+  {
+    // Under mu_: the loader checks stop_ and then waits on cv_ with mu_ held, so a
+    // store + notify outside it could fall between the two and be lost (a hang in
+    // join, seen once in http_engine_test).
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_.store(true);
+  }
   cv_.notify_all();
   if (loader_.joinable()) loader_.join();
   std::lock_guard<std::mutex> lk(mu_);
