@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "engine/engine.h"
+#include "engine/engine_test_util.h"
 #include "test_util.h"
 
 namespace tabfit {
@@ -58,58 +59,29 @@ class ModelServer {
   std::atomic<int> requests_{0};
 };
 
-std::vector<uint8_t> ReadAll(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
 
-std::vector<int32_t> Greedy(Engine& e, const std::string& prompt, int n, Status* status = nullptr) {
-  GenerateOptions go;
-  go.max_tokens = n;
-  go.sampler.temperature = 0;
-  go.stop_at_eos = false;
-  std::vector<int32_t> ids;
-  Status s = e.Generate(prompt, go, [&](const std::string&, int32_t id) {
-    if (id >= 0) ids.push_back(id);
-    return true;
-  });
-  if (status) *status = s;
-  else EXPECT_TRUE(s.ok()) << s.ToString();
-  return ids;
-}
 
-EngineOptions Opts() {
-  EngineOptions o;
-  o.threads = 2;
-  return o;
-}
 
 TEST(HttpEngine, ProgressiveAndStreamedOverHttpGiveTheFileTokens) {
-  auto local = Engine::LoadFile(testing::DemoModel(), Opts());
-  ASSERT_TRUE(local.ok()) << local.status().ToString();
-  const std::vector<int32_t> want = Greedy(**local, "The king said", 16);
-  local->reset();
+  const std::vector<int32_t> want = testing::ReferenceTokens(testing::DemoModel(), "The king said", 16);
 
-  ModelServer server(ReadAll(testing::DemoModel()));
+  ModelServer server(testing::ReadAll(testing::DemoModel()));
   for (int keep : {0, 1}) {
     SCOPED_TRACE(keep ? "every layer streams" : "progressive, resident");
-    EngineOptions o = Opts();
+    EngineOptions o = testing::TwoThreadOptions();
     o.residency.keep_n_layers_loaded = keep;
     auto e = Engine::LoadFile(server.url(), o);
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     EXPECT_EQ((*e)->residency().streaming(), keep == 1);
-    EXPECT_EQ(Greedy(**e, "The king said", 16), want);
+    EXPECT_EQ(testing::Greedy(**e, "The king said", 16), want);
   }
 }
 
 TEST(HttpEngine, ServerErrorsFailTheGenerationNamingComponentAndRangeThenItRecovers) {
-  auto local = Engine::LoadFile(testing::DemoModel(), Opts());
-  ASSERT_TRUE(local.ok());
-  const std::vector<int32_t> want = Greedy(**local, "In the beginning", 8);
-  local->reset();
+  const std::vector<int32_t> want = testing::ReferenceTokens(testing::DemoModel(), "In the beginning", 8);
 
-  ModelServer server(ReadAll(testing::DemoModel()));
-  EngineOptions o = Opts();
+  ModelServer server(testing::ReadAll(testing::DemoModel()));
+  EngineOptions o = testing::TwoThreadOptions();
   o.residency.keep_n_layers_loaded = 1;  // every layer is read from the server on each pass
   auto e = Engine::LoadFile(server.url(), o);
   ASSERT_TRUE(e.ok()) << e.status().ToString();
@@ -118,7 +90,7 @@ TEST(HttpEngine, ServerErrorsFailTheGenerationNamingComponentAndRangeThenItRecov
     SCOPED_TRACE(status);
     server.FailWith(status);
     Status st;
-    Greedy(**e, "In the beginning", 8, &st);
+    testing::Greedy(**e, "In the beginning", 8, nullptr, &st);
     ASSERT_FALSE(st.ok());
     EXPECT_EQ(st.code(), status == 404 ? StatusCode::kNotFound : StatusCode::kOutOfRange) << st.ToString();
     EXPECT_NE(st.message().find("layers."), std::string::npos) << st.ToString();
@@ -126,7 +98,7 @@ TEST(HttpEngine, ServerErrorsFailTheGenerationNamingComponentAndRangeThenItRecov
     EXPECT_NE(st.message().find("bytes "), std::string::npos) << st.ToString();
     EXPECT_NE(st.message().find(std::to_string(status)), std::string::npos) << st.ToString();
     server.FailWith(0);
-    EXPECT_EQ(Greedy(**e, "In the beginning", 8), want);
+    EXPECT_EQ(testing::Greedy(**e, "In the beginning", 8), want);
   }
 }
 

@@ -20,6 +20,7 @@
 #include "model/llama/llama_model.h"
 #include "model/package/package.h"
 #include "model/tokenizer/tokenizer.h"
+#include "engine/engine_test_util.h"
 #include "test_util.h"
 
 namespace tabfit {
@@ -43,16 +44,7 @@ int ThreadCount() {
   return n;
 }
 
-EngineOptions Opts() {
-  EngineOptions o;
-  o.threads = 2;
-  return o;
-}
 
-std::vector<uint8_t> ReadAll(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
 
 // Byte ranges [begin, end) of the tensors of layer `il` ("blk.<il>.") in a GGUF.
 std::vector<std::pair<uint64_t, uint64_t>> LayerRanges(const std::string& path, int il) {
@@ -134,7 +126,7 @@ class TestSource : public ByteSource {
 };
 
 std::unique_ptr<TestSource> DemoSource() {
-  return std::make_unique<TestSource>(ReadAll(testing::DemoModel()), testing::DemoModel());
+  return std::make_unique<TestSource>(testing::ReadAll(testing::DemoModel()), testing::DemoModel());
 }
 
 // BOS + prompt, then `steps` greedy single-token steps: every step's logits.
@@ -157,21 +149,6 @@ std::vector<std::vector<float>> RunLogits(Engine& e, const std::string& prompt, 
   return out;
 }
 
-std::vector<int32_t> Greedy(Engine& e, const std::string& prompt, int n, GenerateStats* st = nullptr,
-                            Status* status = nullptr) {
-  GenerateOptions go;
-  go.max_tokens = n;
-  go.sampler.temperature = 0;
-  go.stop_at_eos = false;
-  std::vector<int32_t> ids;
-  Status s = e.Generate(prompt, go, [&](const std::string&, int32_t id) {
-    if (id >= 0) ids.push_back(id);
-    return true;
-  }, st);
-  if (status) *status = s;
-  else EXPECT_TRUE(s.ok()) << s.ToString();
-  return ids;
-}
 
 struct StreamCase {
   const char* label;
@@ -183,7 +160,7 @@ struct StreamCase {
 };
 
 TEST(Streaming, StreamedLogitsAreBitIdenticalToResident) {
-  auto ref = Engine::LoadFile(testing::DemoModel(), Opts());
+  auto ref = Engine::LoadFile(testing::DemoModel(), testing::TwoThreadOptions());
   ASSERT_TRUE(ref.ok()) << ref.status().ToString();
   ASSERT_TRUE((*ref)->WaitUntilLoaded().ok());
   ASSERT_FALSE((*ref)->residency().streaming());
@@ -201,7 +178,7 @@ TEST(Streaming, StreamedLogitsAreBitIdenticalToResident) {
   };
   for (const StreamCase& c : cases) {
     SCOPED_TRACE(c.label);
-    EngineOptions o = Opts();
+    EngineOptions o = testing::TwoThreadOptions();
     o.residency.keep_n_layers_loaded = c.keep_n_layers_loaded;
     o.residency.ring_slots = c.ring_slots;
     o.residency.naive_streaming = c.naive;
@@ -238,10 +215,10 @@ TEST(Streaming, StreamedLogitsAreBitIdenticalToResident) {
 }
 
 TEST(Streaming, BudgetThatForcesStreamingKeepsTheLedgerUnderItAndTheTokens) {
-  auto ref = Engine::LoadFile(testing::DemoModel(), Opts());
+  auto ref = Engine::LoadFile(testing::DemoModel(), testing::TwoThreadOptions());
   ASSERT_TRUE(ref.ok()) << ref.status().ToString();
   ASSERT_TRUE((*ref)->WaitUntilLoaded().ok());
-  const std::vector<int32_t> want = Greedy(**ref, "It is a truth universally acknowledged", 24);
+  const std::vector<int32_t> want = testing::Greedy(**ref, "It is a truth universally acknowledged", 24);
   const uint64_t resident_total = (*ref)->ledger().current_bytes();
   const uint64_t layer = (*ref)->model().component(0).bytes;
   ref->reset();
@@ -249,13 +226,13 @@ TEST(Streaming, BudgetThatForcesStreamingKeepsTheLedgerUnderItAndTheTokens) {
   // slot, no read-ahead: the minimum the load error names).
   for (uint64_t cut : {layer * 3, layer * 5, layer * 6, layer * 7 - (64u << 10)}) {
     SCOPED_TRACE("budget = resident - " + std::to_string(cut));
-    EngineOptions o = Opts();
+    EngineOptions o = testing::TwoThreadOptions();
     o.budget_bytes = resident_total - cut;
     auto e = Engine::LoadFile(testing::DemoModel(), o);
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     ASSERT_TRUE((*e)->residency().streaming());
     GenerateStats st;
-    EXPECT_EQ(Greedy(**e, "It is a truth universally acknowledged", 24, &st), want);
+    EXPECT_EQ(testing::Greedy(**e, "It is a truth universally acknowledged", 24, &st), want);
     EXPECT_GT(st.streamed_bytes, 0u);
     EXPECT_LE((*e)->ledger().peak_bytes(), o.budget_bytes);
   }
@@ -264,12 +241,12 @@ TEST(Streaming, BudgetThatForcesStreamingKeepsTheLedgerUnderItAndTheTokens) {
 TEST(Streaming, ThirtyMillionModelUnder32MiBGivesTheResidentText) {
   const std::string path = testing::SharedModel("tabfit-test-30m-f16.gguf");
   TABFIT_REQUIRE_FILE(path);
-  auto ref = Engine::LoadFile(path, Opts());
+  auto ref = Engine::LoadFile(path, testing::TwoThreadOptions());
   ASSERT_TRUE(ref.ok()) << ref.status().ToString();
   const auto want_logits = RunLogits(**ref, "It is a truth universally acknowledged", 3);
-  const std::vector<int32_t> want = Greedy(**ref, "It is a truth universally acknowledged", 16);
+  const std::vector<int32_t> want = testing::Greedy(**ref, "It is a truth universally acknowledged", 16);
   ref->reset();
-  EngineOptions o = Opts();
+  EngineOptions o = testing::TwoThreadOptions();
   o.budget_bytes = 32ull << 20;
   auto e = Engine::LoadFile(path, o);
   ASSERT_TRUE(e.ok()) << e.status().ToString();
@@ -279,15 +256,12 @@ TEST(Streaming, ThirtyMillionModelUnder32MiBGivesTheResidentText) {
   for (size_t i = 0; i < want_logits.size(); ++i) {
     ASSERT_EQ(0, std::memcmp(got_logits[i].data(), want_logits[i].data(), want_logits[i].size() * sizeof(float)));
   }
-  EXPECT_EQ(Greedy(**e, "It is a truth universally acknowledged", 16), want);
+  EXPECT_EQ(testing::Greedy(**e, "It is a truth universally acknowledged", 16), want);
   EXPECT_LE((*e)->ledger().peak_bytes(), o.budget_bytes);
 }
 
 TEST(Progressive, GenerationStartedBeforeTheLoadEndsGivesTheSameTokens) {
-  auto ref = Engine::LoadFile(testing::DemoModel(), Opts());
-  ASSERT_TRUE(ref.ok()) << ref.status().ToString();
-  const std::vector<int32_t> want = Greedy(**ref, "She looked at him and", 20);
-  ref->reset();
+  const std::vector<int32_t> want = testing::ReferenceTokens(testing::DemoModel(), "She looked at him and", 20);
 
   auto src = DemoSource();
   TestSource* s = src.get();
@@ -298,7 +272,7 @@ TEST(Progressive, GenerationStartedBeforeTheLoadEndsGivesTheSameTokens) {
   s->Gate(later);
   std::vector<std::string> arrived;
   std::mutex am;
-  EngineOptions o = Opts();
+  EngineOptions o = testing::TwoThreadOptions();
   o.on_load_event = [&](const LoadEvent& ev) {
     if (ev.state == ComponentState::kResident) {
       std::lock_guard<std::mutex> lk(am);
@@ -321,7 +295,7 @@ TEST(Progressive, GenerationStartedBeforeTheLoadEndsGivesTheSameTokens) {
   }
   // Generation starts now; it waits for each layer as the gate lets it through.
   std::vector<int32_t> got;
-  std::thread gen([&] { got = Greedy(**e, "She looked at him and", 20); });
+  std::thread gen([&] { got = testing::Greedy(**e, "She looked at him and", 20); });
   s->WaitForBlockedRead();
   s->Open();
   gen.join();
@@ -334,7 +308,7 @@ TEST(Progressive, GenerationStartedBeforeTheLoadEndsGivesTheSameTokens) {
 TEST(Progressive, CancelMidLoadLeavesNoLedgerBytesAndNoThread) {
   const int threads_before = ThreadCount();
   MemoryLedger* seen = nullptr;
-  EngineOptions o = Opts();
+  EngineOptions o = testing::TwoThreadOptions();
   o.ledger_hook = [&](MemoryLedger* l) {
     if (l) seen = l;
   };
@@ -357,7 +331,7 @@ TEST(Progressive, UnloadDuringBackgroundLoadingFreesEverythingAndJoinsTheLoader)
   auto src = DemoSource();
   TestSource* s = src.get();
   s->Gate(LayerRanges(testing::DemoModel(), 4));
-  auto e = Engine::Load(std::move(src), Opts());
+  auto e = Engine::Load(std::move(src), testing::TwoThreadOptions());
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   s->WaitForBlockedRead();  // the loader thread is inside a read of layers.4
   EXPECT_GT(ThreadCount(), threads_before);
@@ -372,14 +346,11 @@ TEST(Progressive, UnloadDuringBackgroundLoadingFreesEverythingAndJoinsTheLoader)
 }
 
 TEST(Faults, BackgroundReadFailureNamesTheComponentAndARetrySucceeds) {
-  auto ref = Engine::LoadFile(testing::DemoModel(), Opts());
-  ASSERT_TRUE(ref.ok());
-  const std::vector<int32_t> want = Greedy(**ref, "In the beginning", 12);
-  ref->reset();
+  const std::vector<int32_t> want = testing::ReferenceTokens(testing::DemoModel(), "In the beginning", 12);
 
   auto src = DemoSource();
   src->Fail(LayerRanges(testing::DemoModel(), 5), 1);
-  auto e = Engine::Load(std::move(src), Opts());
+  auto e = Engine::Load(std::move(src), testing::TwoThreadOptions());
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   Status wait = (*e)->WaitUntilLoaded();
   ASSERT_FALSE(wait.ok());
@@ -389,18 +360,15 @@ TEST(Faults, BackgroundReadFailureNamesTheComponentAndARetrySucceeds) {
   for (const EngineComponent& c : (*e)->components()) failed_listed |= c.name == "layers.5" && c.state == "failed";
   EXPECT_TRUE(failed_listed);
   // The component is read again when the forward pass needs it; the fault is gone.
-  EXPECT_EQ(Greedy(**e, "In the beginning", 12), want);
+  EXPECT_EQ(testing::Greedy(**e, "In the beginning", 12), want);
 }
 
 TEST(Faults, StreamedLayerReadFailureFailsTheGenerationInFlightThenWorks) {
-  auto ref = Engine::LoadFile(testing::DemoModel(), Opts());
-  ASSERT_TRUE(ref.ok());
-  const std::vector<int32_t> want = Greedy(**ref, "In the beginning", 12);
-  ref->reset();
+  const std::vector<int32_t> want = testing::ReferenceTokens(testing::DemoModel(), "In the beginning", 12);
 
   auto src = DemoSource();
   TestSource* s = src.get();
-  EngineOptions o = Opts();
+  EngineOptions o = testing::TwoThreadOptions();
   o.residency.keep_n_layers_loaded = 2;  // one pinned layer at most; the rest stream
   auto e = Engine::Load(std::move(src), o);
   ASSERT_TRUE(e.ok()) << e.status().ToString();
@@ -413,12 +381,12 @@ TEST(Faults, StreamedLayerReadFailureFailsTheGenerationInFlightThenWorks) {
   // Fail enough reads that a retry within the same step fails too.
   s->Fail(LayerRanges(testing::DemoModel(), streamed), 1000);
   Status st;
-  Greedy(**e, "In the beginning", 12, nullptr, &st);
+  testing::Greedy(**e, "In the beginning", 12, nullptr, &st);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find("layers." + std::to_string(streamed)), std::string::npos) << st.ToString();
   EXPECT_NE(st.message().find("injected read failure at offset"), std::string::npos) << st.ToString();
   s->Fail({}, 0);
-  EXPECT_EQ(Greedy(**e, "In the beginning", 12), want);
+  EXPECT_EQ(testing::Greedy(**e, "In the beginning", 12), want);
 }
 
 TEST(Faults, FileTruncatedAfterLoadFailsWithTheOffsetAndReloadWorks) {
@@ -426,7 +394,7 @@ TEST(Faults, FileTruncatedAfterLoadFailsWithTheOffsetAndReloadWorks) {
   fs::create_directories(dir);
   const fs::path copy = dir / "demo.gguf";
   fs::copy_file(testing::DemoModel(), copy, fs::copy_options::overwrite_existing);
-  EngineOptions o = Opts();
+  EngineOptions o = testing::TwoThreadOptions();
   o.residency.keep_n_layers_loaded = 1;  // every layer streams from the file
   {
     auto e = Engine::LoadFile(copy.string(), o);
@@ -437,7 +405,7 @@ TEST(Faults, FileTruncatedAfterLoadFailsWithTheOffsetAndReloadWorks) {
     ASSERT_FALSE(last.empty());
     fs::resize_file(copy, last.front().first + 16);
     Status st;
-    Greedy(**e, "In the beginning", 4, nullptr, &st);
+    testing::Greedy(**e, "In the beginning", 4, nullptr, &st);
     ASSERT_FALSE(st.ok());
     EXPECT_NE(st.message().find("layers.7"), std::string::npos) << st.ToString();
     EXPECT_NE(st.message().find(copy.string()), std::string::npos) << st.ToString();
@@ -446,7 +414,7 @@ TEST(Faults, FileTruncatedAfterLoadFailsWithTheOffsetAndReloadWorks) {
   fs::copy_file(testing::DemoModel(), copy, fs::copy_options::overwrite_existing);
   auto e = Engine::LoadFile(copy.string(), o);
   ASSERT_TRUE(e.ok()) << e.status().ToString();
-  EXPECT_EQ(Greedy(**e, "In the beginning", 4).size(), 4u);
+  EXPECT_EQ(testing::Greedy(**e, "In the beginning", 4).size(), 4u);
   fs::remove_all(dir);
 }
 
@@ -478,10 +446,10 @@ TEST(Faults, CorruptedPackageChunkFailsNamingTheChunkAndTheComponent) {
     b = static_cast<char>(b ^ 0x5a);
     f.write(&b, 1);
   }
-  auto e = Engine::LoadFile(dir.string(), Opts());
+  auto e = Engine::LoadFile(dir.string(), testing::TwoThreadOptions());
   ASSERT_TRUE(e.ok()) << e.status().ToString();  // layers.6 is not a priority component
   Status st;
-  Greedy(**e, "In the beginning", 4, nullptr, &st);
+  testing::Greedy(**e, "In the beginning", 4, nullptr, &st);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.code(), StatusCode::kCorruptData) << st.ToString();
   EXPECT_NE(st.message().find("layers.6"), std::string::npos) << st.ToString();
@@ -492,12 +460,9 @@ TEST(Faults, CorruptedPackageChunkFailsNamingTheChunkAndTheComponent) {
 }
 
 TEST(Components, UnloadLoadAndSwapAreIdempotentAndMoveLedgerBytes) {
-  auto ref = Engine::LoadFile(testing::DemoModel(), Opts());
-  ASSERT_TRUE(ref.ok());
-  const std::vector<int32_t> want = Greedy(**ref, "The king said", 10);
-  ref->reset();
+  const std::vector<int32_t> want = testing::ReferenceTokens(testing::DemoModel(), "The king said", 10);
 
-  auto e = Engine::LoadFile(testing::DemoModel(), Opts());
+  auto e = Engine::LoadFile(testing::DemoModel(), testing::TwoThreadOptions());
   ASSERT_TRUE(e.ok());
   ASSERT_TRUE((*e)->WaitUntilLoaded().ok());
   MemoryLedger& l = (*e)->ledger();
@@ -519,7 +484,7 @@ TEST(Components, UnloadLoadAndSwapAreIdempotentAndMoveLedgerBytes) {
   EXPECT_EQ(l.bytes_with_prefix("layers."), 0u);
   EXPECT_LE(l.current_bytes(), total - layers + ring);
   // Unloaded layers stream: same tokens.
-  EXPECT_EQ(Greedy(**e, "The king said", 10), want);
+  EXPECT_EQ(testing::Greedy(**e, "The king said", 10), want);
   EXPECT_FALSE((*e)->UnloadComponents({"embeddings"}).ok());  // read every step: refused
   EXPECT_FALSE((*e)->UnloadComponents({"layers.99"}).ok());
 
@@ -533,11 +498,11 @@ TEST(Components, UnloadLoadAndSwapAreIdempotentAndMoveLedgerBytes) {
   EXPECT_EQ(l.component_bytes("layers.2"), one);
   ASSERT_TRUE((*e)->Swap({"layers.2", "layers.3"}, {}).ok());
   EXPECT_EQ(l.bytes_with_prefix("layers."), layers - 2 * one);
-  EXPECT_EQ(Greedy(**e, "The king said", 10), want);
+  EXPECT_EQ(testing::Greedy(**e, "The king said", 10), want);
 }
 
 TEST(Components, DraftGroupLoadsAndUnloadsThroughTheLedger) {
-  EngineOptions o = Opts();
+  EngineOptions o = testing::TwoThreadOptions();
   o.draft_model = testing::DemoModel();
   o.draft_at_load = false;
   auto e = Engine::LoadFile(testing::DemoModel(), o);
@@ -582,7 +547,7 @@ TEST(Components, ManifestGroupsLoadAndUnloadByName) {
   bad.groups = {{"layers.1", {"layers.6"}}};
   EXPECT_EQ(WritePackage(*g, (dir / "bad").string(), bad).code(), StatusCode::kInvalidArgument);
 
-  auto e = Engine::LoadFile(dir.string(), Opts());
+  auto e = Engine::LoadFile(dir.string(), testing::TwoThreadOptions());
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   ASSERT_TRUE((*e)->WaitUntilLoaded().ok());
   ASSERT_EQ((*e)->options().groups.count("late"), 1u);
@@ -614,13 +579,13 @@ TEST(Speculative, EqualsGreedyOnTheGoldenPromptsResidentAndStreamed) {
                                             "In the beginning", "She looked at him and"};
   std::vector<std::vector<int32_t>> want;
   {
-    auto e = Engine::LoadFile(big, Opts());
+    auto e = Engine::LoadFile(big, testing::TwoThreadOptions());
     ASSERT_TRUE(e.ok()) << e.status().ToString();
-    for (const auto& p : prompts) want.push_back(Greedy(**e, p, 40));
+    for (const auto& p : prompts) want.push_back(testing::Greedy(**e, p, 40));
   }
   for (bool streamed : {false, true}) {
     SCOPED_TRACE(streamed ? "streamed" : "resident");
-    EngineOptions o = Opts();
+    EngineOptions o = testing::TwoThreadOptions();
     o.draft_model = testing::DemoModel();
     o.draft_tokens = 4;
     if (streamed) o.residency.keep_n_layers_loaded = 3;
@@ -631,7 +596,7 @@ TEST(Speculative, EqualsGreedyOnTheGoldenPromptsResidentAndStreamed) {
     int proposed = 0, accepted = 0;
     for (size_t i = 0; i < prompts.size(); ++i) {
       GenerateStats st;
-      EXPECT_EQ(Greedy(**e, prompts[i], 40, &st), want[i]) << prompts[i];
+      EXPECT_EQ(testing::Greedy(**e, prompts[i], 40, &st), want[i]) << prompts[i];
       EXPECT_EQ(st.generated_tokens, 40);
       EXPECT_LT(st.verify_passes, 40);  // some passes verified more than one token
       proposed += st.draft_proposed;

@@ -313,6 +313,18 @@ Result<ComponentWeights> LlamaModel::AllocateComponent(int c, MemoryLedger& ledg
   return w;
 }
 
+namespace {
+// A matrix's description as planned, row-major (its bytes arrive separately).
+void DescribeRowMajor(const TensorPlan& t, WeightMatrix* m) {
+  m->name = t.info.name;
+  m->type = t.target;
+  m->layout = WeightLayout::kRowMajor;
+  m->rows = t.rows;
+  m->cols = t.cols;
+  m->row_bytes = RowBytes(t.target, t.cols);
+}
+}  // namespace
+
 Status LlamaModel::ReadComponent(int c, const GgufFile& g, MemoryLedger& ledger, ComponentWeights* out,
                                  const std::function<bool(uint64_t)>& on_bytes) const {
   const ComponentPlan& plan = plans_[c];
@@ -338,12 +350,7 @@ Status LlamaModel::ReadComponent(int c, const GgufFile& g, MemoryLedger& ledger,
       continue;
     }
     WeightMatrix* m = MatrixSlot(out, t.slot);
-    m->name = t.info.name;
-    m->type = t.target;
-    m->layout = WeightLayout::kRowMajor;
-    m->rows = t.rows;
-    m->cols = t.cols;
-    m->row_bytes = RowBytes(t.target, t.cols);
+    DescribeRowMajor(t, m);
     const size_t src_row_bytes = t.info.row_bytes();
     if (t.info.type == t.target) {
       // Straight copy, chunk by chunk (a chunk holds whole rows).
@@ -402,12 +409,7 @@ Result<ComponentWeights> LlamaModel::MapComponent(int c, const GgufFile& g, Memo
     }
     WeightMatrix* m = MatrixSlot(&w, t.slot);
     TF_ASSIGN_OR_RETURN(m->data, ledger.MapChunked(charge_to, p, t.bytes(), t.unit(), std::move(map)));
-    m->name = t.info.name;
-    m->type = t.target;
-    m->layout = WeightLayout::kRowMajor;
-    m->rows = t.rows;
-    m->cols = t.cols;
-    m->row_bytes = RowBytes(t.target, t.cols);
+    DescribeRowMajor(t, m);
   }
   w.component = c;
   return w;
