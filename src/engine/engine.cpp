@@ -254,8 +254,17 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
       return progress(ev.loaded, ev.total, ev.component);
     };
   }
+  // The KV caches grow with the tokens: the plan keeps room for them at full context.
+  ResidencyOptions ro = options.residency;
+  const uint64_t kv_full = KvCacheBytes(kc, ko);
+  ro.reserved_bytes += kv_full > e->kv_->bytes() ? kv_full - e->kv_->bytes() : 0;
+  if (e->draft_ && e->draft_->kv) {
+    KvCacheConfig dc = e->draft_->kv->config();
+    const uint64_t d_full = KvCacheBytes(dc, KvCacheOptions{});
+    ro.reserved_bytes += d_full > e->draft_->kv->bytes() ? d_full - e->draft_->kv->bytes() : 0;
+  }
   TF_ASSIGN_OR_RETURN(e->residency_,
-                      Residency::Create(*e->model_, *e->gguf_, e->ledger_, options.residency, std::move(on_event)));
+                      Residency::Create(*e->model_, *e->gguf_, e->ledger_, ro, std::move(on_event)));
   e->load_report_ += e->residency_->Summary() + "\n";
   TF_RETURN_IF_ERROR(e->residency_->Start());
   return e;

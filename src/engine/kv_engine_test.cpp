@@ -7,6 +7,7 @@
 #include <map>
 
 #include "engine/engine.h"
+#include "kv/kv_factory.h"
 #include "model/llama/llama_model.h"
 #include "model/tokenizer/tokenizer.h"
 #include "test_util.h"
@@ -53,7 +54,12 @@ TEST(KvEngine, Q8GreedyMatchesF16) {
   auto f16 = Load("f16");
   auto q8 = Load("q8_0");
   ASSERT_TRUE(f16 && q8);
-  EXPECT_LT(q8->ledger().component_bytes("kv_cache") * 64, f16->ledger().component_bytes("kv_cache") * 35);
+  // At full context the 8-bit cache holds 34/64 of the f16 cache's bytes.
+  KvCacheConfig c{.n_layers = 8, .n_kv_heads = 2, .head_dim = 64, .capacity = 512, .type = "q8_0"};
+  const uint64_t q8_bytes = KvCacheBytes(c, KvCacheOptions{});
+  c.type = "f16";
+  EXPECT_LT(q8_bytes * 64, KvCacheBytes(c, KvCacheOptions{}) * 35);
+  EXPECT_EQ(q8->ledger().component_bytes("kv_cache"), q8_bytes);  // allocated up front
   int full = 0;
   for (const char* prompt : {"The king said", "It is a truth universally acknowledged", "In the beginning",
                              "She looked at him and"}) {

@@ -5,20 +5,35 @@
 
 namespace tabfit {
 
-const char* KvTypeList() { return "f32, f16, q8_0, q4_0, mixed"; }
+const char* KvTypeList() { return "f32, f16, q8_0, q4_0, mixed, kivi2, kivi3, kivi4"; }
 
-bool IsKvType(const std::string& type) { return type == "f32" || type == "f16" || IsQuantKvType(type); }
+bool ParseLowBitKvType(const std::string& type, KvLowBitOptions* options) {
+  if (type == "kivi") return true;
+  if (type == "kivi2" || type == "kivi3" || type == "kivi4") {
+    if (options) options->default_bits = type[4] - '0';
+    return true;
+  }
+  return false;
+}
+
+bool IsKvType(const std::string& type) {
+  return type == "f32" || type == "f16" || IsQuantKvType(type) || ParseLowBitKvType(type, nullptr);
+}
 
 uint64_t KvCacheBytes(const KvCacheConfig& c, const KvCacheOptions& o) {
   uint64_t bytes = 0;
+  KvLowBitOptions lb = o.lowbit;
   if (c.type == "f32" || c.type == "f16") {
-    if (c.n_layers <= 0 || c.n_kv_heads <= 0 || c.head_dim <= 0 || c.capacity <= 0) return 0;
-    bytes = 2ull * c.n_layers * c.capacity * c.n_kv_heads * c.head_dim * (c.type == "f32" ? 4 : 2);
+    bytes = PlainKvCacheBytes(c, 0, c.capacity);
+    if (bytes == 0) return 0;
+  } else if (ParseLowBitKvType(c.type, &lb)) {
+    bytes = LowBitKvCacheBytes(c, lb, c.capacity);
+    if (bytes == 0) return 0;
   } else {
     bytes = QuantKvCacheBytes(c, o.recent_window);
     if (bytes == 0) return 0;
   }
-  if (o.prune.auto_keep > 0.f) bytes += 4ull * c.capacity * (2ull + static_cast<uint64_t>(c.n_layers) * c.n_kv_heads);
+  if (o.pruning || o.prune.auto_keep > 0.f || o.prune.auto_max_tokens > 0) bytes += 4ull * c.capacity * (2ull + static_cast<uint64_t>(c.n_layers) * c.n_kv_heads);
   return bytes;
 }
 
@@ -28,12 +43,15 @@ Result<std::unique_ptr<KvCache>> MakeKvCache(const KvCacheConfig& config, const 
     return InvalidArgument("unknown KV cache type '" + config.type + "'; use one of " + KvTypeList());
   }
   std::unique_ptr<KvCache> cache;
-  if (IsQuantKvType(config.type)) {
+  KvLowBitOptions lb = options.lowbit;
+  if (ParseLowBitKvType(config.type, &lb)) {
+    TF_ASSIGN_OR_RETURN(cache, LowBitKvCache::Create(config, lb, ledger));
+  } else if (IsQuantKvType(config.type)) {
     TF_ASSIGN_OR_RETURN(cache, CreateQuantKvCache(config, options.recent_window, ledger));
   } else {
     TF_ASSIGN_OR_RETURN(cache, CreatePlainKvCache(config, ledger));
   }
-  if (options.prune.auto_keep > 0.f) {
+  if (options.pruning || options.prune.auto_keep > 0.f || options.prune.auto_max_tokens > 0) {
     TF_ASSIGN_OR_RETURN(auto pruning, PruningKvCache::Create(std::move(cache), options.prune, ledger));
     cache = std::move(pruning);
   }

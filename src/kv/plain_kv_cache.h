@@ -1,5 +1,6 @@
-// tabfit kv: the plain KV cache — f32 or f16 cells allocated up front for
-// `capacity` tokens, charged to the ledger component "kv_cache".
+// tabfit kv: the plain KV cache — f32 or f16 cells, stored in chunks of up to
+// 256 cells (each one ledger allocation under KvCacheConfig::component, made
+// as tokens arrive; Retain and Clear free the chunks left empty).
 #pragma once
 
 #include <memory>
@@ -7,6 +8,10 @@
 #include "model/llama/kv_cache.h"
 
 namespace tabfit {
+
+// Bytes the cache holds with `tokens` cells in use (whole chunks); with
+// tokens = capacity, the plan's figure. max_buffer: the ledger's (0: none).
+uint64_t PlainKvCacheBytes(const KvCacheConfig& config, uint64_t max_buffer, int tokens);
 
 Result<std::unique_ptr<KvCache>> CreatePlainKvCache(const KvCacheConfig& config, MemoryLedger& ledger);
 

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "model/llama/kv_cache.h"
 
@@ -37,11 +38,43 @@ namespace tabfit {
 
 struct KvPruneOptions {
   int sinks = 4;          // first slots always kept
-  int recent = 64;        // last slots always kept
-  float auto_keep = 0.f;  // 0: no automatic pruning; else the fraction of capacity MakeRoom prunes to
+  int recent = 64;        // last slots always kept (the protected recent window)
+  float auto_keep = 0.f;  // 0: no automatic pruning when full; else the fraction of capacity MakeRoom prunes to
   // Baseline for comparisons: ignore the scores and keep the newest middle
   // slots (sinks + sliding window, as StreamingLLM).
   bool recency_only = false;
+
+  // The spec's configure_pruning knobs, used by PruneNow() and interval pruning:
+  //   strategy "threshold": drop tokens whose score is below threshold x the
+  //     mean score of the prunable tokens (lowest first);
+  //   "budget": keep the `budget` best-scoring tokens;
+  //   "window": keep the `budget` newest (plus sinks) — a sliding window.
+  // Every strategy keeps the sinks and the recent window, never goes below
+  // min_tokens_to_keep, and drops at most max_tokens_to_drop x size() per call.
+  std::string strategy = "threshold";
+  float threshold = 0.5f;           // [0, 1]
+  int budget = 0;                   // budget / window: tokens kept (0: half of those held)
+  int min_tokens_to_keep = 0;
+  float max_tokens_to_drop = 0.5f;  // (0, 1]
+  // Weigh how often a token was among the most attended (attention >= twice
+  // uniform in a query row): score x (0.5 + that fraction of rows).
+  bool frequency_aware = false;
+  // H2O-style decay: each committed token multiplies the attention gathered
+  // so far by `decay` ((0, 1]; 1 = plain mean over every far query).
+  float decay = 1.f;
+  // enable_auto_pruning(max_tokens, pruning_interval): every `auto_interval`
+  // tokens, MakeRoom prunes back to auto_max_tokens when the cache holds more.
+  int auto_max_tokens = 0;
+  int auto_interval = 0;
+};
+
+// Checks every knob; the message names the option (the spec's name) and its range.
+Status CheckPruneOptions(const KvPruneOptions& options);
+
+// What one prune did: tokens dropped and bytes the cache returned to the ledger.
+struct KvPruneResult {
+  int tokens = 0;
+  uint64_t bytes = 0;
 };
 
 class PruningKvCache final : public KvCache {
@@ -62,8 +95,23 @@ class PruningKvCache final : public KvCache {
   Status Retain(const std::vector<bool>& keep) override;
   uint64_t bytes() const override { return inner_->bytes() + own_bytes_; }
 
+  Status Get(int layer, int slot, float* k, float* v, int* bits) const override {
+    return inner_->Get(layer, slot, k, v, bits);
+  }
+  Status SetCapacity(int capacity) override;
+
   // Mean attention per query row of slot s (0 for a slot no query has seen yet).
   float score(int slot) const;
+  // The score pruning ranks by: score(), weighted by frequency when frequency_aware.
+  float rank_score(int slot) const;
+  // The spec's prune(): one prune by the configured strategy.
+  Result<KvPruneResult> PruneNow();
+  // configure_pruning / enable_auto_pruning (options checked as at Create).
+  Status Configure(const KvPruneOptions& options);
+  Status EnableAutoPruning(int max_tokens, int pruning_interval);
+  // Keeps the sinks and the last keep_recent tokens.
+  Result<KvPruneResult> Truncate(int keep_recent);
+  KvCache& inner() { return *inner_; }
   // Keeps at most max(keep_slots, sinks + recent) slots; returns how many were dropped.
   Result<int> Prune(int keep_slots);
   // Makes room for n more tokens when automatic pruning is on (see above);
@@ -79,6 +127,14 @@ class PruningKvCache final : public KvCache {
   Buffer acc_;    // [n_layers * n_kv_heads][capacity] floats, this step's probabilities
   Buffer mass_;   // [capacity] floats
   Buffer seen_;   // [capacity] floats: query rows that saw the slot
+  Buffer hits_acc_;  // frequency_aware: as acc_, rows where the slot was heavily attended
+  Buffer hits_;      // [capacity] floats
+  Status Allocate(MemoryLedger& ledger, int capacity);
+  void Accumulate(int layer, int kv_head, int n_q, int n_visible, const float* scores) const;
+  Result<KvPruneResult> DropLowest(int drop, bool oldest_first);
+  MemoryLedger* ledger_ = nullptr;
+  int alloc_capacity_ = 0;
+  int since_auto_ = 0;
   uint64_t own_bytes_ = 0;
   int pruned_total_ = 0;
 };

@@ -314,6 +314,17 @@ class QuantKvCache final : public KvCache {
 
   uint64_t bytes() const override { return bytes_; }
 
+  Status Get(int layer, int slot, float* k, float* v, int* bits) const override {
+    if (layer < 0 || layer >= config_.n_layers || slot < 0 || slot >= size_) {
+      return OutOfRange("KV get: layer " + std::to_string(layer) + " slot " + std::to_string(slot) +
+                        " is outside the cache (" + std::to_string(size_) + " tokens)");
+    }
+    int b = 0;
+    ReadCell(layer, slot, k, v, &b);
+    if (bits) *bits = b;
+    return Status::Ok();
+  }
+
   void ReadCell(int layer, int slot, float* k, float* v, int* bits) const {
     const Layer& L = layers_[layer];
     const int64_t row = static_cast<int64_t>(config_.n_kv_heads) * config_.head_dim;

@@ -98,7 +98,7 @@ Result<std::unique_ptr<Residency>> Residency::Create(const LlamaModel& model, co
   // What fits: every byte the ledger holds now (KV cache, activations, tokenizer)
   // stays; the weights and the loader's scratch (two reads at a time) come on top.
   const uint64_t limit = options.memory_threshold ? options.memory_threshold : ledger.budget();
-  const uint64_t used = ledger.current_bytes();
+  const uint64_t used = ledger.current_bytes() + options.reserved_bytes;
   uint64_t weights = 0, scratch = 0, globals = 0, largest_layer = 0;
   for (int c = 0; c < n; ++c) {
     const ComponentPlan& p = model.component(c);

@@ -78,6 +78,9 @@ struct ResidencyOptions {
   bool unload_unused_layers = true;
   // Bytes the ledger's total may reach with the weights in; 0 = the ledger's budget.
   uint64_t memory_threshold = 0;
+  // Bytes other components will still grow into (the engine passes the KV
+  // cache's growth up to its full context): the plan counts them as taken.
+  uint64_t reserved_bytes = 0;
   // > 0: at most this many layers in memory at once (pinned + ring slots), even
   // when more would fit.
   int keep_n_layers_loaded = 0;

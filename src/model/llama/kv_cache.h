@@ -74,10 +74,24 @@ class KvCache {
     }
   }
 
-  // Drops everything (keeps the storage).
+  // Drops every token (a cache whose storage grows with the tokens frees it).
   virtual void Clear() = 0;
-  // Keeps only the slots for which keep[slot] is true, compacting in order.
+  // Keeps only the slots for which keep[slot] is true, compacting in order
+  // (a cache whose storage follows the tokens frees the chunks left empty).
   virtual Status Retain(const std::vector<bool>& keep) = 0;
+
+  // The stored key and value of `slot` in `layer`, dequantized: k and v get
+  // n_kv_heads * head_dim floats each; *bits (if not null) the precision the
+  // slot is stored at (32, 16, 8, 4, 3 or 2). For inspection and tests.
+  virtual Status Get(int layer, int slot, float* k, float* v, int* bits) const = 0;
+
+  // Changes the capacity (most cells). Fails below size() (prune or truncate
+  // first) and for caches whose storage is allocated once for the capacity.
+  virtual Status SetCapacity(int capacity) {
+    (void)capacity;
+    return Unsupported("this KV cache type cannot change its capacity; use a cache type whose storage grows "
+                       "(f16, f32 or the low-bit cache)");
+  }
 
   // Bytes held (as charged to the ledger).
   virtual uint64_t bytes() const = 0;
