@@ -50,13 +50,15 @@ void BM_AttendGroup(benchmark::State& state, std::string type, int n_ctx, int ca
     benchmark::ClobberMemory();
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n_ctx);
-  const double kv_bytes = static_cast<double>((*kv)->bytes()) / capacity / kKvHeads * n_ctx;
+  // The cache holds n_ctx cells (storage follows the tokens): its bytes per kv head.
+  const double kv_bytes = static_cast<double>((*kv)->bytes()) / kKvHeads;
   state.counters["kv_bytes"] = kv_bytes;
 }
 
 int Register() {
-  for (const char* type : {"f16", "f32", "q8_0", "q4_0"}) {
-    for (int n_ctx : {32, 256, 1024, 4096}) {
+  // kivi*: the low-bit cache with its defaults (8-bit window of 128, groups of 32).
+  for (const char* type : {"f16", "f32", "q8_0", "q4_0", "kivi2", "kivi3", "kivi4"}) {
+    for (int n_ctx : {32, 256, 1024, 2048, 4096}) {
       const int capacity = n_ctx < 4096 ? 4096 : n_ctx;
       const std::string name = std::string("AttendGroup/") + type + "/hd:64/gqa:8/ctx:" + std::to_string(n_ctx);
       benchmark::RegisterBenchmark(name.c_str(), BM_AttendGroup, std::string(type), n_ctx, capacity)

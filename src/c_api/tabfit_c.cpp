@@ -219,12 +219,32 @@ Status ParseStringList(const json& j, const char* key, std::vector<std::string>*
   return Status::Ok();
 }
 
+// The spec's configure_pruning object: {"strategy","threshold","budget",
+// "min_tokens_to_keep","max_tokens_to_drop","frequency_aware","decay",
+// "max_tokens","pruning_interval"}.
+Status ParsePruning(const json& j, tabfit::KvPruneOptions* p) {
+  if (!j.is_object()) return tabfit::InvalidArgument("\"pruning\" must be an object");
+  TF_RETURN_IF_ERROR(CheckKeys(j, {"strategy", "threshold", "budget", "min_tokens_to_keep", "max_tokens_to_drop",
+                                   "frequency_aware", "decay", "max_tokens", "pruning_interval"},
+                               "pruning"));
+  TF_RETURN_IF_ERROR(ReadField(j, "strategy", &p->strategy));
+  TF_RETURN_IF_ERROR(ReadField(j, "threshold", &p->threshold));
+  TF_RETURN_IF_ERROR(ReadField(j, "budget", &p->budget));
+  TF_RETURN_IF_ERROR(ReadField(j, "min_tokens_to_keep", &p->min_tokens_to_keep));
+  TF_RETURN_IF_ERROR(ReadField(j, "max_tokens_to_drop", &p->max_tokens_to_drop));
+  TF_RETURN_IF_ERROR(ReadField(j, "frequency_aware", &p->frequency_aware));
+  TF_RETURN_IF_ERROR(ReadField(j, "decay", &p->decay));
+  TF_RETURN_IF_ERROR(ReadField(j, "max_tokens", &p->auto_max_tokens));
+  TF_RETURN_IF_ERROR(ReadField(j, "pruning_interval", &p->auto_interval));
+  return tabfit::CheckPruneOptions(*p);
+}
+
 Status ParseEngineOptions(const char* text, tabfit_engine* h) {
   tabfit::EngineOptions* o = &h->options;
   TF_ASSIGN_OR_RETURN(json j, ParseObject(text, "engine options"));
   TF_RETURN_IF_ERROR(CheckKeys(
       j, {"threads", "n_ctx", "n_ctx_max", "n_batch", "budget_bytes", "max_buffer_bytes", "kv_type", "kv_recent", "kv_prune",
-          "weight_type", "priority_components", "background_loading", "unload_unused_layers", "memory_threshold",
+          "default_bits", "recent_token_bits", "rolling_window", "group_size", "kv_pruning", "pruning", "weight_type", "priority_components", "background_loading", "unload_unused_layers", "memory_threshold",
           "keep_n_layers_loaded", "ring_slots", "naive_streaming", "draft_model", "draft_tokens", "groups", "map_streamed_layers"},
       "engine options"));
   TF_RETURN_IF_ERROR(ReadField(j, "n_ctx_max", &h->n_ctx_max));
@@ -236,6 +256,16 @@ Status ParseEngineOptions(const char* text, tabfit_engine* h) {
   TF_RETURN_IF_ERROR(ReadField(j, "kv_type", &o->kv_type));
   TF_RETURN_IF_ERROR(ReadField(j, "kv_recent", &o->kv_recent));
   TF_RETURN_IF_ERROR(ReadField(j, "kv_prune", &o->kv_prune));
+  TF_RETURN_IF_ERROR(ReadField(j, "default_bits", &o->kv_lowbit.default_bits));
+  TF_RETURN_IF_ERROR(ReadField(j, "recent_token_bits", &o->kv_lowbit.recent_token_bits));
+  TF_RETURN_IF_ERROR(ReadField(j, "rolling_window", &o->kv_lowbit.rolling_window));
+  TF_RETURN_IF_ERROR(ReadField(j, "group_size", &o->kv_lowbit.group_size));
+  TF_RETURN_IF_ERROR(ReadField(j, "kv_pruning", &o->kv_pruning));
+  if (j.contains("default_bits") && o->kv_type == "f16" && !j.contains("kv_type")) o->kv_type = "kivi";
+  if (j.contains("pruning")) {
+    TF_RETURN_IF_ERROR(ParsePruning(j["pruning"], &o->kv_prune_config));
+    o->kv_pruning = true;
+  }
   TF_RETURN_IF_ERROR(ReadField(j, "weight_type", &o->weight_type));
   tabfit::ResidencyOptions& r = o->residency;
   TF_RETURN_IF_ERROR(ParseStringList(j, "priority_components", &r.priority_components));
@@ -689,3 +719,80 @@ tabfit_status tabfit_token_pieces_json(tabfit_engine* h, const int32_t* ids, siz
 }
 
 }  // extern "C"
+
+tabfit_status tabfit_engine_kv_json(tabfit_engine* h, const char* op_json, const char** out_json) {
+  return Guard(h, "tabfit_engine_kv_json", [&] {
+    if (!out_json) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_engine_kv_json: out_json is NULL");
+    if (!h->engine) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_engine_kv_json: no model is loaded");
+    auto parsed = ParseObject(op_json, "KV operation");
+    if (!parsed.ok()) return FromStatus(h, parsed.status());
+    const json& j = *parsed;
+    std::string op;
+    if (Status s = ReadField(j, "op", &op); !s.ok()) return FromStatus(h, s);
+    tabfit::Engine& e = *h->engine;
+    json out;
+    tabfit::KvPruneResult r;
+    uint64_t freed = 0;
+    Status st = Status::Ok();
+    if (op == "prune") {
+      auto x = e.PruneKv();
+      st = x.status();
+      if (x.ok()) r = *x;
+    } else if (op == "truncate") {
+      int keep = -1;
+      st = ReadField(j, "keep_recent", &keep);
+      if (st.ok()) {
+        auto x = e.TruncateKv(keep);
+        st = x.status();
+        if (x.ok()) r = *x;
+      }
+    } else if (op == "requantize") {
+      int db = -1, rb = -1;
+      st = ReadField(j, "default_bits", &db);
+      if (st.ok()) st = ReadField(j, "recent_token_bits", &rb);
+      if (st.ok()) {
+        auto x = e.RequantizeKv(db, rb);
+        st = x.status();
+        if (x.ok()) freed = *x;
+      }
+    } else if (op == "configure_pruning") {
+      tabfit::KvPruneOptions p = h->options.kv_prune_config;
+      json cfg = j;
+      cfg.erase("op");
+      st = ParsePruning(cfg, &p);
+      if (st.ok()) st = e.ConfigureKvPruning(p);
+    } else if (op == "enable_auto_pruning") {
+      int max_tokens = 0, interval = 0;
+      st = ReadField(j, "max_tokens", &max_tokens);
+      if (st.ok()) st = ReadField(j, "pruning_interval", &interval);
+      if (st.ok()) st = e.EnableKvAutoPruning(max_tokens, interval);
+    } else if (op != "info") {
+      st = tabfit::InvalidArgument("KV operation \"op\" must be info, prune, truncate, requantize, "
+                                   "configure_pruning or enable_auto_pruning (got \"" + op + "\")");
+    }
+    if (!st.ok()) return FromStatus(h, st);
+    out["tokens_pruned"] = r.tokens;
+    out["bytes_freed"] = op == "requantize" ? freed : r.bytes;
+    out["tokens"] = e.kv_cache().size();
+    out["bytes"] = e.kv_cache().bytes();
+    out["capacity"] = e.kv_cache().config().capacity;
+    h->out = out.dump();
+    *out_json = h->out.c_str();
+    return Ok(h);
+  });
+}
+
+tabfit_status tabfit_engine_kv_get(tabfit_engine* h, int layer, int position, float* k, float* v, size_t n_floats,
+                                   int* bits) {
+  return Guard(h, "tabfit_engine_kv_get", [&] {
+    if (!h->engine) return Fail(h, TABFIT_INVALID_ARGUMENT, "tabfit_engine_kv_get: no model is loaded");
+    const tabfit::KvCacheConfig& c = h->engine->kv_cache().config();
+    const size_t need = static_cast<size_t>(c.n_kv_heads) * c.head_dim;
+    if (!k || !v || n_floats < need) {
+      return Fail(h, TABFIT_INVALID_ARGUMENT,
+                  "tabfit_engine_kv_get: k and v must each hold n_kv_heads * head_dim = " + std::to_string(need) +
+                      " floats (got " + std::to_string(n_floats) + ")");
+    }
+    return FromStatus(h, h->engine->KvGet(layer, position, k, v, bits));
+  });
+}

@@ -57,7 +57,16 @@ const char* tabfit_status_name(tabfit_status status);
  *    "priority_components":["embeddings","layers.0","lm_head"], "background_loading":true,
  *    "unload_unused_layers":true, "memory_threshold":0, "keep_n_layers_loaded":0,
  *    "ring_slots":2, "naive_streaming":false, "draft_model":"", "draft_tokens":4,
- *    "groups":{}, "map_streamed_layers":false}
+ *    "groups":{}, "map_streamed_layers":false,
+ *    "default_bits":2, "recent_token_bits":8, "rolling_window":128, "group_size":32,
+ *    "kv_pruning":false, "pruning":{"strategy":"budget","threshold":0.5,"budget":0,
+ *      "min_tokens_to_keep":0,"max_tokens_to_drop":0.5,"frequency_aware":false,"decay":1,
+ *      "max_tokens":0,"pruning_interval":0}}
+ * kv_type "kivi" (or "kivi2"/"kivi3"/"kivi4"; giving default_bits alone implies
+ * it): the low-bit KV cache, old tokens at default_bits, the last rolling_window
+ * tokens at recent_token_bits (docs/kv-cache.md). "pruning" (or kv_pruning)
+ * tracks attention so tabfit_engine_kv_json can prune on demand; max_tokens /
+ * pruning_interval turn on interval pruning.
  * kv_type: "f16", "f32", "q8_0", "q4_0" or "mixed" (the last kv_recent tokens
  * 8-bit, older ones 4-bit). kv_prune in (0, 1) turns on attention-score KV
  * pruning: when the context is full the least-attended tokens are dropped down
@@ -164,6 +173,22 @@ tabfit_status tabfit_tokenize_json(tabfit_engine* h, const char* text, int add_b
 /* Renders each token id as llama.cpp's token_to_piece does (BOS as "<s>", SentencePiece
  * spaces as " "): JSON array of strings, one per id (invalid UTF-8 replaced by U+FFFD). */
 tabfit_status tabfit_token_pieces_json(tabfit_engine* h, const int32_t* ids, size_t n, const char** out_json);
+
+/* The KV cache (the spec's KVCacheManager). op_json is one of
+ *   {"op":"info"}
+ *   {"op":"prune"}                                   prune() by the configured strategy
+ *   {"op":"truncate","keep_recent":N}                keep the sinks and the last N tokens
+ *   {"op":"requantize","default_bits":2,"recent_token_bits":8}   lower the stored bits (-1 keeps one)
+ *   {"op":"configure_pruning", ...the "pruning" keys of the engine options}
+ *   {"op":"enable_auto_pruning","max_tokens":N,"pruning_interval":M}
+ * and *out_json (valid until the next call on h) is
+ *   {"tokens_pruned":n,"bytes_freed":b,"tokens":t,"bytes":kv_bytes,"capacity":c}. */
+tabfit_status tabfit_engine_kv_json(tabfit_engine* h, const char* op_json, const char** out_json);
+/* get(layer, position): the stored key and value of the token at RoPE position
+ * `position` in `layer`, dequantized into k and v (n_floats >= n_kv_heads *
+ * head_dim each); *bits (may be NULL) is the precision it is stored at. */
+tabfit_status tabfit_engine_kv_get(tabfit_engine* h, int layer, int position, float* k, float* v, size_t n_floats,
+                                   int* bits);
 
 #ifdef __cplusplus
 }  /* extern "C" */

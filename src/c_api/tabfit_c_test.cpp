@@ -368,3 +368,67 @@ TEST_F(CApi, UnloadingLayersNeedsASourceThatCanBeReadAgain) {
   EXPECT_EQ(l["total_current"].get<uint64_t>(), before + kv);
   tabfit_engine_destroy(h2);
 }
+
+namespace tabfit {
+namespace {
+
+// The KV cache through the C API: the low-bit cache from the spec's option
+// names, get(layer, position), prune / truncate / requantize freeing what the
+// ledger shows, and errors that name the option.
+TEST(CApiKv, LowBitCacheGetPruneRequantize) {
+  const std::string path = testing::DemoModel();
+  TABFIT_REQUIRE_FILE(path);
+  tabfit_engine* h = nullptr;
+  ASSERT_EQ(tabfit_engine_create(R"({"threads":2,"n_ctx":512,"kv_type":"kivi","default_bits":4,
+      "recent_token_bits":16,"rolling_window":32,"pruning":{"strategy":"budget","budget":48,"max_tokens_to_drop":1}})",
+                                 &h),
+            TABFIT_OK)
+      << tabfit_last_error(h);
+  ASSERT_EQ(tabfit_engine_load_file(h, path.c_str(), nullptr, nullptr), TABFIT_OK) << tabfit_last_error(h);
+  GenRun g = Generate(h, "It is a truth universally acknowledged", R"({"temperature":0,"max_tokens":100})");
+  const char* out = nullptr;
+  ASSERT_EQ(tabfit_engine_kv_json(h, R"({"op":"info"})", &out), TABFIT_OK) << tabfit_last_error(h);
+  json info = json::parse(out);
+  const int tokens = info["tokens"];
+  ASSERT_GT(tokens, 100);
+  // get(): position 0 is in the 4-bit store, the last token in the 16-bit window.
+  std::vector<float> k(128), v(128);
+  int bits = 0;
+  ASSERT_EQ(tabfit_engine_kv_get(h, 3, 0, k.data(), v.data(), k.size(), &bits), TABFIT_OK) << tabfit_last_error(h);
+  EXPECT_EQ(bits, 4);
+  ASSERT_EQ(tabfit_engine_kv_get(h, 3, tokens - 1, k.data(), v.data(), k.size(), &bits), TABFIT_OK);
+  EXPECT_EQ(bits, 16);
+  EXPECT_EQ(tabfit_engine_kv_get(h, 3, tokens + 5, k.data(), v.data(), k.size(), &bits), TABFIT_NOT_FOUND);
+  EXPECT_EQ(tabfit_engine_kv_get(h, 3, 0, k.data(), v.data(), 10, &bits), TABFIT_INVALID_ARGUMENT);
+  // requantize 4 -> 2 bits and 16 -> 8: bytes leave the ledger.
+  const uint64_t before = Ledger(h)["total_current"];
+  ASSERT_EQ(tabfit_engine_kv_json(h, R"({"op":"requantize","default_bits":2,"recent_token_bits":8})", &out), TABFIT_OK)
+      << tabfit_last_error(h);
+  const uint64_t freed = json::parse(out)["bytes_freed"];
+  EXPECT_GT(freed, 0u);
+  EXPECT_EQ(Ledger(h)["total_current"].get<uint64_t>(), before - freed);
+  // prune(): a budget of 48 tokens, but the 4 sinks and the protected recent
+  // window (64 by default) always stay.
+  ASSERT_EQ(tabfit_engine_kv_json(h, R"({"op":"prune"})", &out), TABFIT_OK) << tabfit_last_error(h);
+  json pr = json::parse(out);
+  EXPECT_EQ(pr["tokens"], 68);
+  EXPECT_EQ(pr["tokens_pruned"], tokens - 68);
+  EXPECT_GE(pr["bytes_freed"].get<uint64_t>(), 0u);
+  ASSERT_EQ(tabfit_engine_kv_json(h, R"({"op":"truncate","keep_recent":20})", &out), TABFIT_OK);
+  EXPECT_EQ(json::parse(out)["tokens"], 24);  // 4 sinks + 20
+  // Bad knobs name the option and its range.
+  EXPECT_EQ(tabfit_engine_kv_json(h, R"({"op":"configure_pruning","threshold":2})", &out), TABFIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tabfit_last_error(h)).find("threshold must be in [0, 1]"), std::string::npos)
+      << tabfit_last_error(h);
+  EXPECT_EQ(tabfit_engine_kv_json(h, R"({"op":"shrink"})", &out), TABFIT_INVALID_ARGUMENT);
+  tabfit_engine_destroy(h);
+  tabfit_engine* bad = nullptr;
+  ASSERT_EQ(tabfit_engine_create(R"({"kv_type":"kivi","default_bits":5})", &bad), TABFIT_OK);
+  EXPECT_EQ(tabfit_engine_load_file(bad, path.c_str(), nullptr, nullptr), TABFIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(tabfit_last_error(bad)).find("default_bits must be 2, 3 or 4"), std::string::npos)
+      << tabfit_last_error(bad);
+  tabfit_engine_destroy(bad);
+}
+
+}  // namespace
+}  // namespace tabfit

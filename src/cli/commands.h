@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "cli/kv_flags.h"
 #include "engine/engine.h"
 
 namespace tabfit::cli {
@@ -45,6 +46,7 @@ struct EngineFlags {
   float kv_prune = 0.f;    // --kv-prune: auto-prune to this fraction of the context when full (0: off)
   int kv_sinks = 4;        // --kv-sinks: first tokens pruning always keeps
   int kv_keep_recent = 0;  // --kv-keep-recent: last tokens pruning always keeps (0: auto)
+  KvFlags kv;              // --kv-bits / --kv-window / pruning knobs
   std::string weight_type;
   std::string profile;
   std::string precision;  // precision config JSON (per-layer / per-tensor bits)

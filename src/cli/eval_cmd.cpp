@@ -43,6 +43,8 @@ Command MakeEvalCommand() {
     int kv_sinks = 4;
     int kv_keep_recent = 0;
     std::string kv_prune_policy = "attention";
+    KvFlags kv;
+    CLI::Option* o_kv = nullptr;
     std::string save_logits, reference;
     PrecisionFlags precision;
     std::string imatrix;
@@ -61,8 +63,10 @@ Command MakeEvalCommand() {
     sub->add_option("-c,--ctx", st->n_ctx, "tokens per chunk")->default_val(512);
     sub->add_option("--chunks", st->chunks, "evaluate only the first N chunks (default: all)");
     sub->add_option("-t,--threads", st->threads, "threads (default: all cores)");
-    sub->add_option("--kv-type", st->kv_type, "KV cache type: f16 (as llama.cpp), f32, q8_0, q4_0, mixed")
-        ->default_val("f16");
+    st->o_kv = sub->add_option("--kv-type", st->kv_type,
+                               "KV cache type: f16 (as llama.cpp), f32, q8_0, q4_0, mixed, kivi2/kivi3/kivi4")
+                   ->default_val("f16");
+    st->kv.Add(sub);
     sub->add_option("--kv-recent", st->kv_recent, "with --kv-type mixed: tokens kept at 8 bits")->default_val(256);
     sub->add_option("--kv-prune", st->kv_prune,
                     "attention-score pruning: the KV cache holds only this fraction of each chunk (e.g. 0.5); the "
@@ -152,6 +156,10 @@ Command MakeEvalCommand() {
     po.kv_sinks = st->kv_sinks;
     po.kv_keep_recent = st->kv_keep_recent;
     po.kv_prune_recency = st->kv_prune_policy == "recent";
+    if (Status ks = st->kv.Apply(&po.kv_type, st->o_kv->count() > 0, st->n_ctx, &po.kv_lowbit, &po.kv_prune_config);
+        !ks.ok()) {
+      return Fail(ks);
+    }
     auto runner = PerplexityRunner::Create(*m.model, po);
     if (!runner.ok()) return Fail(runner.status());
     PerplexityRunner& r = **runner;
@@ -220,6 +228,11 @@ Command MakeEvalCommand() {
       std::printf("Mean KLD: %.6f +/- %.6f  (max %.4f)\n", res->kl_mean, res->kl_stderr, res->kl_max);
       std::printf("Same top: %.3f +/- %.3f %%\n", 100 * res->top1, 100 * res->top1_stderr);
     }
+    // The cache's own bytes at the end of the last chunk; bytes/token counts whole
+    // chunks and, for the low-bit cache, its staging scratch.
+    std::printf("KV cache: %llu bytes for %d tokens (%.1f bytes/token, %s)\n",
+                static_cast<unsigned long long>(r.kv_bytes()), r.kv_tokens(),
+                r.kv_tokens() ? static_cast<double>(r.kv_bytes()) / r.kv_tokens() : 0.0, po.kv_type.c_str());
     std::printf("Weights: %llu bytes (%.3f bits/weight), file %llu bytes\n",
                 static_cast<unsigned long long>(weights), bpw, static_cast<unsigned long long>(m.quant.file_bytes));
     if (!st->json_out.empty()) {
@@ -230,6 +243,9 @@ Command MakeEvalCommand() {
       j["chunks"] = res->n_chunks;
       j["tokens_scored"] = res->n_scored;
       j["ppl"] = res->ppl();
+      j["kv_type"] = po.kv_type;
+      j["kv_bytes"] = r.kv_bytes();
+      j["kv_tokens"] = r.kv_tokens();
       j["ppl_stderr"] = res->ppl_stderr();
       if (ref) {
         j["ref_ppl"] = std::exp(res->ref_nll_mean);

@@ -24,7 +24,7 @@ void EngineFlags::Add(CLI::App* app) {
                      ->default_val("1GiB");
   o_kv = app->add_option("--kv-type", kv_type,
                          "KV cache type: f16, f32, q8_0 (8-bit blocks), q4_0 (4-bit blocks), mixed (8-bit recent "
-                         "window, 4-bit older tokens)")
+                         "window, 4-bit older tokens), kivi2/kivi3/kivi4 (low-bit cache, as --kv-bits)")
              ->default_val("f16");
   app->add_option("--kv-recent", kv_recent, "with --kv-type mixed: tokens kept at 8 bits")->default_val(256);
   app->add_option("--kv-prune", kv_prune,
@@ -36,6 +36,7 @@ void EngineFlags::Add(CLI::App* app) {
   app->add_option("--kv-keep-recent", kv_keep_recent,
                   "with --kv-prune: last tokens never pruned (0: 3/4 of what pruning keeps)")
       ->default_val(0);
+  kv.Add(app);
   o_weight = app->add_option("--weight-type", weight_type,
                              "convert weights at load time: f32, f16, bf16, q8_0, q4_0, tf_q8, tf_q4, tf_q3, tf_q2");
   app->add_flag("--no-repack", no_repack,
@@ -86,6 +87,8 @@ Result<EngineOptions> EngineFlags::ToOptions() {
   o.kv_prune = kv_prune;
   o.kv_sinks = kv_sinks;
   o.kv_keep_recent = kv_keep_recent;
+  TF_RETURN_IF_ERROR(kv.Apply(&o.kv_type, o_kv->count() > 0, n_ctx, &o.kv_lowbit, &o.kv_prune_config));
+  o.kv_pruning = !kv.strategy.empty();
   o.weight_type = weight_type;
   o.runtime_layouts = !no_repack;
   if (!budget.empty()) {
@@ -102,7 +105,7 @@ Result<EngineOptions> EngineFlags::ToOptions() {
     if (!o_budget->count()) o.budget_bytes = p.memory_budget_bytes;
     if (!o_max_buffer->count()) o.max_buffer_bytes = p.max_buffer_bytes;
     if (!o_threads->count() && p.threads > 0) o.threads = p.threads;
-    if (!o_kv->count() && IsKvType(p.kv_precision)) o.kv_type = p.kv_precision;
+    if (!o_kv->count() && kv.bits == 0 && IsKvType(p.kv_precision)) o.kv_type = p.kv_precision;
     if (!o_weight->count()) o.weight_type = p.engine_weight_type();
     if (!o_ctx->count() && p.max_context > 0) o.n_ctx = 0;  // the engine caps it at the profile's max_context
     o.profile = std::make_shared<BrowserProfile>(std::move(p));

@@ -49,9 +49,12 @@ namespace {
 KvCacheOptions KvOptionsFrom(const EngineOptions& o) {
   KvCacheOptions k;
   k.recent_window = o.kv_recent;
+  k.lowbit = o.kv_lowbit;
+  k.prune = o.kv_prune_config;
   k.prune.auto_keep = o.kv_prune;
   k.prune.sinks = o.kv_sinks;
   k.prune.recent = o.kv_keep_recent;
+  k.pruning = o.kv_pruning;
   return k;
 }
 
@@ -232,6 +235,8 @@ Result<std::unique_ptr<Engine>> Engine::Load(std::unique_ptr<ByteSource> source,
                              std::to_string(n_ctx) + "-token context; use fewer sinks or a larger context");
     }
     e->options_.n_batch = std::min(e->options_.n_batch, room);
+  } else if (ko.pruning && ko.prune.recent <= 0) {
+    ko.prune.recent = std::min(64, n_ctx / 4);  // on-demand pruning keeps a recent window too
   }
   // The KV cache and activations first: what is left is the weights' room
   // (the residency plan pins what fits and streams the rest).
@@ -489,6 +494,81 @@ void Engine::ResetContext() {
 int Engine::context_used() const { return kv_ ? kv_->size() : 0; }
 int Engine::context_size() const { return options_.n_ctx; }
 bool Engine::context_can_grow() const { return kv_ && AsPruning(kv_.get()) != nullptr; }
+
+const KvCache& Engine::kv_cache() const { return *kv_; }
+
+Result<KvPruneResult> Engine::PruneKv() {
+  if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
+  PruningKvCache* p = AsPruning(kv_.get());
+  if (!p) {
+    return InvalidArgument("KV pruning needs attention scores: load with kv_pruning on (--kv-prune-strategy, C API "
+                           "\"kv_pruning\":true, JS kvCache.pruning)");
+  }
+  return p->PruneNow();
+}
+
+Result<KvPruneResult> Engine::TruncateKv(int keep_recent) {
+  if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
+  if (PruningKvCache* p = AsPruning(kv_.get())) return p->Truncate(keep_recent);
+  if (keep_recent < 0) return InvalidArgument("KV truncate: keep_recent must be >= 0");
+  const int n = kv_->size();
+  const int sinks = std::min(options_.kv_sinks, n);
+  const int drop = std::max(0, n - sinks - keep_recent);
+  KvPruneResult r;
+  if (drop == 0) return r;
+  std::vector<bool> keep(n, true);
+  for (int s = sinks; s < sinks + drop; ++s) keep[s] = false;
+  const uint64_t before = kv_->bytes();
+  TF_RETURN_IF_ERROR(kv_->Retain(keep));
+  r.tokens = drop;
+  r.bytes = before > kv_->bytes() ? before - kv_->bytes() : 0;
+  return r;
+}
+
+Result<uint64_t> Engine::RequantizeKv(int default_bits, int recent_token_bits) {
+  if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
+  KvCache* k = kv_.get();
+  if (PruningKvCache* p = AsPruning(k)) k = &p->inner();
+  auto* low = dynamic_cast<LowBitKvCache*>(k);
+  if (!low) {
+    return Unsupported("only the low-bit KV cache (kv_type kivi2/kivi3/kivi4, --kv-bits) can lower its precision "
+                       "in place; this engine's cache is " + options_.kv_type);
+  }
+  return low->Requantize(default_bits, recent_token_bits);
+}
+
+Status Engine::ConfigureKvPruning(const KvPruneOptions& options) {
+  PruningKvCache* p = kv_ ? AsPruning(kv_.get()) : nullptr;
+  if (!p) return InvalidArgument("KV pruning needs attention scores: load with kv_pruning on");
+  KvPruneOptions o = options;
+  o.sinks = p->options().sinks;
+  o.recent = p->options().recent;
+  o.auto_keep = p->options().auto_keep;
+  return p->Configure(o);
+}
+
+Status Engine::EnableKvAutoPruning(int max_tokens, int pruning_interval) {
+  PruningKvCache* p = kv_ ? AsPruning(kv_.get()) : nullptr;
+  if (!p) return InvalidArgument("KV pruning needs attention scores: load with kv_pruning on");
+  return p->EnableAutoPruning(max_tokens, pruning_interval);
+}
+
+Status Engine::KvGet(int layer, int position, float* k, float* v, int* bits) const {
+  if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
+  const int n = kv_->size();
+  // Positions increase with the slot (pruning keeps the order): binary search.
+  int lo = 0, hi = n;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (kv_->position(mid) < position) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo >= n || kv_->position(lo) != position) {
+    return NotFound("KV get: no token at position " + std::to_string(position) + " in the cache (" +
+                    std::to_string(n) + " tokens; pruned or not yet generated)");
+  }
+  return kv_->Get(layer, lo, k, v, bits);
+}
 const Tokenizer& Engine::tokenizer() const { return *tokenizer_; }
 const LlamaModel& Engine::model() const { return *model_; }
 int Engine::threads() const { return options_.threads; }

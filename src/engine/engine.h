@@ -30,6 +30,8 @@
 #include "core/ledger.h"
 #include "core/status.h"
 #include "engine/sampler.h"
+#include "kv/lowbit_kv_cache.h"
+#include "kv/pruning_kv_cache.h"
 #include "loader/residency.h"
 #include "quant/types.h"
 
@@ -62,6 +64,17 @@ struct EngineOptions {
   // selection only beats a plain sliding window when most of the kept budget
   // is the recent window.
   int kv_keep_recent = 0;
+  // kv_type "kivi" (or "kivi2"/"kivi3"/"kivi4"): the low-bit cache's
+  // default_bits, recent_token_bits, rolling_window and group_size.
+  KvLowBitOptions kv_lowbit;
+  // The spec's configure_pruning knobs (strategy, threshold, budget,
+  // min_tokens_to_keep, max_tokens_to_drop, frequency_aware, decay,
+  // auto_max_tokens / auto_interval); sinks and recent come from kv_sinks and
+  // kv_keep_recent, auto_keep from kv_prune.
+  KvPruneOptions kv_prune_config;
+  // Track attention scores so PruneKv() works on demand (on by itself when
+  // kv_prune > 0 or kv_prune_config.auto_max_tokens > 0).
+  bool kv_pruning = false;
   // Weight type to convert to at load time: "" keeps the file's types;
   // "f32", "f16", "q8_0", "q4_0" (and tabfit formats once the quant module has them).
   std::string weight_type;
@@ -174,6 +187,22 @@ class Engine {
   // True when KV pruning is on (EngineOptions::kv_prune > 0): Eval then never
   // fails for lack of room; it drops the least-attended tokens instead.
   bool context_can_grow() const;
+
+  // The KV cache (the spec's KVCacheManager operations). Between generations only.
+  const KvCache& kv_cache() const;
+  // prune(): one prune by kv_prune_config (needs kv_pruning or automatic pruning).
+  Result<KvPruneResult> PruneKv();
+  // Keeps the kv_sinks first and the last keep_recent tokens.
+  Result<KvPruneResult> TruncateKv(int keep_recent);
+  // Lowers the stored tokens' precision (the low-bit cache: default_bits /
+  // recent_token_bits, -1 keeps one); returns the bytes freed.
+  Result<uint64_t> RequantizeKv(int default_bits, int recent_token_bits);
+  // get(layer, position): the stored K and V of the token at RoPE `position`
+  // (n_kv_heads * head_dim floats each); *bits its precision.
+  Status KvGet(int layer, int position, float* k, float* v, int* bits) const;
+  // configure_pruning / enable_auto_pruning on a cache that tracks attention.
+  Status ConfigureKvPruning(const KvPruneOptions& options);
+  Status EnableKvAutoPruning(int max_tokens, int pruning_interval);
 
   // Drops all but the first n tokens of the context (n <= context_used()).
   Status TruncateContext(int n);

@@ -253,6 +253,8 @@ Result<std::unique_ptr<PerplexityRunner>> PerplexityRunner::Create(const LlamaMo
   kc.type = o.kv_type;
   KvCacheOptions ko;
   ko.recent_window = o.kv_recent;
+  ko.lowbit = o.kv_lowbit;
+  ko.prune = o.kv_prune_config;
   int batch = o.n_ctx;
   if (o.kv_prune > 0.f) {
     if (!(o.kv_prune < 1.f)) return InvalidArgument("perplexity: --kv-prune must be in (0, 1)");
@@ -274,6 +276,9 @@ Result<std::unique_ptr<PerplexityRunner>> PerplexityRunner::Create(const LlamaMo
   r->scratch_ = std::make_unique<ForwardScratch>(std::move(s));
   return r;
 }
+
+uint64_t PerplexityRunner::kv_bytes() const { return kv_->bytes(); }
+int PerplexityRunner::kv_tokens() const { return kv_->size(); }
 
 int PerplexityRunner::ChunksFor(size_t n_tokens) const {
   int n = static_cast<int>(n_tokens / opt_.n_ctx);

@@ -36,6 +36,8 @@
 
 #include "core/ledger.h"
 #include "core/status.h"
+#include "kv/lowbit_kv_cache.h"
+#include "kv/pruning_kv_cache.h"
 
 namespace tabfit {
 
@@ -59,6 +61,8 @@ struct PerplexityOptions {
   int kv_sinks = 4;
   int kv_keep_recent = 0;         // last tokens pruning never evicts; 0: 3/4 of the KV capacity
   bool kv_prune_recency = false;  // baseline: evict the oldest non-sink tokens instead (StreamingLLM)
+  KvLowBitOptions kv_lowbit;       // kv_type "kivi*": default_bits, recent_token_bits, rolling_window, group_size
+  KvPruneOptions kv_prune_config;  // strategy, threshold, frequency_aware, decay... (sinks/recent as above)
 };
 
 // Scored positions of one chunk: [n_scored][n_vocab] log-probabilities.
@@ -148,6 +152,9 @@ class PerplexityRunner {
   int ChunksFor(size_t n_tokens) const;
   int first() const { return first_; }
   int n_scored_per_chunk() const { return opt_.n_ctx - 1 - first_; }
+  // The KV cache's bytes (as the ledger holds them) and tokens after the last chunk.
+  uint64_t kv_bytes() const;
+  int kv_tokens() const;
 
   // tokens: the whole text with BOS (Tokenizer::Encode(text, true)); bos: its id.
   // save: receives each chunk's log-probs; ref: compares against them.

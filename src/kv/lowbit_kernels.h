@@ -71,6 +71,17 @@ struct Kernels {
   // q . v and out += p * v for n f16 values.
   float (*dot_f16)(const uint16_t* k, int n, const float* q);
   void (*axpy_f16)(float p, const uint16_t* v, int n, float* out);
+
+  // Tiles for grouped-query attention (n_q query heads share one kv head): a
+  // sub-block of 32 tokens is dequantized once into L1 and every head works on it.
+  // kt[c*32 + t] = key(c, 32*sub + t) for the hd channel records at recs.
+  void (*key_tile)(const uint8_t* recs, size_t rec_bytes, int hd, int bits, int sub, float* kt);
+  // scores[h*ld + t] = sum_c q[h*hd + c] * kt[c*32 + t] for h < n_q, t < len (<= 32).
+  void (*tile_scores)(const float* kt, int hd, const float* q, int n_q, int len, float* scores, size_t ld);
+  // vt[t*hd + c] = value(c) of token t < len, whose hd/Gv groups start at recs + t * stride.
+  void (*value_tile)(const uint8_t* recs, size_t stride, int len, int hd, int Gv, int bits, float* vt);
+  // out[h*hd + c] += sum_{t < len} p[h*ld + t] * vt[t*hd + c] for h < n_q.
+  void (*tile_accumulate)(const float* vt, int hd, int len, const float* p, size_t ld, int n_q, float* out);
 };
 
 const Kernels& Scalar();

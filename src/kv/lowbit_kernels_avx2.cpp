@@ -2,6 +2,7 @@
 // file alone is compiled with -mavx2 -mfma -mf16c; Best() picks it by CPUID.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/f16.h"
@@ -18,11 +19,13 @@ inline float Hsum(__m256 v) {
   return _mm_cvtss_f32(x);
 }
 
+// The header's f16 scale and minimum, converted by F16C (exact, as F16ToF32).
 inline void ReadRange(const uint8_t* in, float* s, float* m) {
-  uint16_t h[2];
-  std::memcpy(h, in, 4);
-  *s = F16ToF32(h[0]);
-  *m = F16ToF32(h[1]);
+  uint32_t w;
+  std::memcpy(&w, in, 4);
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(w)));
+  *s = _mm_cvtss_f32(f);
+  *m = _mm_cvtss_f32(_mm_shuffle_ps(f, f, 1));
 }
 
 // The 32 codes of a sub-block as 4 vectors of 8 floats: x[k] = codes 8k..8k+7.
@@ -150,6 +153,141 @@ void AxpyF16Avx2(float p, const uint16_t* v, int n, float* out) {
   for (; i < n; ++i) out[i] += p * F16ToF32(v[i]);
 }
 
+void KeyTileAvx2(const uint8_t* recs, size_t rec_bytes, int hd, int bits, int sub, float* kt) {
+  for (int c = 0; c < hd; ++c) {
+    const uint8_t* r = recs + c * rec_bytes;
+    float s, m;
+    ReadRange(r, &s, &m);
+    __m256 x[4];
+    Unpack(r + kHeader + sub * SubBytes(bits), bits, x);
+    const __m256 vs = _mm256_set1_ps(s), vm = _mm256_set1_ps(m);
+    for (int k = 0; k < 4; ++k) _mm256_storeu_ps(kt + c * kSub + 8 * k, _mm256_fmadd_ps(vs, x[k], vm));
+  }
+}
+
+// Two heads at a time: 8 accumulators, the tile's rows loaded once per pair.
+void TileScoresAvx2(const float* kt, int hd, const float* q, int n_q, int len, float* scores, size_t ld) {
+  int h = 0;
+  alignas(32) float tmp[2 * kSub];
+  for (; h + 2 <= n_q; h += 2) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    const float* qa = q + h * hd;
+    const float* qb = qa + hd;
+    for (int c = 0; c < hd; ++c) {
+      const float* row = kt + c * kSub;
+      const __m256 x0 = _mm256_loadu_ps(row), x1 = _mm256_loadu_ps(row + 8), x2 = _mm256_loadu_ps(row + 16),
+                   x3 = _mm256_loadu_ps(row + 24);
+      const __m256 wa = _mm256_set1_ps(qa[c]), wb = _mm256_set1_ps(qb[c]);
+      a0 = _mm256_fmadd_ps(wa, x0, a0);
+      a1 = _mm256_fmadd_ps(wa, x1, a1);
+      a2 = _mm256_fmadd_ps(wa, x2, a2);
+      a3 = _mm256_fmadd_ps(wa, x3, a3);
+      b0 = _mm256_fmadd_ps(wb, x0, b0);
+      b1 = _mm256_fmadd_ps(wb, x1, b1);
+      b2 = _mm256_fmadd_ps(wb, x2, b2);
+      b3 = _mm256_fmadd_ps(wb, x3, b3);
+    }
+    _mm256_store_ps(tmp, a0);
+    _mm256_store_ps(tmp + 8, a1);
+    _mm256_store_ps(tmp + 16, a2);
+    _mm256_store_ps(tmp + 24, a3);
+    _mm256_store_ps(tmp + 32, b0);
+    _mm256_store_ps(tmp + 40, b1);
+    _mm256_store_ps(tmp + 48, b2);
+    _mm256_store_ps(tmp + 56, b3);
+    std::memcpy(scores + h * ld, tmp, sizeof(float) * len);
+    std::memcpy(scores + (h + 1) * ld, tmp + kSub, sizeof(float) * len);
+  }
+  for (; h < n_q; ++h) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < hd; ++c) {
+      const float* row = kt + c * kSub;
+      const __m256 w = _mm256_set1_ps(q[h * hd + c]);
+      a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row), a0);
+      a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 8), a1);
+      a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 16), a2);
+      a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 24), a3);
+    }
+    _mm256_store_ps(tmp, a0);
+    _mm256_store_ps(tmp + 8, a1);
+    _mm256_store_ps(tmp + 16, a2);
+    _mm256_store_ps(tmp + 24, a3);
+    std::memcpy(scores + h * ld, tmp, sizeof(float) * len);
+  }
+}
+
+void ValueRowAvx2(const uint8_t* recs, int hd, int Gv, int bits, float* v);
+void ValueTileAvx2(const uint8_t* recs, size_t stride, int len, int hd, int Gv, int bits, float* vt) {
+  for (int t = 0; t < len; ++t) ValueRowAvx2(recs + t * stride, hd, Gv, bits, vt + t * hd);
+}
+
+inline void ValueRowAvx2(const uint8_t* recs, int hd, int Gv, int bits, float* v) {
+  const size_t gb = GroupBytes(Gv, bits), sb = SubBytes(bits);
+  for (int g = 0; g < hd / Gv; ++g) {
+    float s, m;
+    ReadRange(recs + g * gb, &s, &m);
+    const __m256 vs = _mm256_set1_ps(s), vm = _mm256_set1_ps(m);
+    for (int sub = 0; sub < Gv / kSub; ++sub) {
+      __m256 x[4];
+      Unpack(recs + g * gb + kHeader + sub * sb, bits, x);
+      float* o = v + g * Gv + sub * kSub;
+      for (int k = 0; k < 4; ++k) _mm256_storeu_ps(o + 8 * k, _mm256_fmadd_ps(vs, x[k], vm));
+    }
+  }
+}
+
+// Two heads x 32 channels (8 accumulators) at a time over the tile's tokens:
+// each row chunk is loaded once per pair of heads.
+void TileAccumulateAvx2(const float* vt, int hd, int len, const float* p, size_t ld, int n_q, float* out) {
+  for (int c0 = 0; c0 < hd; c0 += 32) {
+    int h = 0;
+    for (; h + 2 <= n_q; h += 2) {
+      const float* pa = p + h * ld;
+      const float* pb = pa + ld;
+      float* oa = out + h * hd + c0;
+      float* ob = oa + hd;
+      __m256 a0 = _mm256_loadu_ps(oa), a1 = _mm256_loadu_ps(oa + 8), a2 = _mm256_loadu_ps(oa + 16),
+             a3 = _mm256_loadu_ps(oa + 24);
+      __m256 b0 = _mm256_loadu_ps(ob), b1 = _mm256_loadu_ps(ob + 8), b2 = _mm256_loadu_ps(ob + 16),
+             b3 = _mm256_loadu_ps(ob + 24);
+      for (int t = 0; t < len; ++t) {
+        const float* row = vt + t * hd + c0;
+        const __m256 x0 = _mm256_loadu_ps(row), x1 = _mm256_loadu_ps(row + 8), x2 = _mm256_loadu_ps(row + 16),
+                     x3 = _mm256_loadu_ps(row + 24);
+        const __m256 wa = _mm256_set1_ps(pa[t]), wb = _mm256_set1_ps(pb[t]);
+        a0 = _mm256_fmadd_ps(wa, x0, a0);
+        a1 = _mm256_fmadd_ps(wa, x1, a1);
+        a2 = _mm256_fmadd_ps(wa, x2, a2);
+        a3 = _mm256_fmadd_ps(wa, x3, a3);
+        b0 = _mm256_fmadd_ps(wb, x0, b0);
+        b1 = _mm256_fmadd_ps(wb, x1, b1);
+        b2 = _mm256_fmadd_ps(wb, x2, b2);
+        b3 = _mm256_fmadd_ps(wb, x3, b3);
+      }
+      _mm256_storeu_ps(oa, a0);
+      _mm256_storeu_ps(oa + 8, a1);
+      _mm256_storeu_ps(oa + 16, a2);
+      _mm256_storeu_ps(oa + 24, a3);
+      _mm256_storeu_ps(ob, b0);
+      _mm256_storeu_ps(ob + 8, b1);
+      _mm256_storeu_ps(ob + 16, b2);
+      _mm256_storeu_ps(ob + 24, b3);
+    }
+    for (; h < n_q; ++h) {
+      const float* ph = p + h * ld;
+      float* o = out + h * hd + c0;
+      __m256 a[4];
+      for (int k = 0; k < 4; ++k) a[k] = _mm256_loadu_ps(o + 8 * k);
+      for (int t = 0; t < len; ++t) {
+        const __m256 w = _mm256_set1_ps(ph[t]);
+        const float* row = vt + t * hd + c0;
+        for (int k = 0; k < 4; ++k) a[k] = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 8 * k), a[k]);
+      }
+      for (int k = 0; k < 4; ++k) _mm256_storeu_ps(o + 8 * k, a[k]);
+    }
+  }
+}
+
 }  // namespace
 
 bool HasAvx2() {
@@ -159,7 +297,9 @@ bool HasAvx2() {
 }
 
 const Kernels& Avx2() {
-  static const Kernels k{"avx2", KeyScoresAvx2, ValueAxpyAvx2, DotQ8Avx2, AxpyQ8Avx2, DotF16Avx2, AxpyF16Avx2};
+  static const Kernels k{"avx2",         KeyScoresAvx2, ValueAxpyAvx2, DotQ8Avx2,          AxpyQ8Avx2,
+                         DotF16Avx2,     AxpyF16Avx2,   KeyTileAvx2,   TileScoresAvx2,     ValueTileAvx2,
+                         TileAccumulateAvx2};
   return k;
 }
 

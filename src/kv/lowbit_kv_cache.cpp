@@ -19,6 +19,7 @@ namespace {
 
 using kvchunks::ChunkedArray;
 using kvlow::kSub;
+constexpr int kMaxChunkTokens = 256;
 
 // Everything that follows from the options and the model's cache shape.
 struct Format {
@@ -53,9 +54,10 @@ Format MakeFormat(const KvCacheConfig& c, const KvLowBitOptions& o, uint64_t max
   f.cap_w = f.window + f.G;
   size_t target = o.chunk_bytes ? o.chunk_bytes : (1u << 20);
   if (max_buffer) target = std::min<uint64_t>(target, max_buffer);
-  const int max_groups = std::max(1, c.capacity / f.G + 1);
+  // Chunks of at most 256 tokens (as the plain cache's), so storage follows the tokens closely.
+  const int max_groups = std::max(1, std::min(c.capacity / f.G + 1, kMaxChunkTokens / f.G));
   f.per_group_chunk = std::clamp(static_cast<int>(target / std::max(f.key_part, f.val_part)), 1, max_groups);
-  f.per_cell_chunk = std::clamp(static_cast<int>(target / f.cell), 1, std::min(f.cap_w, c.capacity));
+  f.per_cell_chunk = std::clamp(static_cast<int>(target / f.cell), 1, std::min({f.cap_w, c.capacity, 64}));
   return f;
 }
 
@@ -103,32 +105,29 @@ struct LowBitKvCache::Impl {
   std::vector<LayerStore> layers;
   std::vector<int> positions;
   int size = 0;
-  Buffer scratch;  // staging: G cells of K, G of V, one decoded cell of K and V
+  Buffer scratch;  // staging: G cells (K, then V, of a flush), one decoded cell of K and V
   const kvlow::Kernels* kern = nullptr;
 
-  float* stage_k() { return scratch.as<float>(); }
-  float* stage_v() { return scratch.as<float>() + static_cast<size_t>(f.G) * f.C; }
-  float* cell_k() { return scratch.as<float>() + 2ull * f.G * f.C; }
+  float* stage() { return scratch.as<float>(); }
+  float* cell_k() { return scratch.as<float>() + static_cast<size_t>(f.G) * f.C; }
   float* cell_v() { return cell_k() + f.C; }
 
   // Quantizes the window's oldest G cells into a new low group.
   Status Flush(LayerStore& L, const Format& F) {
-    float* sk = stage_k();
-    float* sv = stage_v();
-    for (int t = 0; t < F.G; ++t) {
-      const int r = (L.w_head + t) % F.cap_w;
-      DecodeCell(F, L.kwin.at(r), sk + static_cast<size_t>(t) * F.C);
-      DecodeCell(F, L.vwin.at(r), sv + static_cast<size_t>(t) * F.C);
-    }
+    float* st = stage();
     TF_RETURN_IF_ERROR(L.klow.Reserve(*ledger, config.component, L.n_groups + 1));
     TF_RETURN_IF_ERROR(L.vlow.Reserve(*ledger, config.component, L.n_groups + 1));
+    // Keys: per channel over the G tokens.
+    for (int t = 0; t < F.G; ++t) DecodeCell(F, L.kwin.at((L.w_head + t) % F.cap_w), st + static_cast<size_t>(t) * F.C);
     uint8_t* kd = L.klow.at(L.n_groups);
-    for (int c = 0; c < F.C; ++c) kvlow::QuantizeGroup(sk + c, F.C, F.G, F.bits, kd + c * F.key_rec);
+    for (int c = 0; c < F.C; ++c) kvlow::QuantizeGroup(st + c, F.C, F.G, F.bits, kd + c * F.key_rec);
+    // Values: per token over Gv channels.
+    for (int t = 0; t < F.G; ++t) DecodeCell(F, L.vwin.at((L.w_head + t) % F.cap_w), st + static_cast<size_t>(t) * F.C);
     uint8_t* vd = L.vlow.at(L.n_groups);
     for (int t = 0; t < F.G; ++t) {
       for (int h = 0; h < F.n_kv; ++h) {
-        uint8_t* rec = vd + (static_cast<size_t>(t) * F.n_kv + h) * F.val_rec;
-        const float* x = sv + static_cast<size_t>(t) * F.C + static_cast<size_t>(h) * F.hd;
+        uint8_t* rec = vd + (static_cast<size_t>(h) * F.G + t) * F.val_rec;
+        const float* x = st + static_cast<size_t>(t) * F.C + static_cast<size_t>(h) * F.hd;
         for (int g = 0; g < F.hd / F.Gv; ++g) kvlow::QuantizeGroup(x + g * F.Gv, 1, F.Gv, F.bits, rec + g * F.val_grp);
       }
     }
@@ -155,10 +154,10 @@ struct LowBitKvCache::Impl {
       const int g = slot / F.G, t = slot % F.G;
       const uint8_t* kg = L.klow.at(g);
       for (int c = 0; c < F.C; ++c) k[c] = kvlow::DequantAt(kg + c * F.key_rec, F.bits, t);
-      const uint8_t* vg = L.vlow.at(g) + static_cast<size_t>(t) * F.n_kv * F.val_rec;
       for (int h = 0; h < F.n_kv; ++h) {
+        const uint8_t* vr = L.vlow.at(g) + (static_cast<size_t>(h) * F.G + t) * F.val_rec;
         for (int g2 = 0; g2 < F.hd / F.Gv; ++g2) {
-          kvlow::DequantizeGroup(vg + h * F.val_rec + g2 * F.val_grp, F.Gv, F.bits, v + h * F.hd + g2 * F.Gv, 1);
+          kvlow::DequantizeGroup(vr + g2 * F.val_grp, F.Gv, F.bits, v + h * F.hd + g2 * F.Gv, 1);
         }
       }
       if (bits) *bits = F.bits;
@@ -271,7 +270,7 @@ uint64_t LowBitKvCacheBytes(const KvCacheConfig& c, const KvLowBitOptions& o, in
   auto round = [](int n, int per) { return static_cast<uint64_t>((n + per - 1) / per) * per; };
   const uint64_t per_layer = round(groups, f.per_group_chunk) * (f.key_part + f.val_part) +
                              2 * round(cells, f.per_cell_chunk) * f.cell;
-  return c.n_layers * per_layer + (2ull * f.G + 2) * f.C * sizeof(float);
+  return c.n_layers * per_layer + (static_cast<uint64_t>(f.G) + 2) * f.C * sizeof(float);
 }
 
 Result<std::unique_ptr<LowBitKvCache>> LowBitKvCache::Create(const KvCacheConfig& config,
@@ -286,7 +285,7 @@ Result<std::unique_ptr<LowBitKvCache>> LowBitKvCache::Create(const KvCacheConfig
   TF_RETURN_IF_ERROR(kvchunks::UnitsPerChunk(ledger, std::max(f.key_part, f.val_part), 1, "low-bit token group").status());
   TF_RETURN_IF_ERROR(kvchunks::UnitsPerChunk(ledger, f.cell, 1, "window cell").status());
   TF_ASSIGN_OR_RETURN(impl->scratch,
-                      ledger.Allocate(config.component + ".scratch", (2ull * f.G + 2) * f.C * sizeof(float)));
+                      ledger.Allocate(config.component + ".scratch", (static_cast<uint64_t>(f.G) + 2) * f.C * sizeof(float)));
   for (int l = 0; l < config.n_layers; ++l) impl->layers.push_back(NewLayer(f));
   impl->kern = &kvlow::Best();
   return std::unique_ptr<LowBitKvCache>(new LowBitKvCache(std::move(impl)));
@@ -375,7 +374,7 @@ void LowBitKvCache::Attend(int layer, int kv_head, const float* q, float scale, 
   for (int s = 0; s < n_low; ++s) {
     scores[s] *= inv;
     const int g = s / f.G, t = s % f.G;
-    K.value_axpy(L.vlow.at(g) + (static_cast<size_t>(t) * f.n_kv + kv_head) * f.val_rec, hd, f.Gv, f.bits, scores[s],
+    K.value_axpy(L.vlow.at(g) + (static_cast<size_t>(kv_head) * f.G + t) * f.val_rec, hd, f.Gv, f.bits, scores[s],
                  out);
   }
   for (int j = 0; j < m_win; ++j) {
@@ -387,6 +386,85 @@ void LowBitKvCache::Attend(int layer, int kv_head, const float* q, float scale, 
     } else {
       K.axpy_f16(p, reinterpret_cast<const uint16_t*>(cell) + kv_head * hd, hd, out);
     }
+  }
+}
+
+namespace {
+// scores[0..n) *= scale (unless 1), then softmax in place.
+void ScaledSoftmax(float* scores, int n, float scale) {
+  if (scale != 1.f) {
+    for (int s = 0; s < n; ++s) scores[s] *= scale;
+  }
+  float mx = -INFINITY;
+  for (int s = 0; s < n; ++s) mx = std::max(mx, scores[s]);
+  const double sum = ExpShiftSum(scores, mx, n);
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int s = 0; s < n; ++s) scores[s] *= inv;
+}
+}  // namespace
+
+// The n_q heads sharing a kv head: each sub-block of 32 low-bit tokens is
+// dequantized once into a tile in L1 and all heads read it (a tile, never the
+// whole cache); the window's 8/16-bit cells are read per head.
+void LowBitKvCache::AttendGroup(int layer, int kv_head, const float* q, int n_q, float scale, int n_visible,
+                                float* scores, float* out) const {
+  const Impl& m = *impl_;
+  const Format& f = m.f;
+  const int hd = f.hd;
+  if (n_q == 1 || hd > 128) {
+    KvCache::AttendGroup(layer, kv_head, q, n_q, scale, n_visible, scores, out);
+    return;
+  }
+  const LayerStore& L = m.layers[layer];
+  const kvlow::Kernels& K = *m.kern;
+  const size_t ld = static_cast<size_t>(n_visible);
+  const int n_low = std::min(L.n_groups * f.G, n_visible);
+  const size_t head_keys = static_cast<size_t>(kv_head) * hd * f.key_rec;
+  alignas(32) float tile[128 * kSub];
+  // The scale folded into the queries: scores come out scaled.
+  if (n_q > 16) {
+    KvCache::AttendGroup(layer, kv_head, q, n_q, scale, n_visible, scores, out);
+    return;
+  }
+  alignas(32) float qs[16 * 128];
+  for (int i = 0; i < n_q * hd; ++i) qs[i] = q[i] * scale;
+  q = qs;
+  for (int t0 = 0; t0 < n_low; t0 += kSub) {
+    const int g = t0 / f.G, sub = (t0 % f.G) / kSub;
+    K.key_tile(L.klow.at(g) + head_keys, f.key_rec, hd, f.bits, sub, tile);
+    K.tile_scores(tile, hd, q, n_q, std::min(kSub, n_low - t0), scores + t0, ld);
+  }
+  // The window in tiles of 32 cells too: K transposed into the tile, V as rows.
+  const int m_win = n_visible - n_low;
+  float row[128];
+  auto decode_head = [&](const uint8_t* cell, float* dst) {
+    if (f.rbits == 8) {
+      DequantizeRow(TensorType::kQ8_0, reinterpret_cast<const BlockQ8_0*>(cell) + kv_head * (hd / kSub), dst, hd);
+    } else {
+      const uint16_t* h16 = reinterpret_cast<const uint16_t*>(cell) + kv_head * hd;
+      for (int c = 0; c < hd; ++c) dst[c] = F16ToF32(h16[c]);
+    }
+  };
+  for (int j0 = 0; j0 < m_win; j0 += kSub) {
+    const int len = std::min(kSub, m_win - j0);
+    for (int t = 0; t < len; ++t) {
+      decode_head(L.kwin.at((L.w_head + j0 + t) % f.cap_w), row);
+      for (int c = 0; c < hd; ++c) tile[c * kSub + t] = row[c];
+    }
+    K.tile_scores(tile, hd, q, n_q, len, scores + n_low + j0, ld);
+  }
+  for (int i = 0; i < n_q; ++i) ScaledSoftmax(scores + i * ld, n_visible, 1.f);
+  std::fill(out, out + static_cast<size_t>(n_q) * hd, 0.f);
+  for (int t0 = 0; t0 < n_low; t0 += kSub) {
+    const int len = std::min(kSub, n_low - t0);
+    K.value_tile(L.vlow.at(t0 / f.G) + (static_cast<size_t>(kv_head) * f.G + t0 % f.G) * f.val_rec, f.val_rec, len, hd,
+                 f.Gv, f.bits, tile);
+    K.tile_accumulate(tile, hd, len, scores + t0, ld, n_q, out);
+  }
+  for (int j0 = 0; j0 < m_win; j0 += kSub) {
+    const int len = std::min(kSub, m_win - j0);
+    for (int t = 0; t < len; ++t) decode_head(L.vwin.at((L.w_head + j0 + t) % f.cap_w), tile + t * hd);
+    K.tile_accumulate(tile, hd, len, scores + n_low + j0, ld, n_q, out);
   }
 }
 

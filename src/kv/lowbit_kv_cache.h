@@ -6,7 +6,8 @@
 //   low store: groups of G = group_size tokens. Keys are quantized per channel
 //     over the group's G tokens (KIVI: key outliers live in channels), values
 //     per token over Gv = min(G, head_dim) channels. A group is one key part
-//     (n_kv_heads*head_dim records) and one value part (G token records).
+//     (n_kv_heads*head_dim channel records, head-major) and one value part
+//     (n_kv_heads x G token records, head-major: a head's tokens are adjacent).
 //   window: a ring of at most rolling_window + 2G cells at recent_token_bits
 //     (8: Q8_0 blocks of 32; 16: f16). It always holds the newest
 //     >= min(rolling_window, size) tokens; when a token arrives and the window
@@ -15,9 +16,10 @@
 //   Slots [0, G*n_groups) are in the low store, the rest in the window.
 // Storage: the low keys, low values, window keys and window values are each a
 // ChunkedArray (kv_chunks.h): chunks of at most chunk_bytes (default
-// min(1 MiB, the ledger's max buffer)), allocated as tokens arrive and freed as
+// min(1 MiB, the ledger's max buffer)) and 256 tokens (64 window cells),
+// allocated as tokens arrive and freed as
 // they leave, each chunk a ledger charge under KvCacheConfig::component. A
-// scratch of 2*(G+1) cells of f32 ("<component>.scratch") is allocated up front.
+// scratch of G+2 cells of f32 ("<component>.scratch") is allocated up front.
 //
 // Attend runs on the stored blocks (no dequantized copy of the cache): key
 // scores per low group with kvlow::Best().key_scores, window scores with the
@@ -76,6 +78,8 @@ class LowBitKvCache final : public KvCache {
   Status Commit(int n, const int32_t* pos) override;
   void Attend(int layer, int kv_head, const float* q, float scale, int n_visible, float* scores,
               float* out) const override;
+  void AttendGroup(int layer, int kv_head, const float* q, int n_q, float scale, int n_visible, float* scores,
+                   float* out) const override;
   void Clear() override;
   Status Retain(const std::vector<bool>& keep) override;
   Status Get(int layer, int slot, float* k, float* v, int* bits) const override;

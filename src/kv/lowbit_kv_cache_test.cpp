@@ -93,6 +93,66 @@ TEST(LowBitKernels, BestMatchesScalarOracle) {
       }
     }
   }
+  // The tile kernels (grouped-query attention).
+  for (int bits : {2, 3, 4}) {
+    for (int hd : {64, 128}) {
+      const int G = 64;
+      const size_t rec = kvlow::GroupBytes(G, bits);
+      std::vector<uint8_t> recs(rec * hd);
+      auto keys = Gauss(static_cast<size_t>(hd) * G, 40 + bits + hd);
+      for (int c = 0; c < hd; ++c) kvlow::QuantizeGroup(keys.data() + c * G, 1, G, bits, recs.data() + c * rec);
+      std::vector<float> ka(hd * 32), kb(hd * 32);
+      S.key_tile(recs.data(), rec, hd, bits, 1, ka.data());
+      B.key_tile(recs.data(), rec, hd, bits, 1, kb.data());
+      for (int c = 0; c < hd; ++c) {
+        for (int t = 0; t < 32; ++t) {
+          ASSERT_NEAR(ka[c * 32 + t], kvlow::DequantAt(recs.data() + c * rec, bits, 32 + t), 1e-6f * (1 + std::fabs(ka[c * 32 + t])));
+          ASSERT_NEAR(kb[c * 32 + t], ka[c * 32 + t], 1e-6f * (1 + std::fabs(ka[c * 32 + t])));
+        }
+      }
+      for (int n_q : {1, 2, 5, 8}) {
+        for (int len : {32, 7}) {
+          auto q = Gauss(static_cast<size_t>(n_q) * hd, 50 + n_q);
+          const size_t ld = 40;
+          std::vector<float> sa(n_q * ld, -1.f), sb(n_q * ld, -1.f);
+          S.tile_scores(ka.data(), hd, q.data(), n_q, len, sa.data(), ld);
+          B.tile_scores(ka.data(), hd, q.data(), n_q, len, sb.data(), ld);
+          for (int h = 0; h < n_q; ++h) {
+            for (int t = 0; t < len; ++t) {
+              double mag = 0;
+              for (int c = 0; c < hd; ++c) mag += std::fabs(q[h * hd + c] * ka[c * 32 + t]);
+              ASSERT_NEAR(sa[h * ld + t], sb[h * ld + t], 4e-6 * mag + 1e-6);
+            }
+            for (size_t t = len; t < ld; ++t) ASSERT_EQ(sb[h * ld + t], -1.f);  // nothing past len
+          }
+          std::vector<float> vt(static_cast<size_t>(len) * hd);
+          auto vals = Gauss(static_cast<size_t>(len) * hd, 60 + len);
+          const int Gv = std::min(G, hd);
+          const size_t vg = kvlow::GroupBytes(Gv, bits), vrec = vg * (hd / Gv);
+          std::vector<uint8_t> vr(vrec * len);
+          for (int t = 0; t < len; ++t) {
+            for (int g = 0; g < hd / Gv; ++g) {
+              kvlow::QuantizeGroup(vals.data() + t * hd + g * Gv, 1, Gv, bits, vr.data() + t * vrec + g * vg);
+            }
+          }
+          std::vector<float> va(vt.size()), vb(vt.size());
+          S.value_tile(vr.data(), vrec, len, hd, Gv, bits, va.data());
+          B.value_tile(vr.data(), vrec, len, hd, Gv, bits, vb.data());
+          for (size_t i = 0; i < va.size(); ++i) ASSERT_NEAR(va[i], vb[i], 1e-6f * (1 + std::fabs(va[i])));
+          std::vector<float> oa(n_q * hd, 0.25f), ob(n_q * hd, 0.25f);
+          S.tile_accumulate(va.data(), hd, len, sa.data(), ld, n_q, oa.data());
+          B.tile_accumulate(va.data(), hd, len, sa.data(), ld, n_q, ob.data());
+          for (int h = 0; h < n_q; ++h) {
+            for (int c = 0; c < hd; ++c) {
+              double mag = 0.25;
+              for (int t = 0; t < len; ++t) mag += std::fabs(sa[h * ld + t] * va[t * hd + c]);
+              ASSERT_NEAR(oa[h * hd + c], ob[h * hd + c], 4e-6 * mag + 1e-6);
+            }
+          }
+        }
+      }
+    }
+  }
   for (int hd : {32, 64, 128, 256}) {
     auto x = Gauss(hd, 21);
     std::vector<BlockQ8_0> blk(hd / 32);
@@ -185,6 +245,19 @@ void ExpectAttendMatchesStored(const KvCache& kv, uint32_t seed) {
       kv.Attend(l, h, q.data(), 0.125f, kv.size(), scores.data(), out.data());
       auto want = AttendOverStored(kv, l, h, q.data(), 0.125f);
       for (int j = 0; j < c.head_dim; ++j) ASSERT_NEAR(out[j], want[j], 2e-4) << "layer " << l << " head " << h;
+      // Grouped-query attention (3 query heads on this kv head, the tiled path)
+      // gives each head what Attend gives it.
+      const int n_q = 3;
+      auto qg = Gauss(static_cast<size_t>(n_q) * c.head_dim, seed + 100 + l * 3 + h);
+      std::vector<float> sg(static_cast<size_t>(n_q) * kv.size()), og(static_cast<size_t>(n_q) * c.head_dim);
+      kv.AttendGroup(l, h, qg.data(), n_q, 0.125f, kv.size(), sg.data(), og.data());
+      for (int i = 0; i < n_q; ++i) {
+        auto wi = AttendOverStored(kv, l, h, qg.data() + i * c.head_dim, 0.125f);
+        for (int j = 0; j < c.head_dim; ++j) ASSERT_NEAR(og[i * c.head_dim + j], wi[j], 2e-4) << "group head " << i;
+        double psum = 0;
+        for (int s2 = 0; s2 < kv.size(); ++s2) psum += sg[static_cast<size_t>(i) * kv.size() + s2];
+        ASSERT_NEAR(psum, 1.0, 1e-4);
+      }
     }
   }
 }

@@ -271,7 +271,7 @@ Result<int> PruningKvCache::Prune(int keep_slots) {
   const int recent = std::min(opt_.recent, n - sinks);
   keep_slots = std::max(keep_slots, sinks + recent);
   if (keep_slots >= n) return 0;
-  TF_ASSIGN_OR_RETURN(KvPruneResult r, DropLowest(n - keep_slots, opt_.recency_only));
+  TF_ASSIGN_OR_RETURN(KvPruneResult r, DropLowest(n - keep_slots, opt_.recency_only || opt_.strategy == "window"));
   return r.tokens;
 }
 
@@ -328,6 +328,11 @@ Result<int> PruningKvCache::MakeRoom(int n) {
                       std::to_string(cap) + " minus " + std::to_string(opt_.sinks) + " sinks and " +
                       std::to_string(opt_.recent) + " protected recent slots is smaller; use smaller batches or a "
                       "larger context");
+  }
+  if (opt_.strategy == "threshold") {
+    TF_ASSIGN_OR_RETURN(KvPruneResult r, PruneNow());
+    dropped += r.tokens;
+    if (inner_->size() + n <= cap) return dropped;
   }
   const int target = std::min(static_cast<int>(opt_.auto_keep * cap), cap - n);
   TF_ASSIGN_OR_RETURN(int more, Prune(target));

@@ -49,9 +49,12 @@ struct KvPruneOptions {
   //     mean score of the prunable tokens (lowest first);
   //   "budget": keep the `budget` best-scoring tokens;
   //   "window": keep the `budget` newest (plus sinks) — a sliding window.
+  // When the context is full (auto_keep), "threshold" first drops what is
+  // below the threshold, then (like "budget") the lowest scored until the
+  // next step fits; "window" drops the oldest.
   // Every strategy keeps the sinks and the recent window, never goes below
   // min_tokens_to_keep, and drops at most max_tokens_to_drop x size() per call.
-  std::string strategy = "threshold";
+  std::string strategy = "budget";
   float threshold = 0.5f;           // [0, 1]
   int budget = 0;                   // budget / window: tokens kept (0: half of those held)
   int min_tokens_to_keep = 0;

@@ -163,5 +163,130 @@ TEST(PruningKv, AutoPruneLetsTheContextGrowPastCapacity) {
   EXPECT_EQ(h.ledger.current_bytes(), 0u);
 }
 
+// The spec's knobs on prune(): threshold drops only what scores below the
+// threshold x the mean, budget keeps the top N, window keeps the newest; all
+// keep the sinks and recent window, respect min_tokens_to_keep and
+// max_tokens_to_drop, and report the bytes the ledger got back.
+TEST(PruningKv, PruneNowByThresholdBudgetAndWindowFreesLedgerBytes) {
+  auto run = [](KvPruneOptions po, int* kept_heavy) {
+    po.sinks = 2;
+    po.recent = 4;
+    Harness h(600, po, "f16");
+    std::vector<float> u(kHD, 0.f);
+    u[3] = 1.f;
+    for (int t = 0; t < 520; ++t) {
+      std::vector<float> k(kHD);
+      for (auto& x : k) x = h.nd(h.rng) * 0.3f;
+      if (t % 10 == 7) k[3] = 6.f;  // 52 heavy hitters
+      std::vector<float> q(kHD);
+      for (int j = 0; j < kHD; ++j) q[j] = u[j] * 2.f + h.nd(h.rng) * 0.1f;
+      h.Step(k, q);
+    }
+    const uint64_t before = h.ledger.current_bytes();
+    auto r = h.kv->PruneNow();
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(h.ledger.current_bytes(), before - r->bytes);
+    EXPECT_EQ(h.kv->size(), 520 - r->tokens);
+    EXPECT_EQ(h.kv->position(0), 0);
+    EXPECT_EQ(h.kv->position(1), 1);
+    EXPECT_EQ(h.kv->position(h.kv->size() - 1), 519);
+    *kept_heavy = 0;
+    for (int s = 0; s < h.kv->size(); ++s) *kept_heavy += h.kv->position(s) % 10 == 7 ? 1 : 0;
+    return *r;
+  };
+  int heavy = 0;
+  KvPruneOptions th;
+  th.strategy = "threshold";
+  th.threshold = 0.5f;
+  th.max_tokens_to_drop = 1.f;
+  KvPruneResult r = run(th, &heavy);
+  // Most light tokens score below half the mean and go; the heavy hitters stay.
+  EXPECT_GE(r.tokens, 234);
+  EXPECT_LT(r.tokens, 468);
+  EXPECT_EQ(heavy, 52);
+  EXPECT_GT(r.bytes, 0u);  // f16 chunks of 256 cells: whole chunks came back
+  th.max_tokens_to_drop = 0.25f;
+  r = run(th, &heavy);
+  EXPECT_EQ(r.tokens, 130);  // capped at a quarter of 520
+  th.max_tokens_to_drop = 1.f;
+  th.min_tokens_to_keep = 300;
+  r = run(th, &heavy);
+  EXPECT_EQ(r.tokens, 220);
+  KvPruneOptions bu;
+  bu.strategy = "budget";
+  bu.budget = 100;
+  bu.max_tokens_to_drop = 1.f;
+  r = run(bu, &heavy);
+  EXPECT_EQ(r.tokens, 420);
+  EXPECT_EQ(heavy, 52);
+  KvPruneOptions wi = bu;
+  wi.strategy = "window";
+  r = run(wi, &heavy);
+  EXPECT_EQ(r.tokens, 420);
+  EXPECT_EQ(heavy, 10);  // a sliding window keeps whatever is recent
+  KvPruneOptions fr = bu;
+  fr.frequency_aware = true;
+  fr.decay = 0.99f;
+  r = run(fr, &heavy);
+  EXPECT_EQ(heavy, 52);
+}
+
+TEST(PruningKv, TruncateAndIntervalAutoPruning) {
+  KvPruneOptions po;
+  po.sinks = 2;
+  po.recent = 4;
+  Harness h(300, po, "f16");
+  for (int t = 0; t < 40; ++t) h.Step(std::vector<float>(kHD, 0.1f), std::vector<float>(kHD, 0.1f));
+  auto r = h.kv->Truncate(10);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->tokens, 28);
+  ASSERT_EQ(h.kv->size(), 12);
+  EXPECT_EQ(h.kv->position(1), 1);
+  EXPECT_EQ(h.kv->position(2), 30);
+  // enable_auto_pruning(max_tokens = 20, pruning_interval = 5).
+  ASSERT_TRUE(h.kv->EnableAutoPruning(20, 5).ok());
+  int max_size = 0;
+  for (int t = 0; t < 40; ++t) {
+    ASSERT_TRUE(h.kv->MakeRoom(1).ok());
+    h.Step(std::vector<float>(kHD, 0.1f), std::vector<float>(kHD, 0.1f));
+    max_size = std::max(max_size, h.kv->size());
+  }
+  EXPECT_LE(max_size, 20 + 5);
+  EXPECT_GE(max_size, 20);
+  EXPECT_FALSE(h.kv->EnableAutoPruning(-1, 5).ok());
+}
+
+TEST(PruningKv, BadKnobsNameTheOptionAndRange) {
+  struct Case {
+    KvPruneOptions o;
+    const char* needle;
+  };
+  std::vector<Case> cases;
+  KvPruneOptions o;
+  o.threshold = 1.5f;
+  cases.push_back({o, "threshold must be in [0, 1]"});
+  o = {};
+  o.max_tokens_to_drop = 1.5f;
+  cases.push_back({o, "max_tokens_to_drop must be in (0, 1]"});
+  o = {};
+  o.strategy = "random";
+  cases.push_back({o, "strategy must be threshold, budget or window"});
+  o = {};
+  o.decay = 0.f;
+  cases.push_back({o, "decay must be in (0, 1]"});
+  for (const Case& c : cases) {
+    Status s = CheckPruneOptions(c.o);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find(c.needle), std::string::npos) << s.message();
+    MemoryLedger ledger;
+    KvCacheConfig kc{.n_layers = 1, .n_kv_heads = 1, .head_dim = 32, .capacity = 8, .type = "f16"};
+    KvCacheOptions ko;
+    ko.prune = c.o;
+    ko.pruning = true;
+    EXPECT_FALSE(MakeKvCache(kc, ko, ledger).ok());
+    EXPECT_EQ(ledger.current_bytes(), 0u);
+  }
+}
+
 }  // namespace
 }  // namespace tabfit
