@@ -1,5 +1,7 @@
 #include "cli/kv_flags.h"
 
+#include <algorithm>
+
 namespace tabfit::cli {
 
 void KvFlags::Add(CLI::App* app) {
@@ -40,7 +42,10 @@ Status KvFlags::Apply(std::string* kv_type, bool kv_type_given, int n_ctx, KvLow
   if (recent_bits != 8 && recent_bits != 16) {
     return InvalidArgument("--kv-recent-bits must be 8 or 16 (got " + std::to_string(recent_bits) + ")");
   }
-  if (window < 0 || (n_ctx > 0 && window > n_ctx)) {
+  const bool window_given = o_window && o_window->count() > 0;
+  int w = window;
+  if (!window_given && n_ctx > 0) w = std::min(w, n_ctx);  // the default fits any context
+  if (w < 0 || (window_given && n_ctx > 0 && w > n_ctx)) {
     return InvalidArgument("--kv-window must be in [0, " + (n_ctx > 0 ? std::to_string(n_ctx) : "the context size") +
                            "] (got " + std::to_string(window) + ")");
   }
@@ -48,7 +53,7 @@ Status KvFlags::Apply(std::string* kv_type, bool kv_type_given, int n_ctx, KvLow
     return InvalidArgument("--kv-group must be 32, 64 or 128 (got " + std::to_string(group) + ")");
   }
   lowbit->recent_token_bits = recent_bits;
-  lowbit->rolling_window = window;
+  lowbit->rolling_window = w;
   lowbit->group_size = group;
   if (!strategy.empty() && strategy != "threshold" && strategy != "budget" && strategy != "window") {
     return InvalidArgument("--kv-prune-strategy must be threshold, budget or window (got " + strategy + ")");
