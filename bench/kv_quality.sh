@@ -41,8 +41,8 @@ configs=(
 )
 echo "model $(basename "$MODEL"), ctx $CTX, $CHUNKS chunks; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo
-echo "| text | config | PPL | ΔPPL | KL vs f16 | same top-1 | KV bytes/token |"
-echo "|---|---|---|---|---|---|---|"
+echo "| text | config | PPL | ΔPPL | KL vs f16 | same top-1 | KV bytes at the chunk's end / $CTX tokens | vs f16 |"
+echo "|---|---|---|---|---|---|---|---|"
 for text in wikitext2_test.txt tinystories_valid_head794k.txt; do
   ref="$TMP/$text.ref"
   "$BIN" eval -m "$MODEL" -f "$EVAL/$text" -c "$CTX" --chunks "$CHUNKS" --save-logits "$ref" >/dev/null 2>&1
@@ -50,13 +50,18 @@ for text in wikitext2_test.txt tinystories_valid_head794k.txt; do
     name="${cfg%%|*}"; flags="${cfg#*|}"
     # shellcheck disable=SC2086
     out="$("$BIN" eval -m "$MODEL" -f "$EVAL/$text" -c "$CTX" --chunks "$CHUNKS" --reference "$ref" $flags 2>&1)" || {
-      echo "| $text | $name | error: $(echo "$out" | grep -m1 error) | | | | |"; continue; }
+      echo "| $text | $name | error: $(echo "$out" | grep -m1 error) | | | | | |"; continue; }
     ppl=$(echo "$out" | sed -n 's/^Final estimate: PPL = \([0-9.]*\).*/\1/p')
     dl=$(echo "$out" | sed -n 's/.*ln(PPL\/PPL_ref) = \(-*[0-9.]*\).*/\1/p')
     kl=$(echo "$out" | sed -n 's/^Mean KLD: \([0-9.]*\).*/\1/p')
     top=$(echo "$out" | sed -n 's/^Same top: \([0-9.]*\).*/\1/p')
-    bpt=$(echo "$out" | sed -n 's/^KV cache: .*(\([0-9.]*\) bytes\/token.*/\1/p')
+    # Bytes the cache holds after a whole chunk, per context position (a pruned
+    # cache holds fewer tokens; the low-bit cache counts its scratch and whole chunks).
+    kvb=$(echo "$out" | sed -n 's/^KV cache: \([0-9]*\) bytes.*/\1/p')
+    bpt=$(awk -v b="$kvb" -v c="$CTX" 'BEGIN{printf "%.0f", b/c}')
+    [[ "$name" == f16 ]] && f16_bpt="$bpt"
+    rel=$(awk -v b="$bpt" -v f="${f16_bpt:-$bpt}" 'BEGIN{printf "1/%.2f", f/b}')
     dppl=$(awk -v d="$dl" 'BEGIN{printf "%+.2f %%", (exp(d)-1)*100}')
-    echo "| ${text%%_*} | $name | $ppl | $dppl | $kl | $top % | $bpt |"
+    echo "| ${text%%_*} | $name | $ppl | $dppl | $kl | $top % | $bpt | $rel |"
   done
 done

@@ -11,7 +11,7 @@
 # Env: TABFIT_SOURCE (default: this checkout), TABFIT_WASM_BUILD_PREFIX (default: <root>/build-wasm),
 #      TABFIT_WASM_SIMD=0 builds every variant without SIMD128,
 #      TABFIT_WASM_NODE_TESTS=1 also builds c_api_test for Node in each variant and runs it (ctest),
-#      TABFIT_WASM_SELFCHECK=0 skips quant_selfcheck (each variant's kernels vs the scalar oracle, under Node;
+#      TABFIT_WASM_SELFCHECK=0 skips quant_selfcheck and kv_selfcheck (each variant's kernels vs the scalar oracle, under Node;
 #      relaxed variants in headless Chromium, because Node 20 computes the relaxed dot wrongly).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,11 +64,13 @@ build_variant() {
   cmake --build "$dir" --target tabfit_wasm -j"$JOBS"
   if [[ "${TABFIT_WASM_SELFCHECK:-1}" == 1 ]]; then
     # Every wasm kernel of the kernel list against the scalar oracle, under Node (seconds).
-    cmake --build "$dir" --target quant_selfcheck -j"$JOBS"
+    cmake --build "$dir" --target quant_selfcheck kv_selfcheck -j"$JOBS"
     if [[ "$relaxed" == ON ]]; then
       /usr/bin/node "$ROOT/scripts/wasm-run-in-chromium.mjs" "$dir/src/quant/quant_selfcheck.js"
     else
       /usr/bin/node --no-experimental-fetch "$dir/src/quant/quant_selfcheck.js"
+      # The low-bit KV cache's SIMD128 kernels against their scalar oracle.
+      /usr/bin/node --no-experimental-fetch "$dir/src/kv/kv_selfcheck.js"
     fi
   fi
   # Not for relaxed variants: c_api_test_node runs under Node 20, which computes the relaxed dot wrongly.

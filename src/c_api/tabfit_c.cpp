@@ -579,6 +579,9 @@ tabfit_status tabfit_engine_info_json(tabfit_engine* h, const char** out_json) {
       j["n_vocab"] = hp.n_vocab;
       j["n_embd"] = hp.n_embd;
       j["n_layer"] = hp.n_layer;
+      j["n_head_kv"] = hp.n_head_kv;
+      j["head_dim"] = hp.head_dim;
+      j["kv_type"] = h->engine->options().kv_type;
       j["n_ctx"] = h->engine->context_size();
       j["n_ctx_train"] = hp.n_ctx_train;
       j["threads"] = h->engine->threads();
@@ -755,6 +758,14 @@ tabfit_status tabfit_engine_kv_json(tabfit_engine* h, const char* op_json, const
         st = x.status();
         if (x.ok()) freed = *x;
       }
+    } else if (op == "set_context_window") {
+      int n = 0;
+      st = ReadField(j, "n_ctx", &n);
+      if (st.ok()) {
+        auto x = e.SetContextWindow(n);
+        st = x.status();
+        if (x.ok()) r = *x;
+      }
     } else if (op == "configure_pruning") {
       tabfit::KvPruneOptions p = h->options.kv_prune_config;
       json cfg = j;
@@ -768,7 +779,7 @@ tabfit_status tabfit_engine_kv_json(tabfit_engine* h, const char* op_json, const
       if (st.ok()) st = e.EnableKvAutoPruning(max_tokens, interval);
     } else if (op != "info") {
       st = tabfit::InvalidArgument("KV operation \"op\" must be info, prune, truncate, requantize, "
-                                   "configure_pruning or enable_auto_pruning (got \"" + op + "\")");
+                                   "set_context_window, configure_pruning or enable_auto_pruning (got \"" + op + "\")");
     }
     if (!st.ok()) return FromStatus(h, st);
     out["tokens_pruned"] = r.tokens;

@@ -416,6 +416,17 @@ TEST(CApiKv, LowBitCacheGetPruneRequantize) {
   EXPECT_GE(pr["bytes_freed"].get<uint64_t>(), 0u);
   ASSERT_EQ(tabfit_engine_kv_json(h, R"({"op":"truncate","keep_recent":20})", &out), TABFIT_OK);
   EXPECT_EQ(json::parse(out)["tokens"], 24);  // 4 sinks + 20
+  // reduce_context_window: down to 16 tokens frees chunks; raised again, generation goes on.
+  const uint64_t kv_before = json::parse(out)["bytes"];
+  ASSERT_EQ(tabfit_engine_kv_json(h, R"({"op":"set_context_window","n_ctx":16})", &out), TABFIT_OK)
+      << tabfit_last_error(h);
+  json cw = json::parse(out);
+  EXPECT_EQ(cw["tokens"], 16);
+  EXPECT_EQ(cw["capacity"], 16);
+  EXPECT_LE(cw["bytes"].get<uint64_t>(), kv_before);
+  EXPECT_EQ(tabfit_engine_kv_json(h, R"({"op":"set_context_window","n_ctx":4096})", &out), TABFIT_INVALID_ARGUMENT);
+  ASSERT_EQ(tabfit_engine_kv_json(h, R"({"op":"set_context_window","n_ctx":512})", &out), TABFIT_OK);
+  EXPECT_EQ(json::parse(out)["capacity"], 512);
   // Bad knobs name the option and its range.
   EXPECT_EQ(tabfit_engine_kv_json(h, R"({"op":"configure_pruning","threshold":2})", &out), TABFIT_INVALID_ARGUMENT);
   EXPECT_NE(std::string(tabfit_last_error(h)).find("threshold must be in [0, 1]"), std::string::npos)

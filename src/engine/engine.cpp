@@ -464,9 +464,9 @@ Status Engine::Eval(const std::vector<int32_t>& tokens, bool all_logits) {
   }
   st.scratch.all_logits = all_logits;
   PruningKvCache* pruning = AsPruning(kv_.get());
-  if (!pruning && kv_->size() + static_cast<int>(tokens.size()) > options_.n_ctx) {
+  if (!pruning && kv_->size() + static_cast<int>(tokens.size()) > context_size()) {
     return OutOfRange(std::to_string(tokens.size()) + " tokens do not fit: " + std::to_string(kv_->size()) + " of " +
-                      std::to_string(options_.n_ctx) +
+                      std::to_string(context_size()) +
                       " context positions are used; shorten the prompt or raise the context size (-c)");
   }
   const int n_vocab = model_->hparams().n_vocab;
@@ -492,7 +492,23 @@ void Engine::ResetContext() {
   if (kv_) kv_->Clear();
 }
 int Engine::context_used() const { return kv_ ? kv_->size() : 0; }
-int Engine::context_size() const { return options_.n_ctx; }
+int Engine::context_size() const { return kv_ ? kv_->config().capacity : options_.n_ctx; }
+
+Result<KvPruneResult> Engine::SetContextWindow(int n_ctx) {
+  if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
+  if (n_ctx < 1 || n_ctx > options_.n_ctx) {
+    return InvalidArgument("context window " + std::to_string(n_ctx) + " must be in [1, " +
+                           std::to_string(options_.n_ctx) + "] (the context the model was loaded with, -c)");
+  }
+  KvPruneResult r;
+  if (kv_->size() > n_ctx) {
+    // The oldest tokens after the sinks go: keep n_ctx in all.
+    const int sinks = std::min({options_.kv_sinks, kv_->size(), n_ctx});
+    TF_ASSIGN_OR_RETURN(r, TruncateKv(n_ctx - sinks));
+  }
+  TF_RETURN_IF_ERROR(kv_->SetCapacity(n_ctx));
+  return r;
+}
 bool Engine::context_can_grow() const { return kv_ && AsPruning(kv_.get()) != nullptr; }
 
 const KvCache& Engine::kv_cache() const { return *kv_; }

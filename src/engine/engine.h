@@ -200,6 +200,11 @@ class Engine {
   // get(layer, position): the stored K and V of the token at RoPE `position`
   // (n_kv_heads * head_dim floats each); *bits its precision.
   Status KvGet(int layer, int position, float* k, float* v, int* bits) const;
+  // reduce_context_window: the context becomes n_ctx tokens (<= the context
+  // loaded with); tokens beyond it go, oldest first after the sinks, and their
+  // KV chunks return to the ledger. Raising it again (up to the loaded context)
+  // is allowed. Needs a cache whose storage grows (f16, f32, kivi*).
+  Result<KvPruneResult> SetContextWindow(int n_ctx);
   // configure_pruning / enable_auto_pruning on a cache that tracks attention.
   Status ConfigureKvPruning(const KvPruneOptions& options);
   Status EnableKvAutoPruning(int max_tokens, int pruning_interval);

@@ -67,12 +67,19 @@ const JS_OPTION_NAMES: Record<string, string> = {
   kv_recent: 'kvRecent',
   kv_prune: 'kvPrune',
   n_ctx: 'nCtx',
+  default_bits: 'kvCache.defaultBits',
+  recent_token_bits: 'kvCache.recentTokenBits',
+  rolling_window: 'kvCache.rollingWindow',
+  group_size: 'kvCache.groupSize',
+  min_tokens_to_keep: 'kvCache.pruning.minTokensToKeep',
+  max_tokens_to_drop: 'kvCache.pruning.maxTokensToDrop',
+  frequency_aware: 'kvCache.pruning.frequencyAware',
 };
 
 /** Rewrites the engine's option keys (snake_case) and command-line flags in `message` to the JS option names. */
 export function jsOptionNames(message: string): string {
   return message
-    .replace(/\b(priority_components|background_loading|unload_unused_layers|memory_threshold|keep_n_layers_loaded|ring_slots|naive_streaming|draft_model|draft_tokens|budget_bytes|kv_recent|kv_prune|n_ctx)\b/g,
+    .replace(/\b(priority_components|background_loading|unload_unused_layers|memory_threshold|keep_n_layers_loaded|ring_slots|naive_streaming|draft_model|draft_tokens|budget_bytes|kv_recent|kv_prune|n_ctx|default_bits|recent_token_bits|rolling_window|group_size|min_tokens_to_keep|max_tokens_to_drop|frequency_aware)\b/g,
       (k) => JS_OPTION_NAMES[k] ?? k)
     .replace(/--weight-type ([\w.]+)/g, 'precision: "$1"')
     .replace(/--kv-type ([\w.]+)/g, 'precision: { kv: "$1" }')

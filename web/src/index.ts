@@ -14,8 +14,8 @@ import { renderChat, type ChatMessage, type ChatFormat } from './chat.js';
 import { PROFILES, detectCapabilities, detectProfile, type BuiltinProfileName, type ProfileData } from './profiles.js';
 import { TabfitError, fromPayload } from './errors.js';
 import type {
-  ChunkManifest, ComponentsJson, EngineOptionsJson, GenerateOptionsJson, GenerateStats, LedgerJson, LoadProgress,
-  LoadResult, MemoryJson, ModelInfo, WasmBuild, WorkerRequest, WorkerResponse,
+  ChunkManifest, ComponentsJson, EngineOptionsJson, GenerateOptionsJson, GenerateStats, KvCellJson, KvJson,
+  KvPruningJson, LedgerJson, LoadProgress, LoadResult, MemoryJson, ModelInfo, WasmBuild, WorkerRequest, WorkerResponse,
 } from './protocol.js';
 
 export { TabfitError } from './errors.js';
@@ -24,7 +24,7 @@ export { renderChat, detectChatFormat } from './chat.js';
 export type { ChatMessage, ChatFormat, RenderedChat } from './chat.js';
 export type {
   ChunkManifest, ComponentEntry, ComponentState, ComponentsJson, GenerateStats, LedgerJson, LedgerComponent,
-  LoadProgress, LoadResult, ModelInfo, WasmBuild,
+  KvCellJson, LoadProgress, LoadResult, ModelInfo, WasmBuild,
 } from './protocol.js';
 
 /** A browser profile (profiles/*.json; schema in profiles/schema.json; data and detection in profiles.ts). */
@@ -50,6 +50,12 @@ export interface LoadOptions {
   /** KV pruning: when the context is full, keep this fraction of it (least-attended tokens dropped) and go on.
    * Default 0 = off (exact). */
   kvPrune?: number;
+  /** The low-bit KV cache (KIVI style) and KV pruning, with the spec's option names camelCased:
+   * `{ defaultBits: 2, recentTokenBits: 8, rollingWindow: 128, groupSize: 32, pruning: {...} }`.
+   * defaultBits (2, 3, 4) turns the low-bit cache on: old tokens at defaultBits, the last rollingWindow
+   * tokens at recentTokenBits (8 or 16). pruning (true or the configure_pruning knobs) tracks attention so
+   * engine.pruneKv() can drop tokens on demand; pruning.maxTokens / pruningInterval prune automatically. */
+  kvCache?: KvCacheOptions;
   /** Memory budget in bytes for the engine's ledger (0 = none). Overrides the profile. */
   budgetBytes?: number;
   /** "auto" (default): threads when crossOriginIsolated and SharedArrayBuffer exist, else baseline;
@@ -102,6 +108,76 @@ export interface LoadOptions {
   wasmBaseUrl?: string | URL;
   /** The worker script (default: ./worker.js next to this file). */
   workerUrl?: string | URL;
+}
+
+/** The spec's configure_pruning knobs (docs/kv-cache.md). */
+export interface KvPruningOptions {
+  /** "threshold" (drop tokens scoring below threshold x the mean), "budget" (keep the best `budget`),
+   * "window" (keep the newest). Default "budget". */
+  strategy?: 'threshold' | 'budget' | 'window';
+  /** In [0, 1]. */
+  threshold?: number;
+  /** Tokens kept by "budget" / "window" (0: half of those held). */
+  budget?: number;
+  minTokensToKeep?: number;
+  /** Fraction of the tokens one prune may drop, in (0, 1]. */
+  maxTokensToDrop?: number;
+  frequencyAware?: boolean;
+  /** H2O-style decay of old attention per token, in (0, 1]. */
+  decay?: number;
+  /** enable_auto_pruning: every pruningInterval tokens, prune back to maxTokens. */
+  maxTokens?: number;
+  pruningInterval?: number;
+}
+
+export interface KvCacheOptions {
+  defaultBits?: 2 | 3 | 4;
+  recentTokenBits?: 8 | 16;
+  rollingWindow?: number;
+  groupSize?: 32 | 64 | 128;
+  pruning?: boolean | KvPruningOptions;
+}
+
+/** What a KV cache operation did and holds now. */
+export interface KvResult {
+  tokensPruned: number;
+  bytesFreed: number;
+  tokens: number;
+  bytes: number;
+  capacity: number;
+}
+
+function kvPruningJson(p: KvPruningOptions): KvPruningJson {
+  const out: KvPruningJson = {};
+  if (p.strategy !== undefined) out.strategy = p.strategy;
+  if (p.threshold !== undefined) out.threshold = p.threshold;
+  if (p.budget !== undefined) out.budget = p.budget;
+  if (p.minTokensToKeep !== undefined) out.min_tokens_to_keep = p.minTokensToKeep;
+  if (p.maxTokensToDrop !== undefined) out.max_tokens_to_drop = p.maxTokensToDrop;
+  if (p.frequencyAware !== undefined) out.frequency_aware = p.frequencyAware;
+  if (p.decay !== undefined) out.decay = p.decay;
+  if (p.maxTokens !== undefined) out.max_tokens = p.maxTokens;
+  if (p.pruningInterval !== undefined) out.pruning_interval = p.pruningInterval;
+  return out;
+}
+
+function kvResult(j: KvJson): KvResult {
+  return { tokensPruned: j.tokens_pruned, bytesFreed: j.bytes_freed, tokens: j.tokens, bytes: j.bytes,
+    capacity: j.capacity };
+}
+
+function kvCacheOptions(k: KvCacheOptions | undefined): Partial<EngineOptionsJson> {
+  if (!k) return {};
+  const out: Partial<EngineOptionsJson> = {};
+  if (k.defaultBits !== undefined) {
+    out.kv_type = 'kivi';
+    out.default_bits = k.defaultBits;
+  }
+  if (k.recentTokenBits !== undefined) out.recent_token_bits = k.recentTokenBits;
+  if (k.rollingWindow !== undefined) out.rolling_window = k.rollingWindow;
+  if (k.groupSize !== undefined) out.group_size = k.groupSize;
+  if (k.pruning) out.pruning = k.pruning === true ? {} : kvPruningJson(k.pruning);
+  return out;
 }
 
 export interface GenerateOptions {
@@ -219,6 +295,7 @@ function engineOptions(p: BrowserProfile, o: LoadOptions, build: WasmBuild): Eng
     kv_prune: o.kvPrune,
     weight_type: weights === 'keep' ? '' : weights,
     ...residencyOptions(o),
+    ...kvCacheOptions(o.kvCache),
   };
 }
 
@@ -508,6 +585,58 @@ export class TabfitEngine {
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /** The KV cache: tokens held, its bytes and capacity. */
+  async kv(): Promise<KvResult> {
+    return kvResult((await this.link.send({ op: 'kv', request: { op: 'info' } })) as KvJson);
+  }
+
+  /** The spec's prune(): one prune by the configured strategy (needs kvCache.pruning at load). Resolves to
+   * the tokens pruned and the bytes the engine's ledger got back. Not while a generation runs. */
+  async pruneKv(): Promise<KvResult> {
+    return kvResult((await this.link.send({ op: 'kv', request: { op: 'prune' } })) as KvJson);
+  }
+
+  /** Keeps the attention sinks and the last keepRecent tokens. */
+  async truncateKv(keepRecent: number): Promise<KvResult> {
+    if (!Number.isInteger(keepRecent) || keepRecent < 0) {
+      throw new TabfitError('invalid_argument', `truncateKv(keepRecent): an integer >= 0, got ${keepRecent}`);
+    }
+    return kvResult((await this.link.send({ op: 'kv', request: { op: 'truncate', keep_recent: keepRecent } })) as KvJson);
+  }
+
+  /** Lowers the stored tokens' precision in place (the low-bit cache): defaultBits / recentTokenBits, each
+   * at most its current value. Resolves with bytesFreed. */
+  async requantizeKv(o: { defaultBits?: number; recentTokenBits?: number }): Promise<KvResult> {
+    return kvResult((await this.link.send({ op: 'kv', request: { op: 'requantize',
+      default_bits: o.defaultBits ?? -1, recent_token_bits: o.recentTokenBits ?? -1 } })) as KvJson);
+  }
+
+  /** reduce_context_window: the context becomes nCtx tokens (at most the loaded one); tokens past it go, oldest
+   * first after the attention sinks, and their KV memory returns to the ledger. Raising it again is allowed. */
+  async setContextWindow(nCtx: number): Promise<KvResult> {
+    if (!Number.isInteger(nCtx) || nCtx < 1) {
+      throw new TabfitError('invalid_argument', `setContextWindow(nCtx): an integer >= 1, got ${nCtx}`);
+    }
+    return kvResult((await this.link.send({ op: 'kv', request: { op: 'set_context_window', n_ctx: nCtx } })) as KvJson);
+  }
+
+  /** configure_pruning: the knobs pruneKv() and automatic pruning use. */
+  async configurePruning(o: KvPruningOptions): Promise<KvResult> {
+    return kvResult((await this.link.send({ op: 'kv', request: { op: 'configure_pruning', ...kvPruningJson(o) } })) as KvJson);
+  }
+
+  /** enable_auto_pruning(max_tokens, pruning_interval): every pruningInterval tokens, prune back to maxTokens. */
+  async enableAutoPruning(maxTokens: number, pruningInterval: number): Promise<KvResult> {
+    return kvResult((await this.link.send({ op: 'kv', request: { op: 'enable_auto_pruning', max_tokens: maxTokens,
+      pruning_interval: pruningInterval } })) as KvJson);
+  }
+
+  /** get(layer, position): the stored key and value of the token at `position` (n_kv_heads * head_dim floats
+   * each, dequantized) and the bits it is stored at. */
+  async kvGet(layer: number, position: number): Promise<KvCellJson> {
+    return (await this.link.send({ op: 'kvGet', layer, position })) as KvCellJson;
   }
 
   /** The engine's memory ledger by component, the wasm heap size, and what the browser reports. */

@@ -23,6 +23,14 @@ export interface EngineOptionsJson {
   kv_recent?: number;
   /** Attention-score KV pruning: in (0, 1) = when the context is full, keep this fraction and go on; 0 = off. */
   kv_prune?: number;
+  /** kv_type "kivi": the low-bit cache (tabfit_c.h): old tokens at default_bits, the last rolling_window at
+   * recent_token_bits. */
+  default_bits?: number;
+  recent_token_bits?: number;
+  rolling_window?: number;
+  group_size?: number;
+  /** The spec's configure_pruning knobs; present = attention is tracked so prune() works on demand. */
+  pruning?: KvPruningJson;
   weight_type: string;
   // Residency (progressive loading; tabfit_c.h): the spec's names.
   /** Components loaded first, in this order ("embeddings", "layers.N", "output_norm", "lm_head", "all"). */
@@ -231,7 +239,9 @@ export type WorkerRequest =
   | { id: number; op: 'loadComponents'; names: string[] }
   | { id: number; op: 'unloadComponents'; names: string[] }
   | { id: number; op: 'swap'; unload: string[]; load: string[] }
-  | { id: number; op: 'clearCache'; url?: string };
+  | { id: number; op: 'clearCache'; url?: string }
+  | { id: number; op: 'kv'; request: Record<string, unknown> }
+  | { id: number; op: 'kvGet'; layer: number; position: number };
 
 export type WorkerResponse =
   | { id: number; type: 'result'; value: unknown }
@@ -242,4 +252,33 @@ export type WorkerResponse =
 export interface MemoryJson {
   ledger: LedgerJson;
   wasmHeapBytes: number;
+}
+
+/** The C API's "pruning" object (tabfit_c.h). */
+export interface KvPruningJson {
+  strategy?: string;
+  threshold?: number;
+  budget?: number;
+  min_tokens_to_keep?: number;
+  max_tokens_to_drop?: number;
+  frequency_aware?: boolean;
+  decay?: number;
+  max_tokens?: number;
+  pruning_interval?: number;
+}
+
+/** tabfit_engine_kv_json's answer. */
+export interface KvJson {
+  tokens_pruned: number;
+  bytes_freed: number;
+  tokens: number;
+  bytes: number;
+  capacity: number;
+}
+
+/** tabfit_engine_kv_get's answer: one token's stored key and value (n_kv_heads * head_dim each). */
+export interface KvCellJson {
+  k: Float32Array;
+  v: Float32Array;
+  bits: number;
 }

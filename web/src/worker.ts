@@ -23,7 +23,8 @@
 
 import { TabfitError, errorTypeForStatus, jsOptionNames, toPayload } from './errors.js';
 import type {
-  ComponentState, ComponentsJson, LoadProgress, LoadResult, MemoryJson, WasmBuild, WorkerRequest, WorkerResponse,
+  ComponentState, ComponentsJson, KvCellJson, KvJson, LoadProgress, LoadResult, MemoryJson, WasmBuild, WorkerRequest,
+  WorkerResponse,
 } from './protocol.js';
 import { bytesFromBlob, bytesFromBuffer, clearStored, openUrl, type ModelBytes } from './storage.js';
 
@@ -47,6 +48,8 @@ interface WasmModule {
   _tabfit_engine_load_components(h: Ptr, names: Ptr): number;
   _tabfit_engine_unload_components(h: Ptr, names: Ptr): number;
   _tabfit_engine_swap_components(h: Ptr, unload: Ptr, load: Ptr): number;
+  _tabfit_engine_kv_json(h: Ptr, op: Ptr, out: Ptr): number;
+  _tabfit_engine_kv_get(h: Ptr, layer: number, position: number, k: Ptr, v: Ptr, n: number, bits: Ptr): number;
   _tfw_load_js(h: Ptr, sourceId: number, size: number, name: Ptr): number;
   _tfw_set_load_events_js(h: Ptr, sourceId: number): number;
   _tfw_heap_bytes(): number;
@@ -328,6 +331,47 @@ async function load(req: Extract<WorkerRequest, { op: 'load' }>): Promise<LoadRe
   }
 }
 
+function kvReady(what: string): void {
+  if (!handle || !sourceId) throw new TabfitError('bad_state', `${what}: no model is loaded; call load() first`);
+  if (generating) {
+    throw new TabfitError('bad_state', `${what}: a generation is running on this engine; wait for it or abort it first`);
+  }
+}
+
+// The KV cache operations (tabfit_engine_kv_json): info, prune, truncate, requantize, configure_pruning...
+function kvOp(request: Record<string, unknown>): KvJson {
+  kvReady(String(request.op ?? 'kv'));
+  return withString(JSON.stringify(request), (p) =>
+    jsonOut((o) => M()._tabfit_engine_kv_json(handle, p, o), String(request.op ?? 'kv'))) as KvJson;
+}
+
+// get(layer, position): one token's stored K and V, copied out of the wasm heap.
+function kvGet(layer: number, position: number): KvCellJson {
+  kvReady('kvGet');
+  const m = M();
+  const row = 4096;  // floats: more than any n_kv_heads * head_dim; the engine checks the real size
+  const k = m._malloc(row * 4), v = m._malloc(row * 4), bits = m._malloc(4);
+  try {
+    check(m._tabfit_engine_kv_get(handle, layer, position, k, v, row, bits), 'kvGet');
+    const n = kvRowFloats();
+    return {
+      k: new Float32Array(heapBuffer(), k, n).slice(),
+      v: new Float32Array(heapBuffer(), v, n).slice(),
+      bits: readI32(bits),
+    };
+  } finally {
+    m._free(k);
+    m._free(v);
+    m._free(bits);
+  }
+}
+
+// n_kv_heads * head_dim of the loaded model (from tabfit_engine_info_json).
+function kvRowFloats(): number {
+  const info = jsonOut((o) => M()._tabfit_engine_info_json(handle, o), 'info') as { n_head_kv?: number; head_dim?: number };
+  return (info.n_head_kv ?? 0) * (info.head_dim ?? 0);
+}
+
 // loadComponents / unloadComponents / swap: the component events they cause go to this request.
 function componentsOp(id: number, what: string, fn: (m: WasmModule) => number): ComponentsJson {
   const m = M();
@@ -450,6 +494,10 @@ async function handleRequest(req: WorkerRequest): Promise<unknown> {
     case 'components':
       if (!handle || !sourceId) throw new TabfitError('bad_state', 'components: no model is loaded; call load() first');
       return componentsJson();
+    case 'kv':
+      return kvOp(req.request);
+    case 'kvGet':
+      return kvGet(req.layer, req.position);
     case 'loadComponents':
       return componentsOp(req.id, 'loadComponents', (m) =>
         withString(JSON.stringify(req.names), (p) => m._tabfit_engine_load_components(handle, p)));
