@@ -37,12 +37,12 @@ TEST(Engine, LoadsDemoModelWithEveryComponentInTheLedger) {
   uint64_t weights = l.component_bytes("embeddings") + l.bytes_with_prefix("layers.") + l.component_bytes("lm_head") +
                      l.component_bytes("output_norm");
   EXPECT_EQ(weights, (*e)->model().weight_bytes());
-  // KV after a few tokens: one chunk of 256 cells per layer:
-  // 8 layers x 256 x (2 kv heads x 64) x 2 (K,V) x 2 bytes; 300 tokens: two chunks.
+  // KV after a few tokens: one chunk of 128 cells (a quarter of the 512 context) per layer:
+  // 8 layers x 128 x (2 kv heads x 64) x 2 (K,V) x 2 bytes; 300 tokens: three chunks.
   ASSERT_TRUE((*e)->Eval(std::vector<int32_t>(10, 5), false).ok());
-  EXPECT_EQ(l.component_bytes("kv_cache"), 8ull * 256 * 128 * 2 * 2);
+  EXPECT_EQ(l.component_bytes("kv_cache"), 8ull * 128 * 128 * 2 * 2);
   ASSERT_TRUE((*e)->Eval(std::vector<int32_t>(290, 5), false).ok());
-  EXPECT_EQ(l.component_bytes("kv_cache"), 2 * 8ull * 256 * 128 * 2 * 2);
+  EXPECT_EQ(l.component_bytes("kv_cache"), 3 * 8ull * 128 * 128 * 2 * 2);
   (*e)->ResetContext();
   EXPECT_EQ(l.component_bytes("kv_cache"), 0u);
 }

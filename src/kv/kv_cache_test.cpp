@@ -57,8 +57,8 @@ TEST_P(PlainKv, AttendMatchesNaiveAndRetainCompacts) {
     }
   }
   ASSERT_EQ((*kv)->size(), 9);
-  // One chunk of 32 cells per layer (the capacity): K and V rows of 2 heads x 16.
-  EXPECT_EQ(ledger.component_bytes("kv_cache"), 2u * 2 * 32 * 32 * elem);
+  // One chunk of 16 cells per layer (a quarter of the capacity, at least 16): K and V rows of 2 heads x 16.
+  EXPECT_EQ(ledger.component_bytes("kv_cache"), 2u * 2 * 16 * 32 * elem);
   EXPECT_EQ((*kv)->bytes(), ledger.component_bytes("kv_cache"));
   std::vector<float> q(16);
   for (auto& x : q) x = nd(rng);

@@ -55,7 +55,9 @@ Format MakeFormat(const KvCacheConfig& c, const KvLowBitOptions& o, uint64_t max
   size_t target = o.chunk_bytes ? o.chunk_bytes : (1u << 20);
   if (max_buffer) target = std::min<uint64_t>(target, max_buffer);
   // Chunks of at most 256 tokens (as the plain cache's), so storage follows the tokens closely.
-  const int max_groups = std::max(1, std::min(c.capacity / f.G + 1, kMaxChunkTokens / f.G));
+  // ... and at most a quarter of the capacity (at least one group).
+  const int chunk_tokens = std::min(kMaxChunkTokens, std::max(f.G, c.capacity / 4));
+  const int max_groups = std::max(1, std::min(c.capacity / f.G + 1, chunk_tokens / f.G));
   f.per_group_chunk = std::clamp(static_cast<int>(target / std::max(f.key_part, f.val_part)), 1, max_groups);
   f.per_cell_chunk = std::clamp(static_cast<int>(target / f.cell), 1, std::min({f.cap_w, c.capacity, 64}));
   return f;

@@ -47,7 +47,10 @@ class PlainKvCache final : public KvCache {
     const size_t cell = 2ull * c.n_kv_heads * c.head_dim * (c.type == "f32" ? 4 : 2);
     uint64_t target = 1u << 20;
     if (max_buffer) target = std::min<uint64_t>(target, max_buffer);
-    return static_cast<int>(std::clamp<uint64_t>(target / cell, 1, std::min(kMaxChunkCells, c.capacity)));
+    // At most 256 cells and a quarter of the capacity (in steps of 16), so a
+    // small context is not held in one chunk.
+    const int quarter = std::max(16, (c.capacity / 4 + 15) / 16 * 16);
+    return static_cast<int>(std::clamp<uint64_t>(target / cell, 1, std::min({kMaxChunkCells, quarter, c.capacity})));
   }
 
   const KvCacheConfig& config() const override { return config_; }

@@ -1,5 +1,5 @@
 // tabfit kv: the plain KV cache — f32 or f16 cells, stored in chunks of up to
-// 256 cells (each one ledger allocation under KvCacheConfig::component, made
+// 256 cells and a quarter of the capacity (each one ledger allocation under KvCacheConfig::component, made
 // as tokens arrive; Retain and Clear free the chunks left empty).
 #pragma once
 
