@@ -31,6 +31,8 @@ Command MakeInspectCommand() {
     int n_ctx = 0;
     std::string kv_type = "f16";
     int kv_recent = 256;
+    KvFlags kv;
+    CLI::Option* o_kv = nullptr;
     bool all_tensors = false;
   };
   auto st = std::make_shared<State>();
@@ -39,9 +41,11 @@ Command MakeInspectCommand() {
     CLI::App* sub = app.add_subcommand("inspect", "print a model's metadata, tensors and the memory a run needs");
     sub->add_option("model", st->model, "GGUF model file or tabfit package (default: the bundled demo model)");
     sub->add_option("-c,--ctx-size", st->n_ctx, "context size for the KV-cache figure (default: the model's, max 4096)");
-    sub->add_option("--kv-type", st->kv_type, "KV cache type for the figure: f16, f32, q8_0, q4_0, mixed")
+    st->o_kv = sub->add_option("--kv-type", st->kv_type,
+                               "KV cache type for the figure: f16, f32, q8_0, q4_0, mixed, kivi2/kivi3/kivi4")
         ->default_val("f16");
     sub->add_option("--kv-recent", st->kv_recent, "with --kv-type mixed: tokens kept at 8 bits")->default_val(256);
+    st->kv.Add(sub);
     sub->add_flag("--all", st->all_tensors, "list every tensor (default: the first 24)");
     return sub;
   };
@@ -95,6 +99,9 @@ Command MakeInspectCommand() {
                      .capacity = n_ctx, .type = st->kv_type};
     KvCacheOptions ko;
     ko.recent_window = st->kv_recent;
+    if (Status ks = st->kv.Apply(&kc.type, st->o_kv->count() > 0, n_ctx, &ko.lowbit, &ko.prune); !ks.ok()) {
+      return Fail(ks);
+    }
     const uint64_t kv = KvCacheBytes(kc, ko);
     if (kv == 0) {
       return Fail(InvalidArgument("--kv-type " + st->kv_type + " cannot hold this model's KV cache (types: " +
@@ -102,7 +109,7 @@ Command MakeInspectCommand() {
     }
     uint64_t act = 64ull * 4 * (3 * hp->n_embd + 2 * hp->q_dim() + 2 * hp->kv_dim() + 2 * hp->n_ff) +
                    4ull * hp->n_vocab + 4ull * 2 * n_ctx;
-    std::printf("  %-14s %12s  (%d tokens, %s)\n", "kv_cache", FormatBytes(kv).c_str(), n_ctx, st->kv_type.c_str());
+    std::printf("  %-14s %12s  (%d tokens, %s)\n", "kv_cache", FormatBytes(kv).c_str(), n_ctx, kc.type.c_str());
     std::printf("  %-14s %12s  (batch 64, approx.)\n", "activations", FormatBytes(act).c_str());
     std::printf("  %-14s %12s\n", "total", FormatBytes(total + kv + act).c_str());
 
