@@ -750,11 +750,12 @@ tabfit_status tabfit_engine_kv_json(tabfit_engine* h, const char* op_json, const
         if (x.ok()) r = *x;
       }
     } else if (op == "requantize") {
-      int db = -1, rb = -1;
+      int db = -1, rb = -1, w = -1;
       st = ReadField(j, "default_bits", &db);
       if (st.ok()) st = ReadField(j, "recent_token_bits", &rb);
+      if (st.ok()) st = ReadField(j, "rolling_window", &w);
       if (st.ok()) {
-        auto x = e.RequantizeKv(db, rb);
+        auto x = e.RequantizeKv(db, rb, w);
         st = x.status();
         if (x.ok()) freed = *x;
       }

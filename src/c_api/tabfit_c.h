@@ -178,7 +178,8 @@ tabfit_status tabfit_token_pieces_json(tabfit_engine* h, const int32_t* ids, siz
  *   {"op":"info"}
  *   {"op":"prune"}                                   prune() by the configured strategy
  *   {"op":"truncate","keep_recent":N}                keep the sinks and the last N tokens
- *   {"op":"requantize","default_bits":2,"recent_token_bits":8}   lower the stored bits (-1 keeps one)
+ *   {"op":"requantize","default_bits":2,"recent_token_bits":8,"rolling_window":128}   lower the stored bits
+ *                                                    or shorten the window (-1 or absent keeps one)
  *   {"op":"set_context_window","n_ctx":N}           reduce_context_window (or raise it back, up to n_ctx)
  *   {"op":"configure_pruning", ...the "pruning" keys of the engine options}
  *   {"op":"enable_auto_pruning","max_tokens":N,"pruning_interval":M}

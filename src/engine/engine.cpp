@@ -541,16 +541,16 @@ Result<KvPruneResult> Engine::TruncateKv(int keep_recent) {
   return r;
 }
 
-Result<uint64_t> Engine::RequantizeKv(int default_bits, int recent_token_bits) {
+Result<uint64_t> Engine::RequantizeKv(int default_bits, int recent_token_bits, int rolling_window) {
   if (!loaded()) return InvalidArgument("the engine was unloaded; load a model again");
   KvCache* k = kv_.get();
   if (PruningKvCache* p = AsPruning(k)) k = &p->inner();
   auto* low = dynamic_cast<LowBitKvCache*>(k);
   if (!low) {
-    return Unsupported("only the low-bit KV cache (kv_type kivi2/kivi3/kivi4, --kv-bits) can lower its precision "
-                       "in place; this engine's cache is " + options_.kv_type);
+    return Unsupported("only the low-bit KV cache (kv_type kivi2/kivi3/kivi4, --kv-bits) and q8_0 can lower their "
+                       "precision in place; this engine's cache is " + options_.kv_type);
   }
-  return low->Requantize(default_bits, recent_token_bits);
+  return low->Requantize(default_bits, recent_token_bits, rolling_window);
 }
 
 Status Engine::ConfigureKvPruning(const KvPruneOptions& options) {

@@ -194,9 +194,10 @@ class Engine {
   Result<KvPruneResult> PruneKv();
   // Keeps the kv_sinks first and the last keep_recent tokens.
   Result<KvPruneResult> TruncateKv(int keep_recent);
-  // Lowers the stored tokens' precision (the low-bit cache: default_bits /
-  // recent_token_bits, -1 keeps one); returns the bytes freed.
-  Result<uint64_t> RequantizeKv(int default_bits, int recent_token_bits);
+  // Lowers the stored tokens' precision (the low-bit cache and q8_0:
+  // default_bits / recent_token_bits / a shorter rolling_window, -1 keeps one);
+  // returns the bytes freed.
+  Result<uint64_t> RequantizeKv(int default_bits, int recent_token_bits, int rolling_window = -1);
   // get(layer, position): the stored K and V of the token at RoPE `position`
   // (n_kv_heads * head_dim floats each); *bits its precision.
   Status KvGet(int layer, int position, float* k, float* v, int* bits) const;

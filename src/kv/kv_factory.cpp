@@ -16,6 +16,18 @@ bool ParseLowBitKvType(const std::string& type, KvLowBitOptions* options) {
   return false;
 }
 
+namespace {
+// "q8_0" is the low-bit cache whose 8-bit window is the whole context: the same
+// Q8_0 cells, in storage that grows, read by the tiled attention path.
+KvLowBitOptions Q8Window(const KvCacheConfig& c) {
+  KvLowBitOptions o;
+  o.default_bits = 4;  // never used: no token leaves a window as long as the context
+  o.recent_token_bits = 8;
+  o.rolling_window = c.capacity;
+  return o;
+}
+}  // namespace
+
 bool IsKvType(const std::string& type) {
   return type == "f32" || type == "f16" || IsQuantKvType(type) || ParseLowBitKvType(type, nullptr);
 }
@@ -28,6 +40,9 @@ uint64_t KvCacheBytes(const KvCacheConfig& c, const KvCacheOptions& o) {
     if (bytes == 0) return 0;
   } else if (ParseLowBitKvType(c.type, &lb)) {
     bytes = LowBitKvCacheBytes(c, lb, c.capacity);
+    if (bytes == 0) return 0;
+  } else if (c.type == "q8_0") {
+    bytes = LowBitKvCacheBytes(c, Q8Window(c), c.capacity);
     if (bytes == 0) return 0;
   } else {
     bytes = QuantKvCacheBytes(c, o.recent_window);
@@ -46,6 +61,8 @@ Result<std::unique_ptr<KvCache>> MakeKvCache(const KvCacheConfig& config, const 
   KvLowBitOptions lb = options.lowbit;
   if (ParseLowBitKvType(config.type, &lb)) {
     TF_ASSIGN_OR_RETURN(cache, LowBitKvCache::Create(config, lb, ledger));
+  } else if (config.type == "q8_0") {
+    TF_ASSIGN_OR_RETURN(cache, LowBitKvCache::Create(config, Q8Window(config), ledger));
   } else if (IsQuantKvType(config.type)) {
     TF_ASSIGN_OR_RETURN(cache, CreateQuantKvCache(config, options.recent_window, ledger));
   } else {

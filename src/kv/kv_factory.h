@@ -3,12 +3,15 @@
 // Types (KvCacheConfig::type; the same strings as EngineOptions::kv_type, the
 // CLI's --kv-type and browser profiles' "kv_precision"):
 //   "f32", "f16"        plain cells (plain_kv_cache.h)
-//   "q8_0", "q4_0"      8-bit / 4-bit blocks of 32 (quant_kv_cache.h)
+//   "q8_0"              8-bit blocks of 32: the low-bit cache with a window as long
+//                       as the context (storage grows; Requantize with a shorter
+//                       window moves old tokens to 2/3/4 bits)
+//   "q4_0"              4-bit blocks of 32 (quant_kv_cache.h)
 //   "mixed"             8-bit window of the last `recent_window` tokens, 4-bit older
 //   "kivi"              the KIVI-style low-bit cache (lowbit_kv_cache.h): old tokens
 //                       at lowbit.default_bits, the last lowbit.rolling_window at
 //                       lowbit.recent_token_bits; "kivi2", "kivi3", "kivi4" set the bits
-// f16, f32 and kivi grow with the tokens (storage in chunks); q8_0, q4_0 and
+// f16, f32, q8_0 and kivi grow with the tokens (storage in chunks); q4_0 and
 // mixed allocate their capacity up front.
 // With prune.auto_keep > 0, prune.auto_max_tokens > 0 or `pruning` the cache is
 // wrapped in a PruningKvCache (any type): attention scores are tracked, so

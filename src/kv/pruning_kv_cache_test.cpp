@@ -131,7 +131,7 @@ TEST(PruningKv, AutoPruneLetsTheContextGrowPastCapacity) {
   po.auto_keep = 0.5f;
   Harness h(16, po, "q8_0");
   ASSERT_NE(h.kv, nullptr);
-  // Ledger: the quantized cells plus the score accumulators.
+  // Ledger: the quantized cells (and their staging scratch) plus the score accumulators.
   EXPECT_EQ(h.ledger.component_bytes("kv_cache.scores"), 4u * 16 * (2 + 2));
   EXPECT_EQ(h.ledger.current_bytes(), h.kv->bytes());
   int max_size = 0;

@@ -75,10 +75,12 @@ TEST_P(QuantKv, CellsAndAttendWithinFormatBound) {
   KvCacheConfig c{.n_layers = kL, .n_kv_heads = kH, .head_dim = kHD, .capacity = kCap, .type = cs.type};
   KvCacheOptions o;
   o.recent_window = cs.window;
-  auto kvr = MakeKvCache(c, o, ledger);
+  // The quantized cache itself (MakeKvCache builds "q8_0" as the low-bit cache
+  // with a context-long 8-bit window: lowbit_kv_cache_test.cpp covers that).
+  auto kvr = CreateQuantKvCache(c, o.recent_window, ledger);
   ASSERT_TRUE(kvr.ok()) << kvr.status().ToString();
   KvCache& kv = **kvr;
-  EXPECT_EQ(kv.bytes(), KvCacheBytes(c, o));
+  EXPECT_EQ(kv.bytes(), QuantKvCacheBytes(c, o.recent_window));
   EXPECT_EQ(ledger.component_bytes("kv_cache"), kv.bytes());
   const uint64_t nb = kRow / 32;
   const int w8 = cs.type == "q8_0" ? kCap : cs.type == "q4_0" ? 0 : cs.window;
@@ -253,7 +255,8 @@ TEST(QuantKv, SavesBytesVsF16) {
   const uint64_t f16 = KvCacheBytes(c, o);
   EXPECT_EQ(f16, 2ull * 22 * 4096 * 256 * 2);  // 92 274 688
   c.type = "q8_0";
-  EXPECT_EQ(KvCacheBytes(c, o) * 64, f16 * 34);
+  // Q8_0 cells (34/64 of f16) plus the low-bit cache's staging scratch of 34 cells of f32.
+  EXPECT_EQ(KvCacheBytes(c, o), f16 * 34 / 64 + 34ull * 256 * 4);
   c.type = "q4_0";
   EXPECT_EQ(KvCacheBytes(c, o) * 64, f16 * 18);
   c.type = "mixed";
