@@ -53,6 +53,12 @@ int main() {
         S.key_tile(recs.data(), rec, hd, bits, 0, ka.data());
         B.key_tile(recs.data(), rec, hd, bits, 0, kb.data());
         for (size_t i = 0; i < ka.size(); ++i) Near(ka[i], kb[i], 1e-6 * (1 + std::fabs(ka[i])), "key_tile", bits, hd);
+        {
+          std::vector<float> ra(hd * 32), rb(hd * 32);
+          S.rows_to_tile(keys.data(), 13, hd, ra.data());
+          B.rows_to_tile(keys.data(), 13, hd, rb.data());
+          for (size_t i = 0; i < ra.size(); ++i) Near(ra[i], rb[i], 0.0, "rows_to_tile", bits, hd);
+        }
         const size_t ld = 33;
         std::vector<float> sa(8 * ld), sb(8 * ld);
         S.tile_scores(ka.data(), hd, q.data(), 8, 32, sa.data(), ld);

@@ -134,6 +134,12 @@ inline void ValueRowScalar(const uint8_t* recs, int hd, int Gv, int bits, float*
   for (int g = 0; g < hd / Gv; ++g) DequantizeGroup(recs + g * gb, Gv, bits, v + g * Gv, 1);
 }
 
+void RowsToTileScalar(const float* rows, int len, int hd, float* kt) {
+  for (int c = 0; c < hd; ++c) {
+    for (int t = 0; t < kSub; ++t) kt[c * kSub + t] = t < len ? rows[t * hd + c] : 0.f;
+  }
+}
+
 void TileAccumulateScalar(const float* vt, int hd, int len, const float* p, size_t ld, int n_q, float* out) {
   for (int h = 0; h < n_q; ++h) {
     for (int t = 0; t < len; ++t) {
@@ -411,7 +417,7 @@ void DequantizeGroup(const uint8_t* in, int n, int bits, float* x, size_t stride
 const Kernels& Scalar() {
   static const Kernels k{"scalar",      KeyScoresScalar,  ValueAxpyScalar, DotQ8Scalar,
                          AxpyQ8Scalar,  DotF16Scalar,     AxpyF16Scalar,   KeyTileScalar,
-                         TileScoresScalar, ValueTileScalar, TileAccumulateScalar};
+                         TileScoresScalar, ValueTileScalar, RowsToTileScalar, TileAccumulateScalar};
   return k;
 }
 
@@ -419,7 +425,7 @@ const Kernels& Best() {
 #if defined(__wasm_simd128__)
   static const Kernels k{"wasm_simd128", KeyScoresWasm, ValueAxpyWasm,  DotQ8Wasm,    AxpyQ8Wasm,
                          DotF16Scalar,   AxpyF16Scalar, KeyTileWasm,    TileScoresWasm, ValueTileWasm,
-                         TileAccumulateWasm};
+                         RowsToTileScalar, TileAccumulateWasm};
   return k;
 #elif defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   return HasAvx2() ? Avx2() : Scalar();

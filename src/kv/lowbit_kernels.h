@@ -80,6 +80,9 @@ struct Kernels {
   void (*tile_scores)(const float* kt, int hd, const float* q, int n_q, int len, float* scores, size_t ld);
   // vt[t*hd + c] = value(c) of token t < len, whose hd/Gv groups start at recs + t * stride.
   void (*value_tile)(const uint8_t* recs, size_t stride, int len, int hd, int Gv, int bits, float* vt);
+  // kt[c*32 + t] = rows[t*hd + c] for t < len, 0 for len <= t < 32 (the window's
+  // decoded rows into the key-tile layout).
+  void (*rows_to_tile)(const float* rows, int len, int hd, float* kt);
   // out[h*hd + c] += sum_{t < len} p[h*ld + t] * vt[t*hd + c] for h < n_q.
   void (*tile_accumulate)(const float* vt, int hd, int len, const float* p, size_t ld, int n_q, float* out);
 };

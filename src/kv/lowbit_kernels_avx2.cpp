@@ -236,6 +236,31 @@ inline void ValueRowAvx2(const uint8_t* recs, int hd, int Gv, int bits, float* v
   }
 }
 
+// 8x8 blocks transposed in registers (rows past len read as zeros).
+void RowsToTileAvx2(const float* rows, int len, int hd, float* kt) {
+  for (int t0 = 0; t0 < kSub; t0 += 8) {
+    for (int c0 = 0; c0 < hd; c0 += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) {
+        r[i] = t0 + i < len ? _mm256_loadu_ps(rows + (t0 + i) * hd + c0) : _mm256_setzero_ps();
+      }
+      const __m256 a0 = _mm256_unpacklo_ps(r[0], r[1]), a1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 a2 = _mm256_unpacklo_ps(r[2], r[3]), a3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 a4 = _mm256_unpacklo_ps(r[4], r[5]), a5 = _mm256_unpackhi_ps(r[4], r[5]);
+      const __m256 a6 = _mm256_unpacklo_ps(r[6], r[7]), a7 = _mm256_unpackhi_ps(r[6], r[7]);
+      const __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
+      const __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
+      const __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xEE);
+      const __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xEE);
+      const __m256 c[8] = {_mm256_permute2f128_ps(b0, b4, 0x20), _mm256_permute2f128_ps(b1, b5, 0x20),
+                           _mm256_permute2f128_ps(b2, b6, 0x20), _mm256_permute2f128_ps(b3, b7, 0x20),
+                           _mm256_permute2f128_ps(b0, b4, 0x31), _mm256_permute2f128_ps(b1, b5, 0x31),
+                           _mm256_permute2f128_ps(b2, b6, 0x31), _mm256_permute2f128_ps(b3, b7, 0x31)};
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(kt + (c0 + j) * kSub + t0, c[j]);
+    }
+  }
+}
+
 // Two heads x 32 channels (8 accumulators) at a time over the tile's tokens:
 // each row chunk is loaded once per pair of heads.
 void TileAccumulateAvx2(const float* vt, int hd, int len, const float* p, size_t ld, int n_q, float* out) {
@@ -299,7 +324,7 @@ bool HasAvx2() {
 const Kernels& Avx2() {
   static const Kernels k{"avx2",         KeyScoresAvx2, ValueAxpyAvx2, DotQ8Avx2,          AxpyQ8Avx2,
                          DotF16Avx2,     AxpyF16Avx2,   KeyTileAvx2,   TileScoresAvx2,     ValueTileAvx2,
-                         TileAccumulateAvx2};
+                         RowsToTileAvx2, TileAccumulateAvx2};
   return k;
 }
 

@@ -438,7 +438,6 @@ void LowBitKvCache::AttendGroup(int layer, int kv_head, const float* q, int n_q,
   }
   // The window in tiles of 32 cells too: K transposed into the tile, V as rows.
   const int m_win = n_visible - n_low;
-  float row[128];
   auto decode_head = [&](const uint8_t* cell, float* dst) {
     if (f.rbits == 8) {
       DequantizeRow(TensorType::kQ8_0, reinterpret_cast<const BlockQ8_0*>(cell) + kv_head * (hd / kSub), dst, hd);
@@ -447,12 +446,11 @@ void LowBitKvCache::AttendGroup(int layer, int kv_head, const float* q, int n_q,
       for (int c = 0; c < hd; ++c) dst[c] = F16ToF32(h16[c]);
     }
   };
+  alignas(32) float rows[128 * kSub];
   for (int j0 = 0; j0 < m_win; j0 += kSub) {
     const int len = std::min(kSub, m_win - j0);
-    for (int t = 0; t < len; ++t) {
-      decode_head(L.kwin.at((L.w_head + j0 + t) % f.cap_w), row);
-      for (int c = 0; c < hd; ++c) tile[c * kSub + t] = row[c];
-    }
+    for (int t = 0; t < len; ++t) decode_head(L.kwin.at((L.w_head + j0 + t) % f.cap_w), rows + t * hd);
+    K.rows_to_tile(rows, len, hd, tile);
     K.tile_scores(tile, hd, q, n_q, len, scores + n_low + j0, ld);
   }
   for (int i = 0; i < n_q; ++i) ScaledSoftmax(scores + i * ld, n_visible, 1.f);

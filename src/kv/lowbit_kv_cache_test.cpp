@@ -110,6 +110,18 @@ TEST(LowBitKernels, BestMatchesScalarOracle) {
           ASSERT_NEAR(kb[c * 32 + t], ka[c * 32 + t], 1e-6f * (1 + std::fabs(ka[c * 32 + t])));
         }
       }
+      for (int len : {32, 13}) {  // the window's rows into the key-tile layout: an exact move
+        auto rows = Gauss(static_cast<size_t>(len) * hd, 70 + len);
+        std::vector<float> ta(hd * 32, -1.f), tb(hd * 32, -1.f);
+        S.rows_to_tile(rows.data(), len, hd, ta.data());
+        B.rows_to_tile(rows.data(), len, hd, tb.data());
+        for (int c = 0; c < hd; ++c) {
+          for (int t = 0; t < 32; ++t) {
+            ASSERT_EQ(ta[c * 32 + t], t < len ? rows[t * hd + c] : 0.f);
+            ASSERT_EQ(tb[c * 32 + t], ta[c * 32 + t]);
+          }
+        }
+      }
       for (int n_q : {1, 2, 5, 8}) {
         for (int len : {32, 7}) {
           auto q = Gauss(static_cast<size_t>(n_q) * hd, 50 + n_q);
