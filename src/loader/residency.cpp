@@ -684,11 +684,11 @@ std::vector<ComponentInfo> Residency::Components() const {
     i.bytes_read = p.bytes_read;
     i.maps = p.maps;
     if (!p.pinned) {
+      // A streamed (or evicted) layer is never "resident", even while a ring
+      // slot holds it for the forward pass: its bytes are stream_buffers'.
       const int s = SlotOfLocked(c);
-      i.state = s < 0 ? (p.state == ComponentState::kEvicted ? p.state : ComponentState::kStreamed)
-                      : slots_[s].loading ? ComponentState::kLoading
-                      : slots_[s].ready   ? ComponentState::kResident
-                                          : ComponentState::kStreamed;
+      const ComponentState out_state = p.state == ComponentState::kEvicted ? p.state : ComponentState::kStreamed;
+      i.state = s >= 0 && slots_[s].loading ? ComponentState::kLoading : out_state;
     }
     out.push_back(std::move(i));
   }

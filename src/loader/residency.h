@@ -120,6 +120,8 @@ struct ComponentInfo {
   std::string name;
   uint64_t bytes = 0;          // in memory when resident
   uint64_t source_bytes = 0;   // read from the source per load
+  // A layer that streams reports streamed (or evicted, when unloaded on
+  // request), or loading while it is read into a ring slot; never resident.
   ComponentState state = ComponentState::kPending;
   bool pinned = false;         // kept once loaded (false: streams)
   uint64_t loads = 0;          // times read from the source
