@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/f16.h"
+#include "core/rss.h"
 #include "kv/kv_factory.h"
 #include "kv/lowbit_kernels.h"
 #include "kv/plain_kv_cache.h"
@@ -602,6 +603,36 @@ TEST(PlainKvChunks, ManyChunksUnderASmallMaxBuffer) {
   ASSERT_TRUE((*kv)->Retain(keep).ok());
   EXPECT_EQ(ledger.current_bytes(), 2u * 64 * 1024);
   ExpectAttendMatchesStored(**kv, 6);
+}
+
+// What pruning frees leaves the process too, not just the ledger: KV chunks of
+// 1 MiB (256 cells of 8 kv heads x 128 x K,V x f16) are mapped from the OS and
+// unmapped when the cache shrinks (core/ledger.cpp maps buffers >= 256 KiB).
+TEST(KvChunksRss, PruningAndClearLowerTheProcessResidentSize) {
+  if (ProcessResidentBytes() == 0) GTEST_SKIP() << "no resident-size reading on this platform";
+  MemoryLedger ledger;
+  KvCacheConfig c{.n_layers = 16, .n_kv_heads = 8, .head_dim = 128, .capacity = 4096, .type = "f16"};
+  auto kv = CreatePlainKvCache(c, ledger);
+  ASSERT_TRUE(kv.ok());
+  std::vector<float> k(256 * 1024, 0.5f);
+  std::vector<int32_t> pos(256);
+  for (int step = 0; step < 8; ++step) {  // 2048 tokens: 128 MiB of cells, written (resident)
+    for (int t = 0; t < 256; ++t) pos[t] = step * 256 + t;
+    for (int l = 0; l < 16; ++l) ASSERT_TRUE((*kv)->Write(l, 256, pos.data(), k.data(), k.data()).ok());
+    ASSERT_TRUE((*kv)->Commit(256, pos.data()).ok());
+  }
+  const uint64_t ledger_full = ledger.current_bytes(), rss_full = ProcessResidentBytes();
+  ASSERT_EQ(ledger_full, 128ull << 20);
+  std::vector<bool> keep(2048, false);
+  for (int s = 2048 - 256; s < 2048; ++s) keep[s] = true;  // keep the last 256: one chunk per layer
+  ASSERT_TRUE((*kv)->Retain(keep).ok());
+  EXPECT_EQ(ledger.current_bytes(), 16ull << 20);
+  const uint64_t rss_pruned = ProcessResidentBytes();
+  // 112 MiB left the ledger; at least 96 MiB of it left the process.
+  EXPECT_LT(rss_pruned + (96ull << 20), rss_full) << rss_full << " -> " << rss_pruned;
+  (*kv)->Clear();
+  EXPECT_EQ(ledger.current_bytes(), 0u);
+  EXPECT_LT(ProcessResidentBytes() + (12ull << 20), rss_pruned);
 }
 
 }  // namespace
