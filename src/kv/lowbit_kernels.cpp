@@ -88,8 +88,8 @@ float DotQ8Scalar(const BlockQ8_0* b, int nb, const float* q) {
 
 void AxpyQ8Scalar(float p, const BlockQ8_0* b, int nb, float* out) {
   for (int i = 0; i < nb; ++i, out += kSub) {
-    const float d = F16ToF32(b[i].d);
-    for (int j = 0; j < kSub; ++j) out[j] += p * (d * static_cast<float>(b[i].qs[j]));
+    const float c = p * F16ToF32(b[i].d);
+    for (int j = 0; j < kSub; ++j) out[j] += c * static_cast<float>(b[i].qs[j]);
   }
 }
 

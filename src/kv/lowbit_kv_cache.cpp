@@ -99,6 +99,20 @@ void DecodeCell(const Format& f, const uint8_t* src, float* x) {
 
 }  // namespace
 
+namespace {
+// scores[0..n) *= scale (unless 1), then softmax in place.
+void ScaledSoftmax(float* scores, int n, float scale) {
+  if (scale != 1.f) {
+    for (int s = 0; s < n; ++s) scores[s] *= scale;
+  }
+  float mx = -INFINITY;
+  for (int s = 0; s < n; ++s) mx = std::max(mx, scores[s]);
+  const double sum = ExpShiftSum(scores, mx, n);
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int s = 0; s < n; ++s) scores[s] *= inv;
+}
+}  // namespace
+
 struct LowBitKvCache::Impl {
   KvCacheConfig config;
   KvLowBitOptions opt;
@@ -210,7 +224,7 @@ struct LowBitKvCache::Impl {
 
   // Rebuilds every layer; on failure the cache is cleared (a half-rebuilt
   // cache would disagree between layers) and the error says so.
-  Status RebuildAll(const Format& to, const std::function<bool(int)>& keep, int kept) {
+  Status RebuildAll(const Format& to, const std::function<bool(int)>& keep) {
     for (size_t l = 0; l < layers.size(); ++l) {
       auto nl = Rebuild(layers[l], f, to, size, keep);
       if (!nl.ok()) {
@@ -226,7 +240,6 @@ struct LowBitKvCache::Impl {
     }
     positions.resize(w);
     size = w;
-    (void)kept;
     return Status::Ok();
   }
 
@@ -365,23 +378,15 @@ void LowBitKvCache::Attend(int layer, int kv_head, const float* q, float scale, 
                             ? K.dot_q8(reinterpret_cast<const BlockQ8_0*>(cell) + kv_head * (hd / kSub), hd / kSub, q)
                             : K.dot_f16(reinterpret_cast<const uint16_t*>(cell) + kv_head * hd, hd, q);
   }
-  float mx = -INFINITY;
-  for (int s = 0; s < n_visible; ++s) {
-    scores[s] *= scale;
-    mx = std::max(mx, scores[s]);
-  }
-  const double sum = ExpShiftSum(scores, mx, n_visible);
-  const float inv = static_cast<float>(1.0 / sum);
+  ScaledSoftmax(scores, n_visible, scale);
   std::fill(out, out + hd, 0.f);
   for (int s = 0; s < n_low; ++s) {
-    scores[s] *= inv;
     const int g = s / f.G, t = s % f.G;
     K.value_axpy(L.vlow.at(g) + (static_cast<size_t>(kv_head) * f.G + t) * f.val_rec, hd, f.Gv, f.bits, scores[s],
                  out);
   }
   for (int j = 0; j < m_win; ++j) {
-    float& p = scores[n_low + j];
-    p *= inv;
+    const float p = scores[n_low + j];
     const uint8_t* cell = L.vwin.at((L.w_head + j) % f.cap_w);
     if (f.rbits == 8) {
       K.axpy_q8(p, reinterpret_cast<const BlockQ8_0*>(cell) + kv_head * (hd / kSub), hd / kSub, out);
@@ -391,19 +396,6 @@ void LowBitKvCache::Attend(int layer, int kv_head, const float* q, float scale, 
   }
 }
 
-namespace {
-// scores[0..n) *= scale (unless 1), then softmax in place.
-void ScaledSoftmax(float* scores, int n, float scale) {
-  if (scale != 1.f) {
-    for (int s = 0; s < n; ++s) scores[s] *= scale;
-  }
-  float mx = -INFINITY;
-  for (int s = 0; s < n; ++s) mx = std::max(mx, scores[s]);
-  const double sum = ExpShiftSum(scores, mx, n);
-  const float inv = static_cast<float>(1.0 / sum);
-  for (int s = 0; s < n; ++s) scores[s] *= inv;
-}
-}  // namespace
 
 // The n_q heads sharing a kv head: each sub-block of 32 low-bit tokens is
 // dequantized once into a tile in L1 and all heads read it (a tile, never the
@@ -473,9 +465,8 @@ void LowBitKvCache::Clear() { impl_->ClearAll(); }
 Status LowBitKvCache::Retain(const std::vector<bool>& keep) {
   Impl& m = *impl_;
   if (keep.size() != static_cast<size_t>(m.size)) return InvalidArgument("KV retain: mask size != cache size");
-  const int kept = static_cast<int>(std::count(keep.begin(), keep.end(), true));
-  if (kept == m.size) return Status::Ok();
-  return m.RebuildAll(m.f, [&keep](int s) { return static_cast<bool>(keep[s]); }, kept);
+  if (std::count(keep.begin(), keep.end(), true) == m.size) return Status::Ok();
+  return m.RebuildAll(m.f, [&keep](int s) { return static_cast<bool>(keep[s]); });
 }
 
 Status LowBitKvCache::Get(int layer, int slot, float* k, float* v, int* bits) const {
@@ -514,7 +505,7 @@ Result<uint64_t> LowBitKvCache::Requantize(int default_bits, int recent_token_bi
   }
   const uint64_t before = bytes();
   const Format to = MakeFormat(m.config, o, m.ledger->max_buffer_bytes());
-  TF_RETURN_IF_ERROR(m.RebuildAll(to, [](int) { return true; }, m.size));
+  TF_RETURN_IF_ERROR(m.RebuildAll(to, [](int) { return true; }));
   m.f = to;
   m.opt = o;
   const uint64_t after = bytes();

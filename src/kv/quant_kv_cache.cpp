@@ -1,5 +1,6 @@
 // The quantized KV cache: Q8_0 / Q4_0 cells, and the mixed 8-bit-window cache.
 #include "kv/kv_slots.h"
+#include "kv/lowbit_kernels.h"
 #include "kv/quant_kv_cache.h"
 
 #include <algorithm>
@@ -46,17 +47,6 @@ Regions RegionsFor(const KvCacheConfig& c, int recent_window) {
 #define TABFIT_KV_AVX2 1
 // AVX2+FMA versions of the V accumulation (compiled for that target only;
 // picked at run time by CPUID, like the quant module's kernels).
-__attribute__((target("avx2,fma,f16c"))) void AxpyQ8Avx2(float p, const BlockQ8_0* b, int nb, float* out) {
-  for (int i = 0; i < nb; ++i, out += kBlock) {
-    const __m256 c = _mm256_set1_ps(p * F16ToF32(b[i].d));
-    for (int j = 0; j < kBlock; j += 8) {
-      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[i].qs + j));
-      const __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
-      _mm256_storeu_ps(out + j, _mm256_fmadd_ps(c, x, _mm256_loadu_ps(out + j)));
-    }
-  }
-}
-
 __attribute__((target("avx2,fma,f16c"))) void AxpyQ4Avx2(float p, const BlockQ4_0* b, int nb, float* out) {
   const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
   for (int i = 0; i < nb; ++i, out += kBlock) {
@@ -80,19 +70,6 @@ __attribute__((target("avx2,fma,f16c"))) inline float Hsum(__m256 v) {
 }
 
 // q . dequant(blocks) with q in f32 (no quantization of q on this path).
-__attribute__((target("avx2,fma,f16c"))) float DotQ8Avx2(const BlockQ8_0* b, int nb, const float* q) {
-  __m256 acc = _mm256_setzero_ps();
-  for (int i = 0; i < nb; ++i, q += kBlock) {
-    __m256 blk = _mm256_setzero_ps();
-    for (int j = 0; j < kBlock; j += 8) {
-      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[i].qs + j));
-      blk = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), _mm256_loadu_ps(q + j), blk);
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(F16ToF32(b[i].d)), blk, acc);
-  }
-  return Hsum(acc);
-}
-
 __attribute__((target("avx2,fma,f16c"))) float DotQ4Avx2(const BlockQ4_0* b, int nb, const float* q) {
   const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
   __m256 acc = _mm256_setzero_ps();
@@ -110,22 +87,10 @@ __attribute__((target("avx2,fma,f16c"))) float DotQ4Avx2(const BlockQ4_0* b, int
   return Hsum(acc);
 }
 
-bool HasAvx2() {
-  static const bool ok =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  return ok;
-}
+using kvlow::HasAvx2;
 #endif
 
 // out[0..32*nb) += p * dequant(blocks)
-inline void AxpyQ8(float p, const BlockQ8_0* b, int nb, float* out) {
-  for (int i = 0; i < nb; ++i, out += kBlock) {
-    const float c = p * F16ToF32(b[i].d);
-    const int8_t* qs = b[i].qs;
-    for (int j = 0; j < kBlock; ++j) out[j] += c * static_cast<float>(qs[j]);
-  }
-}
-
 inline void AxpyQ4(float p, const BlockQ4_0* b, int nb, float* out) {
   for (int i = 0; i < nb; ++i, out += kBlock) {
     const float c = p * F16ToF32(b[i].d);
@@ -209,7 +174,7 @@ class QuantKvCache final : public KvCache {
       const uint8_t* k8 = L.k8.as<uint8_t>() + static_cast<size_t>(kv_head) * nb * kB8;
       for (int j = 0; j < m8; ++j) {
         const size_t r = static_cast<size_t>((L.h8 + j) % reg_.w8);
-        scores[n4 + j] = DotQ8Avx2(reinterpret_cast<const BlockQ8_0*>(k8 + r * row8_), nb, q);
+        scores[n4 + j] = kvlow::Avx2().dot_q8(reinterpret_cast<const BlockQ8_0*>(k8 + r * row8_), nb, q);
       }
     } else
 #endif
@@ -253,10 +218,10 @@ class QuantKvCache final : public KvCache {
     std::fill(out, out + hd, 0.f);
 #ifdef TABFIT_KV_AVX2
     const auto axpy4 = HasAvx2() ? AxpyQ4Avx2 : AxpyQ4;
-    const auto axpy8 = HasAvx2() ? AxpyQ8Avx2 : AxpyQ8;
+    const auto axpy8 = HasAvx2() ? kvlow::Avx2().axpy_q8 : kvlow::Scalar().axpy_q8;
 #else
     const auto axpy4 = AxpyQ4;
-    const auto axpy8 = AxpyQ8;
+    const auto axpy8 = kvlow::Best().axpy_q8;
 #endif
     for (int s = 0; s < n4; ++s) {
       scores[s] *= inv;
